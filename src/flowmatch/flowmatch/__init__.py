@@ -1,0 +1,3 @@
+"""flowmatch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""var_foresight."""
+
+__version__ = "0.1.0"
