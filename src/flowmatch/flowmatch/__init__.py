@@ -1,3 +1,92 @@
-"""flowmatch."""
+"""flowmatch: a flow-matching chunked action head and property-tested ODE samplers, for any backbone.
+
+Convention: ``tau = 0`` is noise, ``tau = 1`` is data, ``a_tau = (1 - tau) * eps + tau * a`` and the target
+velocity is ``a - eps``; pi0's ``t = 1 - tau`` convention is converted at the edge (:mod:`flowmatch.path`).
+"""
+
+from flowmatch.backbone import BackboneConfig, TransformerBackbone
+from flowmatch.embedding import sinusoidal_time_embedding
+from flowmatch.head import ActionDecoder, ActionEncoder, StateEncoder
+from flowmatch.loss import flow_matching_loss, valid_entry_mask
+from flowmatch.path import (
+    VelocityFn,
+    interpolate,
+    pi0_time_from_tau,
+    pi0_velocity_from_velocity,
+    target_velocity,
+    tau_from_pi0_time,
+    velocity_fn_from_pi0,
+    velocity_from_pi0,
+)
+from flowmatch.policy import FlowMatchingHead, FlowMatchingHeadConfig
+from flowmatch.sampling import SampleResult, gaussian_noise, sample
+from flowmatch.solvers import (
+    ADAPTIVE_SOLVERS,
+    FIXED_STEP_SOLVERS,
+    EulerSolver,
+    FixedStepSolver,
+    HeunSolver,
+    MidpointSolver,
+    RK4Solver,
+    available_solvers,
+    register_solver,
+)
+from flowmatch.time_grids import (
+    cosine_time_grid,
+    make_time_grid,
+    power_time_grid,
+    shifted_time_grid,
+    uniform_time_grid,
+)
+from flowmatch.time_sampling import (
+    BetaTimeSampler,
+    LogitNormalTimeSampler,
+    TimeSampler,
+    UniformTimeSampler,
+    make_time_sampler,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ADAPTIVE_SOLVERS",
+    "FIXED_STEP_SOLVERS",
+    "ActionDecoder",
+    "ActionEncoder",
+    "BackboneConfig",
+    "BetaTimeSampler",
+    "EulerSolver",
+    "FixedStepSolver",
+    "FlowMatchingHead",
+    "FlowMatchingHeadConfig",
+    "HeunSolver",
+    "LogitNormalTimeSampler",
+    "MidpointSolver",
+    "RK4Solver",
+    "SampleResult",
+    "StateEncoder",
+    "TimeSampler",
+    "TransformerBackbone",
+    "UniformTimeSampler",
+    "VelocityFn",
+    "available_solvers",
+    "cosine_time_grid",
+    "flow_matching_loss",
+    "gaussian_noise",
+    "interpolate",
+    "make_time_grid",
+    "make_time_sampler",
+    "pi0_time_from_tau",
+    "pi0_velocity_from_velocity",
+    "power_time_grid",
+    "register_solver",
+    "sample",
+    "shifted_time_grid",
+    "sinusoidal_time_embedding",
+    "target_velocity",
+    "tau_from_pi0_time",
+    "uniform_time_grid",
+    "valid_entry_mask",
+    "velocity_fn_from_pi0",
+    "velocity_from_pi0",
+]

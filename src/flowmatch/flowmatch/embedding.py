@@ -1,0 +1,31 @@
+"""Sinusoidal embedding of the flow time, as pi0 embeds its time before fusing it with the actions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from flowmatch._validation import require_floating, require_positive_int
+
+
+def sinusoidal_time_embedding(
+    tau: torch.Tensor, dim: int, *, min_period: float = 4e-3, max_period: float = 4.0
+) -> torch.Tensor:
+    """Embed times ``tau`` (B,) as ``(B, dim)``: ``[sin(2 pi tau / p_k), cos(2 pi tau / p_k)]``.
+
+    The ``dim / 2`` periods ``p_k`` are spaced geometrically from ``min_period`` to ``max_period`` (pi0 uses
+    4e-3 .. 4.0), so both the coarse position in [0, 1] and fine differences between nearby times are visible.
+    """
+    require_floating("tau", tau)
+    require_positive_int("dim", dim)
+    if tau.ndim != 1:
+        raise ValueError(f"tau must have shape (B,), received {tuple(tau.shape)}")
+    if dim % 2:
+        raise ValueError(f"dim must be even (sin and cos halves), received {dim}")
+    if not 0 < min_period < max_period:
+        raise ValueError(f"need 0 < min_period < max_period, received {min_period}, {max_period}")
+    fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=tau.device)
+    period = min_period * (max_period / min_period) ** fraction
+    angle = (2 * math.pi) * tau.to(torch.float64)[:, None] / period[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).to(tau.dtype)

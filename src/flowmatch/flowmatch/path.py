@@ -1,0 +1,103 @@
+"""The linear probability path of flow matching, and the conversion to and from pi0's convention.
+
+This library's convention (the seed's and the F1 paper's): ``tau = 0`` is noise, ``tau = 1`` is data,
+
+    a_tau = (1 - tau) * eps + tau * a,        target velocity  d a_tau / d tau = a - eps.
+
+pi0 (openpi, LeRobot) uses the same path with the time reversed, ``t = 1 - tau`` (``t = 1`` is noise):
+
+    x_t = t * eps + (1 - t) * a,              target  u = d x_t / d t = eps - a = -(a - eps).
+
+So a pi0 model is used here by converting at the edge: call it at ``t = 1 - tau`` and negate its output
+(:func:`velocity_fn_from_pi0`). There is no second code path for pi0's convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from flowmatch._validation import require_floating, require_ndim
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""A velocity field ``v(x, tau) -> dx/dtau``: ``x`` (B, ...), ``tau`` (B,), output shaped like ``x``."""
+
+
+def broadcast_time(tau: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape times ``tau`` (B,) or a scalar to ``(B, 1, ..., 1)`` so they broadcast over ``like``."""
+    require_floating("tau", tau)
+    if tau.ndim == 0:
+        return tau
+    require_ndim("tau", tau, (1,), "() or (B,)")
+    if tau.shape[0] != like.shape[0]:
+        raise ValueError(
+            f"tau must have shape ({like.shape[0]},) to match the batch, received {tuple(tau.shape)}"
+        )
+    return tau.reshape(tau.shape[0], *([1] * (like.ndim - 1)))
+
+
+def interpolate(noise: torch.Tensor, actions: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Point on the path: ``a_tau = (1 - tau) * noise + tau * actions``.
+
+    Args:
+        noise: ``eps``, shape ``(B, H, D)`` (any ``(B, ...)`` works).
+        actions: the data ``a``, same shape as ``noise``.
+        tau: flow time in [0, 1], shape ``(B,)`` or a scalar; 0 is noise, 1 is data.
+
+    Returns:
+        ``a_tau`` with the shape of ``actions``.
+    """
+    require_floating("noise", noise)
+    require_floating("actions", actions)
+    if noise.shape != actions.shape:
+        raise ValueError(
+            f"noise must have the shape of actions {tuple(actions.shape)}, received {tuple(noise.shape)}"
+        )
+    t = broadcast_time(tau, actions).to(actions.dtype)
+    return (1 - t) * noise + t * actions
+
+
+def target_velocity(noise: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Regression target of the path: ``d a_tau / d tau = actions - noise``, shape of ``actions``."""
+    require_floating("noise", noise)
+    require_floating("actions", actions)
+    if noise.shape != actions.shape:
+        raise ValueError(
+            f"noise must have the shape of actions {tuple(actions.shape)}, received {tuple(noise.shape)}"
+        )
+    return actions - noise
+
+
+def tau_from_pi0_time(t: torch.Tensor) -> torch.Tensor:
+    """pi0's time ``t`` (1 = noise) to this library's ``tau`` (1 = data): ``tau = 1 - t``."""
+    return 1 - require_floating("t", t)
+
+
+def pi0_time_from_tau(tau: torch.Tensor) -> torch.Tensor:
+    """This library's ``tau`` (1 = data) to pi0's time ``t`` (1 = noise): ``t = 1 - tau``."""
+    return 1 - require_floating("tau", tau)
+
+
+def velocity_from_pi0(u: torch.Tensor) -> torch.Tensor:
+    """pi0's velocity ``u = eps - a`` (d/dt) to this library's ``v = a - eps`` (d/dtau): ``v = -u``."""
+    return -require_floating("u", u)
+
+
+def pi0_velocity_from_velocity(v: torch.Tensor) -> torch.Tensor:
+    """This library's velocity ``v = a - eps`` to pi0's ``u = eps - a``: ``u = -v``."""
+    return -require_floating("v", v)
+
+
+def velocity_fn_from_pi0(pi0_velocity_fn: VelocityFn) -> VelocityFn:
+    """Wrap a pi0-convention field ``u(x, t)`` (t = 1 noise) as ``v(x, tau)`` for :func:`flowmatch.sample`.
+
+    Integrating the result from ``tau = 0`` to ``1`` is integrating pi0's field from ``t = 1`` to ``0``.
+    """
+    if not callable(pi0_velocity_fn):
+        raise TypeError(f"pi0_velocity_fn must be callable, received {type(pi0_velocity_fn).__name__}")
+
+    def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        return velocity_from_pi0(pi0_velocity_fn(x, pi0_time_from_tau(tau)))
+
+    return velocity
