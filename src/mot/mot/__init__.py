@@ -1,3 +1,47 @@
-"""mot."""
+"""mot: Mixture-of-Transformers with declarative progressive attention and KV caching.
+
+Describe the token layout as an :class:`AttentionSpec` (segments, their experts, intra-segment rules and who
+may see whom), build a :class:`MixtureOfTransformers` from a :class:`MoTConfig`, and run it with or without a
+:class:`KVCache`.
+"""
+
+from mot.attention import joint_attention
+from mot.cache import KVCache
+from mot.config import AttentionBackend, ExpertConfig, MoTConfig
+from mot.expert import Expert, ExpertAttention, ExpertLayer
+from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin
+from mot.layout import ValidLengths, positions_from_valid, token_valid
+from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
+from mot.model import MixtureOfTransformers
+from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment, SpecError
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AttentionBackend",
+    "AttentionSpec",
+    "Blockwise",
+    "Expert",
+    "ExpertAttention",
+    "ExpertConfig",
+    "ExpertLayer",
+    "GeGLU",
+    "IntraRule",
+    "KVCache",
+    "MixtureOfTransformers",
+    "MoTConfig",
+    "RMSNorm",
+    "Segment",
+    "SpecError",
+    "ValidLengths",
+    "apply_rotary",
+    "check_rows_see_a_key",
+    "compile_block_mask",
+    "compile_mask",
+    "joint_attention",
+    "positions_from_valid",
+    "reference_mask",
+    "render_mask",
+    "rotary_cos_sin",
+    "token_valid",
+]

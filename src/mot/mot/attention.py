@@ -1,0 +1,41 @@
+"""Joint attention over the concatenated segments with an explicit mask (SDPA or FlexAttention)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["joint_attention"]
+
+
+def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backend: str = "sdpa") -> Tensor:
+    """Scaled dot-product attention with GQA/MQA and an explicit mask; scale ``head_dim ** -0.5``.
+
+    Args:
+        q: ``(B, H, Lq, D)`` queries.
+        k, v: ``(B, Hkv, Lk, D)`` keys and values, ``Hkv`` dividing ``H`` (query head ``h`` reads KV head
+            ``h // (H // Hkv)``).
+        mask: for ``"sdpa"`` a bool ``(B or 1, Lq, Lk)`` tensor (True = may attend) or None (attend
+            everywhere); for ``"flex"`` a FlexAttention ``BlockMask``.
+        backend: ``"sdpa"`` or ``"flex"``.
+
+    Returns:
+        ``(B, H, Lq, D)``.
+    """
+    n_heads, n_kv_heads = q.shape[1], k.shape[1]
+    if n_heads % n_kv_heads:
+        raise ValueError(f"k: expected a number of heads dividing {n_heads}, received {n_kv_heads}")
+    if backend == "flex":
+        from torch.nn.attention.flex_attention import flex_attention
+
+        return flex_attention(q, k, v, block_mask=mask, enable_gqa=n_kv_heads != n_heads)
+    if backend != "sdpa":
+        raise ValueError(f"backend: expected 'sdpa' or 'flex', received {backend!r}")
+    if n_kv_heads != n_heads:
+        # Materialise the shared heads: SDPA's fused CPU kernel takes this path, enable_gqa falls back to math.
+        repeat = n_heads // n_kv_heads
+        batch, _, length, dim = k.shape
+        k = k[:, :, None].expand(batch, n_kv_heads, repeat, length, dim).reshape(batch, n_heads, length, dim)
+        v = v[:, :, None].expand(batch, n_kv_heads, repeat, length, dim).reshape(batch, n_heads, length, dim)
+    attn_mask = None if mask is None else mask[:, None]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)

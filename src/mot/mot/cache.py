@@ -1,0 +1,82 @@
+"""Key/value cache of the leading token slots of a spec, for running later segments against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from mot.spec import AttentionSpec
+
+__all__ = ["KVCache"]
+
+
+@dataclass
+class KVCache:
+    """Rotated keys and values of token slots ``[0, length)`` of ``spec``, for every layer.
+
+    Build one with :meth:`mot.MixtureOfTransformers.prefill` (or start from ``KVCache(spec)`` and call
+    ``extend(..., append=True)``). ``extend(..., append=False)`` reads it without changing it (e.g. the
+    action expert's ODE steps); ``append=True`` adds the new slots (e.g. one VAR scale at a time).
+
+    Attributes:
+        spec: the spec whose leading slots are cached.
+        keys, values: per layer ``(B, Hkv, length, D)``; empty lists while nothing is cached.
+        valid: ``(B, length)`` bool validity of the cached slots.
+        valid_lengths: the per-sample valid lengths of the segments seen so far, ``{segment: (B,)}``.
+    """
+
+    spec: AttentionSpec
+    keys: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+    valid: Tensor | None = None
+    valid_lengths: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        """Number of cached token slots."""
+        return 0 if self.valid is None else int(self.valid.shape[1])
+
+    @property
+    def batch_size(self) -> int | None:
+        """B, or None while empty."""
+        return None if self.valid is None else int(self.valid.shape[0])
+
+    @property
+    def n_valid(self) -> Tensor | None:
+        """``(B,)`` number of valid cached tokens: the position offset of what comes next."""
+        return None if self.valid is None else self.valid.sum(dim=1)
+
+    def segments(self) -> dict[str, int]:
+        """``{segment: number of its slots cached}`` for the segments (partly) in the cache."""
+        done = {}
+        for seg in self.spec.segments:
+            cached = min(max(self.length - self.spec.start(seg.name), 0), seg.length)
+            if cached:
+                done[seg.name] = cached
+        return done
+
+    def clone(self) -> KVCache:
+        """An independent copy (tensors are shared until one side appends, which never mutates them)."""
+        return KVCache(
+            self.spec, list(self.keys), list(self.values), self.valid, dict(self.valid_lengths)
+        )
+
+    def _store(self, keys: list[Tensor], values: list[Tensor], valid: Tensor, valid_lengths) -> None:
+        self.keys, self.values, self.valid = keys, values, valid
+        self.valid_lengths = dict(valid_lengths)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the cached keys and values."""
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def to(self, device: torch.device | str) -> KVCache:
+        """A copy on ``device``."""
+        return KVCache(
+            self.spec,
+            [k.to(device) for k in self.keys],
+            [v.to(device) for v in self.values],
+            None if self.valid is None else self.valid.to(device),
+            {n: t.to(device) for n, t in self.valid_lengths.items()},
+        )

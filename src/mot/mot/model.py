@@ -1,0 +1,306 @@
+"""The Mixture-of-Transformers: experts routed by contiguous segment slices, one joint attention per layer.
+
+Every call runs a *chunk* of consecutive token slots ``[start, end)`` of the spec against the keys/values of
+``[0, start)`` held by a :class:`~mot.cache.KVCache` (empty for a plain forward). This single code path
+serves training (``forward``), prefilling (``prefill``), repeated downstream runs (``extend``) and
+incremental generation (``extend(..., append=True)``).
+
+Why upstream outputs are bit-identical whatever the downstream tokens are, and why cached runs equal
+uncached ones exactly when the chunks line up with query groups:
+
+- projections, norms and MLPs run per expert on the expert's own slice (rows of other segments never
+  enter the matrix products of a segment);
+- attention runs once per *query group* (consecutive segments with the same key horizon), over keys
+  ``[0, horizon)`` only, where the horizon is the end of the last slot the group may see. Upstream rows
+  therefore never meet a downstream key, not even a masked one. (A masked key adds exact zeros, but a
+  longer key axis changes how SIMD reductions and GEMM blocking group the sum, so "masked" alone would not
+  be bit-identical between a run with and a run without the downstream segment.)
+- rotary tables are looked up by position (see :func:`mot.layers.rotary_cos_sin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mot.attention import joint_attention
+from mot.cache import KVCache
+from mot.config import MoTConfig
+from mot.expert import Expert
+from mot.layers import apply_rotary, rotary_cos_sin
+from mot.layout import ChunkPlan, ValidLengths, check_cut, plan_chunk, positions_from_valid, token_valid
+from mot.mask import compile_block_mask, compile_mask, unpadded_mask
+from mot.spec import AttentionSpec, SpecError
+
+__all__ = ["MixtureOfTransformers"]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive chunk pieces processed by the same expert (one matmul per projection)."""
+
+    expert: str
+    names: tuple[str, ...]
+    lengths: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _QueryGroup:
+    """Consecutive chunk rows ``[row_start, row_end)`` that may see keys ``[0, horizon)`` only."""
+
+    row_start: int
+    row_end: int
+    horizon: int
+
+
+def _horizon(spec: AttentionSpec, name: str) -> int:
+    """One past the last slot that tokens of segment ``name`` may see."""
+    # The own segment always counts: a padding slot sees itself, whatever the rule.
+    ends = [spec.start(name) + spec.segment(name).length]
+    ends += [spec.start(t) + spec.segment(t).length for t in spec.sees.get(name, ())]
+    return max(ends)
+
+
+class MixtureOfTransformers(nn.Module):
+    """Experts with their own weights (and widths) meeting in one joint attention per layer.
+
+    Args:
+        config: depth, shared head layout and the experts.
+
+    Inputs are per-segment embeddings ``{segment: (B, n, width of its expert)}``; outputs are the final-norm
+    hidden states ``{segment: (B, n, width)}``. Outputs at padding slots are unspecified (finite).
+    """
+
+    def __init__(self, config: MoTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, MoTConfig):
+            raise TypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
+        self.config = config
+        self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
+
+    # --- public entry points -------------------------------------------------------------------------
+    def forward(
+        self, inputs: Mapping[str, Tensor], spec: AttentionSpec, valid_lengths: ValidLengths | None = None
+    ) -> dict[str, Tensor]:
+        """Run the given segments (usually all of ``spec``) from the start of the sequence.
+
+        Args:
+            inputs: ``{segment: (B, n, W)}``; consecutive segments from the first one (the last may stop
+                at a block boundary that nothing before it sees past).
+            spec: the attention spec.
+            valid_lengths: ``{segment: (B,) ints}`` per-sample valid lengths (right padding), or None.
+
+        Returns:
+            ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
+        """
+        return self._run(inputs, spec, KVCache(spec), valid_lengths, append=False)
+
+    def prefill(
+        self, inputs: Mapping[str, Tensor], spec: AttentionSpec, valid_lengths: ValidLengths | None = None
+    ) -> KVCache:
+        """Run the upstream segments once and return their keys/values as a :class:`KVCache`.
+
+        Same arguments as :meth:`forward`. To also get the outputs, use
+        ``cache = KVCache(spec); out = model.extend(inputs, spec, cache, append=True)``.
+        """
+        cache = KVCache(spec)
+        self._run(inputs, spec, cache, valid_lengths, append=True)
+        return cache
+
+    def extend(
+        self,
+        inputs: Mapping[str, Tensor],
+        spec: AttentionSpec,
+        cache: KVCache,
+        valid_lengths: ValidLengths | None = None,
+        append: bool = False,
+    ) -> dict[str, Tensor]:
+        """Run the next segments (or the next blocks of a segment) against the cached ones.
+
+        Args:
+            inputs: ``{segment: (B, n, W)}`` continuing the sequence right after the cached slots.
+            spec: the spec the cache was built with.
+            cache: keys/values of the leading slots.
+            valid_lengths: per-sample valid lengths of the given segments (those of cached segments are
+                remembered by the cache).
+            append: False leaves the cache unchanged (run a downstream segment many times);
+                True appends the new slots to it in place (incremental generation).
+
+        Returns:
+            ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
+        """
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache: expected a KVCache, received {type(cache).__name__}")
+        return self._run(inputs, spec, cache, valid_lengths, append=append)
+
+    # --- the single code path ------------------------------------------------------------------------
+    def _check_inputs(self, inputs: Mapping[str, Tensor], spec: AttentionSpec) -> tuple[int, Tensor]:
+        if not isinstance(spec, AttentionSpec):
+            raise TypeError(f"spec: expected an AttentionSpec, received {type(spec).__name__}")
+        unknown_experts = [e for e in spec.experts if e not in self.experts]
+        if unknown_experts:
+            raise SpecError(
+                f"spec: experts {unknown_experts} are not in this model, which has {list(self.experts)}"
+            )
+        if not isinstance(inputs, Mapping) or not inputs:
+            raise SpecError("inputs: expected a non-empty mapping {segment: (B, n, width)}")
+        param = next(self.parameters())
+        batch = None
+        for name, x in inputs.items():
+            seg = spec.segment(name)
+            width = self.config.experts[seg.expert].width
+            if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != width:
+                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise SpecError(
+                    f"inputs[{name!r}]: expected shape (B, n, {width}) for expert {seg.expert!r}, "
+                    f"received {shape}"
+                )
+            if x.dtype != param.dtype or x.device != param.device:
+                raise SpecError(
+                    f"inputs[{name!r}]: expected dtype {param.dtype} on {param.device} (the model's), "
+                    f"received {x.dtype} on {x.device}"
+                )
+            if batch is None:
+                batch = x.shape[0]
+            elif x.shape[0] != batch:
+                raise SpecError(f"inputs[{name!r}]: expected batch size {batch}, received {x.shape[0]}")
+        return int(batch), param
+
+    def _merge_valid_lengths(
+        self, spec: AttentionSpec, cache: KVCache, plan: ChunkPlan, valid_lengths: ValidLengths | None
+    ) -> dict[str, Tensor]:
+        merged = dict(cache.valid_lengths)
+        given = {piece.name for piece in plan.pieces}
+        for name, lengths in (valid_lengths or {}).items():
+            spec.segment(name)
+            if name not in given:
+                raise SpecError(
+                    f"valid_lengths[{name!r}]: segment is not among the inputs {sorted(given)}; "
+                    "give valid lengths together with the segment's tokens"
+                )
+            values = torch.as_tensor(lengths, device=cache.valid.device if cache.valid is not None else None)
+            partly_cached = cache.segments().get(name)
+            if partly_cached and not torch.equal(
+                values.long().cpu(),
+                merged.get(name, torch.full_like(values, spec.segment(name).length)).long().cpu(),
+            ):
+                raise SpecError(
+                    f"valid_lengths[{name!r}]: the segment is partly cached with other valid lengths; "
+                    "give a segment's valid lengths with its first tokens"
+                )
+            merged[name] = values
+        return merged
+
+    def _run(
+        self,
+        inputs: Mapping[str, Tensor],
+        spec: AttentionSpec,
+        cache: KVCache,
+        valid_lengths: ValidLengths | None,
+        append: bool,
+    ) -> dict[str, Tensor]:
+        batch, param = self._check_inputs(inputs, spec)
+        if cache.spec != spec:
+            raise SpecError("spec: expected the spec the cache was built with, received a different spec")
+        if cache.batch_size is not None and cache.batch_size != batch:
+            raise SpecError(f"inputs: expected batch size {cache.batch_size} (the cache's), received {batch}")
+        plan = plan_chunk(spec, {name: x.shape[1] for name, x in inputs.items()}, cache.length)
+        check_cut(spec, plan.end)
+        merged = self._merge_valid_lengths(spec, cache, plan, valid_lengths)
+        valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
+        positions = positions_from_valid(valid)[:, plan.start :]
+        cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+
+        runs = self._runs(spec, plan)
+        groups = self._query_groups(spec, plan)
+        masks = self._masks(spec, plan, groups, valid)
+        xs = [self._gather(inputs, run) for run in runs]
+        run_lengths = [sum(run.lengths) for run in runs]
+        n_rows = plan.end - plan.start
+        heads = self.config.n_heads * self.config.head_dim
+
+        new_keys, new_values = [], []
+        for layer_index in range(self.config.n_layers):
+            layers = [self.experts[run.expert].layers[layer_index] for run in runs]
+            projected = [layer.project(x) for layer, x in zip(layers, xs)]
+            q = apply_rotary(_cat([p[0] for p in projected]), cos, sin)
+            k = apply_rotary(_cat([p[1] for p in projected]), cos, sin)
+            v = _cat([p[2] for p in projected])
+            if cache.length:
+                k = torch.cat((cache.keys[layer_index], k), dim=2)
+                v = torch.cat((cache.values[layer_index], v), dim=2)
+            new_keys.append(k)
+            new_values.append(v)
+
+            attended = q.new_empty(batch, n_rows, heads)
+            for group, mask in zip(groups, masks):
+                out = joint_attention(
+                    q[:, :, group.row_start : group.row_end],
+                    k[:, :, : group.horizon],
+                    v[:, :, : group.horizon],
+                    mask,
+                    self.config.attention_backend,
+                )
+                attended[:, group.row_start : group.row_end] = out.transpose(1, 2).reshape(batch, -1, heads)
+            parts = attended.split(run_lengths, dim=1)
+            xs = [layer.finish(x, part) for layer, x, part in zip(layers, xs, parts)]
+
+        if append:
+            cache._store(new_keys, new_values, valid, merged)
+        outputs: dict[str, Tensor] = {}
+        for run, x in zip(runs, xs):
+            norm = self.experts[run.expert].norm
+            for name, piece in zip(run.names, x.split(list(run.lengths), dim=1)):
+                outputs[name] = norm(piece)
+        return outputs
+
+    @staticmethod
+    def _runs(spec: AttentionSpec, plan: ChunkPlan) -> list[_Run]:
+        runs: list[_Run] = []
+        for piece in plan.pieces:
+            if runs and runs[-1].expert == piece.expert:
+                last = runs.pop()
+                runs.append(_Run(last.expert, (*last.names, piece.name), (*last.lengths, piece.length)))
+            else:
+                runs.append(_Run(piece.expert, (piece.name,), (piece.length,)))
+        return runs
+
+    @staticmethod
+    def _query_groups(spec: AttentionSpec, plan: ChunkPlan) -> list[_QueryGroup]:
+        groups: list[_QueryGroup] = []
+        row = 0
+        for piece in plan.pieces:
+            horizon = min(_horizon(spec, piece.name), plan.end)
+            if groups and groups[-1].horizon == horizon:
+                last = groups.pop()
+                groups.append(_QueryGroup(last.row_start, row + piece.length, horizon))
+            else:
+                groups.append(_QueryGroup(row, row + piece.length, horizon))
+            row += piece.length
+        return groups
+
+    def _masks(
+        self, spec: AttentionSpec, plan: ChunkPlan, groups: list[_QueryGroup], valid: Tensor
+    ) -> list[object | None]:
+        masks: list[object | None] = []
+        padded = not bool(valid.all())
+        for group in groups:
+            queries = (plan.start + group.row_start, plan.start + group.row_end)
+            if self.config.attention_backend == "flex":
+                masks.append(compile_block_mask(spec, queries=queries, keys_end=group.horizon, valid=valid))
+            elif padded:
+                masks.append(compile_mask(spec, queries=queries, keys_end=group.horizon, valid=valid))
+            else:
+                masks.append(unpadded_mask(spec, queries, group.horizon, str(valid.device)))
+        return masks
+
+    @staticmethod
+    def _gather(inputs: Mapping[str, Tensor], run: _Run) -> Tensor:
+        return _cat([inputs[name] for name in run.names], dim=1)
+
+
+def _cat(tensors: list[Tensor], dim: int = 2) -> Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)

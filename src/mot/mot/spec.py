@@ -1,0 +1,275 @@
+"""Attention as data: ordered segments, an intra-segment rule each, and a directed "may see" relation.
+
+An :class:`AttentionSpec` is a pure description. It is compiled to masks by :mod:`mot.mask`; nothing here
+touches tensors. The token layout is the concatenation of the segments in order; segment ``s`` occupies
+positions ``[spec.start(s), spec.start(s) + s.length)`` of the joint sequence.
+
+Intra-segment rules (token ``i`` may attend to token ``j`` of the same segment):
+
+- ``"full"``: always (bidirectional block);
+- ``"causal"``: iff ``j <= i``;
+- ``Blockwise((n0, n1, ...))``: iff ``block(j) <= block(i)`` where the segment is cut into consecutive blocks
+  of the given sizes (bidirectional within a block, causal across blocks: VAR scales, pi0's state/action);
+- ``"none"``: never (tokens read only from the segments they may see, like cross-attention queries).
+
+Across segments, token ``i`` of segment ``A`` may attend to every token of segment ``B`` iff ``B`` is in
+``sees[A]``. Padding (per-sample valid lengths, right-padded inside each segment) is applied when compiling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["AttentionSpec", "Blockwise", "IntraRule", "Segment", "SpecError"]
+
+
+class SpecError(ValueError):
+    """An attention spec (or the inputs checked against it) is inconsistent."""
+
+
+@dataclass(frozen=True)
+class Blockwise:
+    """Intra-segment rule: bidirectional within consecutive blocks, causal across blocks.
+
+    Args:
+        sizes: block sizes in order, e.g. ``(1, 4, 9, 16)`` for the first four VAR scales, ``(1, 8)`` for
+            pi0's state token followed by an 8-step action chunk. Their sum must equal the segment length.
+    """
+
+    sizes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        sizes = tuple(self.sizes)
+        if not sizes:
+            raise SpecError("Blockwise.sizes: expected at least one block, received ()")
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise SpecError(f"Blockwise.sizes: expected positive ints, received {sizes!r}")
+        object.__setattr__(self, "sizes", sizes)
+
+    @property
+    def total(self) -> int:
+        """Number of tokens covered by the blocks."""
+        return sum(self.sizes)
+
+    def block_ids(self) -> list[int]:
+        """Block index of every token, e.g. ``(1, 2)`` -> ``[0, 1, 1]``."""
+        return [b for b, size in enumerate(self.sizes) for _ in range(size)]
+
+
+IntraRule = Literal["full", "causal", "none"] | Blockwise
+_NAMED_RULES = ("full", "causal", "none")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One contiguous run of tokens processed by one expert.
+
+    Args:
+        name: unique name of the segment (the key of model inputs and outputs).
+        expert: name of the expert whose weights process these tokens.
+        length: number of token slots (the padded length when samples have different valid lengths).
+        rule: intra-segment rule: ``"full"``, ``"causal"``, ``"none"`` or :class:`Blockwise`.
+    """
+
+    name: str
+    expert: str
+    length: int
+    rule: IntraRule = "full"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(f"Segment.name: expected a non-empty str, received {self.name!r}")
+        if not isinstance(self.expert, str) or not self.expert:
+            raise SpecError(f"Segment {self.name!r}: expert must be a non-empty str, received {self.expert!r}")
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
+            raise SpecError(f"Segment {self.name!r}: length must be a positive int, received {self.length!r}")
+        if isinstance(self.rule, Blockwise):
+            if self.rule.total != self.length:
+                raise SpecError(
+                    f"Segment {self.name!r}: Blockwise sizes {self.rule.sizes} sum to {self.rule.total}, "
+                    f"expected the segment length {self.length}"
+                )
+        elif self.rule not in _NAMED_RULES:
+            raise SpecError(
+                f"Segment {self.name!r}: unknown rule {self.rule!r}, expected one of {_NAMED_RULES} "
+                "or Blockwise(sizes)"
+            )
+
+    def block_ids(self) -> list[int]:
+        """Intra-segment block index per token: ``j`` may see ``i`` iff ``block[j] <= block[i]``.
+
+        For ``"none"`` the ids are all zero; whether a segment sees itself at all is :attr:`sees_itself`.
+        """
+        if isinstance(self.rule, Blockwise):
+            return self.rule.block_ids()
+        if self.rule == "causal":
+            return list(range(self.length))
+        return [0] * self.length
+
+    @property
+    def sees_itself(self) -> bool:
+        """False only for the ``"none"`` rule."""
+        return self.rule != "none"
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Ordered segments plus the directed relation "segment A may see every token of segment B".
+
+    Args:
+        segments: the segments in sequence order.
+        sees: ``{A: [B, ...]}``; segments absent from the mapping see only themselves (via their rule).
+            A segment listing itself is an error (its own visibility is its rule).
+
+    Example (F1's understanding -> generation -> action):
+
+    >>> spec = AttentionSpec(
+    ...     segments=[Segment("und", "und", 20), Segment("gen", "gen", 30, Blockwise((1, 4, 9, 16))),
+    ...               Segment("act", "act", 9, Blockwise((1, 8)))],
+    ...     sees={"gen": ["und"], "act": ["und", "gen"]})
+    >>> spec.total_length
+    59
+    """
+
+    segments: tuple[Segment, ...]
+    sees: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        segments = tuple(self.segments)
+        if not segments:
+            raise SpecError("AttentionSpec.segments: expected at least one Segment, received none")
+        for seg in segments:
+            if not isinstance(seg, Segment):
+                raise SpecError(f"AttentionSpec.segments: expected Segment objects, received {seg!r}")
+        names = [s.name for s in segments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SpecError(f"AttentionSpec.segments: duplicate segment names {duplicates}")
+        sees: dict[str, tuple[str, ...]] = {}
+        for viewer, targets in dict(self.sees).items():
+            if viewer not in names:
+                raise SpecError(f"AttentionSpec.sees: unknown segment {viewer!r}, known segments {names}")
+            if isinstance(targets, str):
+                raise SpecError(f"AttentionSpec.sees[{viewer!r}]: expected a list of names, received a str")
+            targets = tuple(targets)
+            for target in targets:
+                if target not in names:
+                    raise SpecError(
+                        f"AttentionSpec.sees[{viewer!r}]: unknown segment {target!r}, known segments {names}"
+                    )
+                if target == viewer:
+                    raise SpecError(
+                        f"AttentionSpec.sees[{viewer!r}]: a segment sees itself through its rule, "
+                        "do not list it in its own sees"
+                    )
+            sees[viewer] = tuple(dict.fromkeys(targets))
+        object.__setattr__(self, "segments", segments)
+        object.__setattr__(self, "sees", _FrozenSees(sees))
+        for seg in segments:
+            if not seg.sees_itself and not sees.get(seg.name):
+                raise SpecError(
+                    f"Segment {seg.name!r} has rule 'none' and sees no other segment: "
+                    "its query rows would see no key"
+                )
+
+    # --- layout ---------------------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Segment names in sequence order."""
+        return tuple(s.name for s in self.segments)
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        """Distinct expert names in order of first use."""
+        return tuple(dict.fromkeys(s.expert for s in self.segments))
+
+    @property
+    def total_length(self) -> int:
+        """Number of token slots in the joint sequence."""
+        return sum(s.length for s in self.segments)
+
+    def segment(self, name: str) -> Segment:
+        """The segment called ``name`` (raises :class:`SpecError` naming the known ones)."""
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        raise SpecError(f"unknown segment {name!r}, known segments {list(self.names)}")
+
+    def index(self, name: str) -> int:
+        """Position of segment ``name`` in :attr:`segments`."""
+        return self.names.index(self.segment(name).name)
+
+    def start(self, name: str) -> int:
+        """Offset of the first token of segment ``name`` in the joint sequence."""
+        offset = 0
+        for seg in self.segments:
+            if seg.name == name:
+                return offset
+            offset += seg.length
+        raise SpecError(f"unknown segment {name!r}, known segments {list(self.names)}")
+
+    def may_see(self, viewer: str, target: str) -> bool:
+        """Whether tokens of ``viewer`` may attend to tokens of a different segment ``target``."""
+        return target in self.sees.get(viewer, ())
+
+    # --- ready-made specs -----------------------------------------------------------------------------
+    @staticmethod
+    def causal_lm(length: int, expert: str = "lm", name: str = "text") -> AttentionSpec:
+        """A plain causal language model: one causal segment."""
+        return AttentionSpec(segments=(Segment(name, expert, length, "causal"),))
+
+    @staticmethod
+    def pi0(prefix_length: int, chunk: int, prefix_expert: str = "vlm", suffix_expert: str = "act"):
+        """pi0's layout: a bidirectional prefix, then [state | action chunk] that sees the prefix."""
+        return AttentionSpec(
+            segments=(
+                Segment("prefix", prefix_expert, prefix_length, "full"),
+                Segment("suffix", suffix_expert, 1 + chunk, Blockwise((1, chunk))),
+            ),
+            sees={"suffix": ("prefix",)},
+        )
+
+    @staticmethod
+    def next_scale(condition_length: int, scale_sizes: Sequence[int], expert: str = "gen") -> AttentionSpec:
+        """VAR's block-causal layout: condition tokens, then one block per scale that sees the condition."""
+        sizes = tuple(scale_sizes)
+        return AttentionSpec(
+            segments=(
+                Segment("cond", expert, condition_length, "full"),
+                Segment("scales", expert, sum(sizes), Blockwise(sizes)),
+            ),
+            sees={"scales": ("cond",)},
+        )
+
+    @staticmethod
+    def uga(
+        und_length: int,
+        gen_scale_sizes: Sequence[int],
+        chunk: int,
+        experts: tuple[str, str, str] = ("und", "gen", "act"),
+    ) -> AttentionSpec:
+        """F1's understanding -> generation (next-scale blocks) -> action (state | chunk), one way only."""
+        sizes = tuple(gen_scale_sizes)
+        return AttentionSpec(
+            segments=(
+                Segment("und", experts[0], und_length, "full"),
+                Segment("gen", experts[1], sum(sizes), Blockwise(sizes)),
+                Segment("act", experts[2], 1 + chunk, Blockwise((1, chunk))),
+            ),
+            sees={"gen": ("und",), "act": ("und", "gen")},
+        )
+
+
+class _FrozenSees(dict):
+    """A hashable, read-only ``sees`` mapping so that specs can be compared and used as cache keys."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("AttentionSpec.sees is read-only; build a new AttentionSpec instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
