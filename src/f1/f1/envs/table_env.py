@@ -1,0 +1,282 @@
+"""The table task environment: gymnasium-style ``reset``/``step`` over a rendered top-down table.
+
+One episode: the instruction names an object (by colour and shape) and a bin (by colour); the policy
+reaches the object, closes the gripper on it (grasp), carries it and opens the gripper over the bin
+(release). Success is the named object released inside the named bin; releasing it in another bin ends
+the episode as a failure. In the dynamic variant every object on the belt moves by the conveyor velocity
+each step and wraps around the table's left and right edges.
+
+Step order: the embodiment moves, then the conveyor moves the objects, then the grip command acts. A
+grasp therefore needs the end effector where the object will be after this step's conveyor motion,
+which a policy aiming at the object's position in the current frame misses at higher conveyor speeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import numpy as np
+
+from f1.envs.box_space import BoxSpace
+from f1.envs.embodiments import Embodiment, make_embodiment
+from f1.envs.table_render import ARM_RGB, GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB, TableRenderer
+from f1.envs.table_scene import Bin, SceneLayout, is_on_belt, sample_scene
+from f1.envs.task_config import TableTaskConfig
+
+
+class Observation(TypedDict):
+    """What a policy sees.
+
+    Keys:
+        image: top-down RGB view, uint8 of shape (H, W, 3) with H = W = resolution.
+        state: proprioception, float32 of shape (state_dim,) (see ``env.embodiment.state_names``).
+        instruction: the language instruction.
+    """
+
+    image: np.ndarray
+    state: np.ndarray
+    instruction: str
+
+
+@dataclass(frozen=True, eq=False)
+class TaskState:
+    """Privileged snapshot of the scene, for scripted experts and evaluation (not for policies).
+
+    Attributes:
+        step: steps taken in this episode.
+        ee_position: end effector (x, y), table widths.
+        grip_closed: whether the gripper is closed.
+        held_object: index of the held object, or -1.
+        object_positions: object centres, float64 of shape (N, 2), table widths (a copy).
+        object_on_belt: whether each object rides the conveyor, bool of shape (N,).
+        conveyor_velocity: (vx, vy), table widths per step.
+        target_object: index of the object the instruction names.
+        target_bin: index of the bin the instruction names.
+        bins: the bins.
+    """
+
+    step: int
+    ee_position: tuple[float, float]
+    grip_closed: bool
+    held_object: int
+    object_positions: np.ndarray
+    object_on_belt: np.ndarray
+    conveyor_velocity: tuple[float, float]
+    target_object: int
+    target_bin: int
+    bins: tuple[Bin, ...]
+
+    def predicted_position(self, index: int, steps_ahead: int) -> tuple[float, float]:
+        """Where object ``index`` will be after ``steps_ahead`` steps if nobody touches it."""
+        x, y = self.object_positions[index]
+        if self.object_on_belt[index] and index != self.held_object:
+            x = (x + steps_ahead * self.conveyor_velocity[0]) % 1.0
+            y = y + steps_ahead * self.conveyor_velocity[1]
+        return float(x), float(y)
+
+
+class TableTaskEnv:
+    """Pick-and-place on a top-down table, static or on a conveyor, for a point gripper or a planar arm.
+
+    Gymnasium-style API without depending on gymnasium: ``reset(seed=...) -> (obs, info)`` and
+    ``step(action) -> (obs, reward, terminated, truncated, info)``. ``info["success"]`` says whether the
+    named object lies in the named bin. The reward is 1.0 on the successful step and 0.0 otherwise.
+
+    Args:
+        config: which task of the family.
+    """
+
+    def __init__(self, config: TableTaskConfig | None = None) -> None:
+        self.config = config or TableTaskConfig()
+        self.embodiment: Embodiment = make_embodiment(self.config.embodiment, self.config.fps)
+        self.renderer = TableRenderer(self.config.resolution, self.config.object_size)
+        self._rng = np.random.default_rng()
+        self._scene: SceneLayout | None = None
+        self._done = True
+        self._dynamic = self.config.variant == "dynamic"
+
+    # -- public description ---------------------------------------------------------------------------
+
+    @property
+    def action_space(self) -> BoxSpace:
+        """The embodiment's action bounds and names, shape (action_dim,)."""
+        return self.embodiment.action_space
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of the observed image."""
+        return (self.config.resolution, self.config.resolution, 3)
+
+    @property
+    def fps(self) -> int:
+        """Control rate, steps per second."""
+        return self.config.fps
+
+    @property
+    def instruction(self) -> str:
+        """The current episode's instruction."""
+        return self._require_scene().instruction
+
+    # -- episode ----------------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> tuple[Observation, dict[str, Any]]:
+        """Start an episode; with ``seed`` everything (scene, conveyor, start pose) is reproducible.
+
+        Without a seed the environment's generator continues (reseeded from entropy on first use).
+        """
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+                raise ValueError(f"seed: expected a non-negative integer or None, received {seed!r}")
+            self._rng = np.random.default_rng(int(seed))
+        scene = sample_scene(self._rng, self.config)
+        self._scene = scene
+        self._positions = scene.object_positions.copy()
+        self._on_belt = np.array([is_on_belt(y) for y in self._positions[:, 1]], dtype=bool)
+        self._object_rgb = [self.renderer.colour_rgb[c] for c in scene.object_colours]
+        self._object_masks = [self.renderer.masks[s] for s in scene.object_shapes]
+        self._background = self.renderer.background(scene.bins)
+        self.embodiment.reset(scene.ee_start)
+        self._held = -1
+        self._steps = 0
+        self._success = False
+        self._target_grasped = False
+        self._done = False
+        return self._observation(), self._info()
+
+    def step(self, action: Any) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """Apply one action of shape (action_dim,); values outside the bounds are clipped."""
+        if self._done:
+            raise RuntimeError("step: the episode is over (or never started); call reset() first")
+        applied = self.validate_action(action)
+        embodiment = self.embodiment
+        embodiment.move(applied)
+        ex, ey = embodiment.ee_position
+        if self._dynamic:
+            moving = self._on_belt.copy()
+            if self._held >= 0:
+                moving[self._held] = False
+            vx, vy = self._require_scene().conveyor_velocity
+            self._positions[moving, 0] = (self._positions[moving, 0] + vx) % 1.0
+            self._positions[moving, 1] += vy
+        terminated = False
+        close = applied[-1] > 0.0
+        if close and not embodiment.grip_closed:
+            embodiment.grip_closed = True
+            self._held = self._nearest_object_within(ex, ey, self.config.grasp_radius)
+            if self._held == self._require_scene().target_object:
+                self._target_grasped = True
+        elif not close and embodiment.grip_closed:
+            embodiment.grip_closed = False
+            if self._held >= 0:
+                terminated = self._release(ex, ey)
+        if self._held >= 0:
+            self._positions[self._held] = (ex, ey)
+        self._steps += 1
+        truncated = not terminated and self._steps >= self.config.max_steps
+        self._done = terminated or truncated
+        reward = 1.0 if self._success else 0.0
+        return self._observation(), reward, terminated, truncated, self._info()
+
+    def validate_action(self, action: Any) -> np.ndarray:
+        """The action as float64 of shape (action_dim,), clipped into the action space.
+
+        Raises ``ValueError`` for a wrong shape or non-finite values.
+        """
+        array = np.asarray(action, dtype=np.float64)
+        space = self.embodiment.action_space
+        if array.shape != space.shape:
+            raise ValueError(
+                f"action: expected shape {space.shape} {space.names} for embodiment "
+                f"{self.embodiment.name!r}, received shape {array.shape}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(f"action: expected finite values, received {array.tolist()}")
+        return space.clip(array)
+
+    def render(self) -> np.ndarray:
+        """The current top-down view, uint8 of shape (H, W, 3)."""
+        self._require_scene()
+        renderer = self.renderer
+        image = self._background.copy()
+        wrap = self._dynamic
+        for i in range(len(self._object_masks)):
+            if i != self._held:
+                x, y = self._positions[i]
+                renderer.stamp(
+                    image, self._object_masks[i], x, y, self._object_rgb[i], wrap and self._on_belt[i]
+                )
+        ex, ey = self.embodiment.ee_position
+        if self._held >= 0:
+            renderer.stamp(image, self._object_masks[self._held], ex, ey, self._object_rgb[self._held])
+        links = self.embodiment.link_polyline()
+        if links:
+            renderer.polyline(image, links, ARM_RGB)
+        marker_rgb = GRIPPER_CLOSED_RGB if self.embodiment.grip_closed else GRIPPER_OPEN_RGB
+        renderer.stamp(image, renderer.marker, ex, ey, marker_rgb)
+        return image
+
+    def task_state(self) -> TaskState:
+        """Privileged snapshot of the scene (object positions, conveyor velocity, targets)."""
+        scene = self._require_scene()
+        return TaskState(
+            step=self._steps,
+            ee_position=self.embodiment.ee_position,
+            grip_closed=self.embodiment.grip_closed,
+            held_object=self._held,
+            object_positions=self._positions.copy(),
+            object_on_belt=self._on_belt.copy(),
+            conveyor_velocity=scene.conveyor_velocity,
+            target_object=scene.target_object,
+            target_bin=scene.target_bin,
+            bins=scene.bins,
+        )
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _nearest_object_within(self, x: float, y: float, radius: float) -> int:
+        best, best_distance = -1, radius
+        for i, (ox, oy) in enumerate(self._positions):
+            distance = math.hypot(ox - x, oy - y)
+            if distance <= best_distance:
+                best, best_distance = i, distance
+        return best
+
+    def _release(self, x: float, y: float) -> bool:
+        """Drop the held object at (x, y); True when this ends the episode (it went into a bin)."""
+        scene = self._require_scene()
+        index, self._held = self._held, -1
+        self._positions[index] = (x, y)
+        self._on_belt[index] = is_on_belt(y)
+        if index != scene.target_object:
+            return False
+        for b, bin_ in enumerate(scene.bins):
+            if bin_.contains(x, y):
+                self._success = b == scene.target_bin
+                return True
+        return False
+
+    def _observation(self) -> Observation:
+        return {
+            "image": self.render(),
+            "state": self.embodiment.state_vector(),
+            "instruction": self._require_scene().instruction,
+        }
+
+    def _info(self) -> dict[str, Any]:
+        return {"success": self._success, "holding": self._held, "target_grasped": self._target_grasped}
+
+    def _require_scene(self) -> SceneLayout:
+        if self._scene is None:
+            raise RuntimeError("the environment has no episode yet; call reset() first")
+        return self._scene
+
+
+def make_env(
+    embodiment: str = "gripper", variant: str = "static", resolution: int = 64, **overrides: Any
+) -> TableTaskEnv:
+    """A table task environment; ``overrides`` are further :class:`TableTaskConfig` fields."""
+    return TableTaskEnv(
+        TableTaskConfig(embodiment=embodiment, variant=variant, resolution=resolution, **overrides)
+    )

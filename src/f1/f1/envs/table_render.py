@@ -1,0 +1,123 @@
+"""Top-down rendering of the table scene into a uint8 RGB image with numpy.
+
+Speed comes from doing the per-episode work once: the background (table, belt, bins) is drawn at reset,
+the shape masks are built once per resolution, and a step only copies the background and stamps a few
+small boolean masks.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from f1.envs.table_scene import BELT_Y_RANGE, COLOURS, SHAPES, Bin
+
+TABLE_RGB = np.array((205, 195, 175), dtype=np.uint8)
+BELT_RGB = np.array((105, 105, 110), dtype=np.uint8)
+ARM_RGB = np.array((45, 45, 50), dtype=np.uint8)
+GRIPPER_OPEN_RGB = np.array((255, 255, 255), dtype=np.uint8)
+GRIPPER_CLOSED_RGB = np.array((0, 0, 0), dtype=np.uint8)
+BIN_INTERIOR_MIX = 0.3  # fraction of the bin colour in its interior, the rest is table colour
+BIN_WALL = 0.025  # bin wall thickness, table widths
+MARKER_SIZE = 0.1  # side of the end-effector marker, table widths
+
+
+def shape_mask(shape: str, size: int) -> np.ndarray:
+    """Boolean mask of shape (size, size) for ``"square"``, ``"circle"`` or ``"triangle"``."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape: expected one of {list(SHAPES)}, received {shape!r}")
+    if size < 3:
+        raise ValueError(f"size: expected at least 3 pixels, received {size}")
+    centres = (np.arange(size) + 0.5) / size  # pixel centres in [0, 1]
+    u, v = np.meshgrid(centres, centres)  # u: column (x), v: row (y)
+    if shape == "square":
+        return np.ones((size, size), dtype=bool)
+    if shape == "circle":
+        return (u - 0.5) ** 2 + (v - 0.5) ** 2 <= 0.25
+    # Apex up, base along the bottom row: the half-width grows linearly from the top.
+    return np.abs(u - 0.5) <= 0.5 * v + 0.5 / size
+
+
+def ring_mask(size: int) -> np.ndarray:
+    """Boolean (size, size) mask of a one-pixel square outline: the end-effector marker."""
+    mask = np.ones((size, size), dtype=bool)
+    mask[1:-1, 1:-1] = False
+    return mask
+
+
+class TableRenderer:
+    """Draws table scenes at one resolution.
+
+    Args:
+        resolution: image side in pixels.
+        object_size: object side in table widths.
+    """
+
+    def __init__(self, resolution: int, object_size: float) -> None:
+        self.resolution = resolution
+        self.object_pixels = max(3, round(object_size * resolution))
+        self.masks = {name: shape_mask(name, self.object_pixels) for name in SHAPES}
+        self.marker = ring_mask(max(3, round(MARKER_SIZE * resolution)))
+        self.line_width = 1 if resolution <= 64 else 2
+        self.colour_rgb = {name: np.array(rgb, dtype=np.uint8) for name, rgb in COLOURS.items()}
+
+    def background(self, bins: tuple[Bin, ...]) -> np.ndarray:
+        """Table, conveyor belt and bins, uint8 of shape (H, W, 3)."""
+        res = self.resolution
+        image = np.empty((res, res, 3), dtype=np.uint8)
+        image[:] = TABLE_RGB
+        y0, y1 = (round(y * res) for y in BELT_Y_RANGE)
+        image[y0:y1] = BELT_RGB
+        wall = max(1, round(BIN_WALL * res))
+        for bin_ in bins:
+            colour = self.colour_rgb[bin_.colour]
+            (cx, cy), (hx, hy) = bin_.centre, bin_.half_size
+            xa, xb = round((cx - hx) * res), round((cx + hx) * res)
+            ya, yb = round((cy - hy) * res), round((cy + hy) * res)
+            image[ya:yb, xa:xb] = colour
+            interior = BIN_INTERIOR_MIX * colour + (1.0 - BIN_INTERIOR_MIX) * TABLE_RGB
+            image[ya + wall : yb - wall, xa + wall : xb - wall] = interior.astype(np.uint8)
+        return image
+
+    def stamp(
+        self, image: np.ndarray, mask: np.ndarray, x: float, y: float, rgb: np.ndarray, wrap: bool = False
+    ) -> None:
+        """Paint ``rgb`` where ``mask`` is true, centred at (x, y) table widths, clipped to the image.
+
+        With ``wrap``, the part that leaves the left or right edge reappears at the other one (objects
+        riding the looping conveyor).
+        """
+        res = self.resolution
+        size = mask.shape[0]
+        x0 = round(x * res - 0.5 * size)
+        y0 = round(y * res - 0.5 * size)
+        _paint(image, mask, x0, y0, rgb)
+        if wrap:
+            if x0 < 0:
+                _paint(image, mask, x0 + res, y0, rgb)
+            elif x0 + size > res:
+                _paint(image, mask, x0 - res, y0, rgb)
+
+    def polyline(self, image: np.ndarray, points: tuple[tuple[float, float], ...], rgb: np.ndarray) -> None:
+        """Draw straight segments through ``points`` (table widths), ``line_width`` pixels thick."""
+        res = self.resolution
+        for (ax, ay), (bx, by) in itertools.pairwise(points):
+            ax, ay, bx, by = ax * res, ay * res, bx * res, by * res
+            count = int(max(abs(bx - ax), abs(by - ay))) + 2
+            t = np.linspace(0.0, 1.0, count)
+            for offset in range(self.line_width):
+                cols = np.floor(ax + t * (bx - ax) + offset).astype(np.int64)
+                rows = np.floor(ay + t * (by - ay)).astype(np.int64)
+                inside = (cols >= 0) & (cols < res) & (rows >= 0) & (rows < res)
+                image[rows[inside], cols[inside]] = rgb
+
+
+def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarray) -> None:
+    height, width = image.shape[:2]
+    size = mask.shape[0]
+    xa, ya = max(x0, 0), max(y0, 0)
+    xb, yb = min(x0 + size, width), min(y0 + size, height)
+    if xa >= xb or ya >= yb:
+        return
+    image[ya:yb, xa:xb][mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = rgb

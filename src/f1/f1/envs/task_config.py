@@ -1,0 +1,103 @@
+"""Configuration of one member of the embedded table task family."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+VARIANTS: tuple[str, ...] = ("static", "dynamic")
+EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
+MIN_RESOLUTION = 32
+MAX_RESOLUTION = 128
+MAX_OBJECTS = 4
+MAX_BINS = 3
+# The conveyor is never faster than the point gripper (0.04 per axis per step), so every object can be caught.
+MAX_CONVEYOR_SPEED = 0.04
+
+
+@dataclass(frozen=True)
+class TableTaskConfig:
+    """A table task: which embodiment, static or conveyor scene, image size and task difficulty.
+
+    Lengths are in table widths (the table is the unit square, x to the right and y downwards as in the
+    image); speeds are in table widths per control step; one step lasts ``1 / fps`` seconds.
+
+    Attributes:
+        embodiment: ``"gripper"`` (point gripper, action ``(dx, dy, grip)``) or ``"arm"`` (two-link planar
+            arm, action ``(dq_shoulder, dq_elbow, grip)``).
+        variant: ``"static"`` (objects stand still) or ``"dynamic"`` (objects ride a conveyor whose speed
+            and direction are drawn per episode).
+        resolution: side of the square RGB observation in pixels, 32 to 128.
+        num_objects: objects on the table (distinct colours), 1 to 4.
+        num_bins: coloured target bins (distinct colours), 1 to 3.
+        max_steps: steps after which an episode is truncated.
+        object_size: side of an object's bounding square, table widths.
+        grasp_radius: closing the gripper grasps the nearest object whose centre is within this distance
+            of the end effector at that moment (after this step's conveyor motion), table widths.
+        conveyor_speed_range: (low, high) conveyor speed in the dynamic variant, table widths per step;
+            the direction (left or right) is drawn per episode too.
+        fps: control rate in steps per second (sets the units of the arm's joint velocities).
+    """
+
+    embodiment: str = "gripper"
+    variant: str = "static"
+    resolution: int = 64
+    num_objects: int = 3
+    num_bins: int = 3
+    max_steps: int = 60
+    object_size: float = 0.1
+    grasp_radius: float = 0.03
+    conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
+    fps: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
+        _check_choice("embodiment", self.embodiment, EMBODIMENTS)
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_int_range("resolution", self.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+        _check_int_range("num_objects", self.num_objects, 1, MAX_OBJECTS)
+        _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
+        _check_int_range("max_steps", self.max_steps, 10, 10_000)
+        _check_int_range("fps", self.fps, 1, 1000)
+        _check_float_range("object_size", self.object_size, 0.03, 0.15)
+        _check_float_range("grasp_radius", self.grasp_radius, 0.005, 0.1)
+        if len(self.conveyor_speed_range) != 2:
+            raise ValueError(
+                f"conveyor_speed_range: expected (low, high), received {self.conveyor_speed_range!r}"
+            )
+        low, high = self.conveyor_speed_range
+        if not 0.0 <= low <= high <= MAX_CONVEYOR_SPEED:
+            raise ValueError(
+                f"conveyor_speed_range: expected 0 <= low <= high <= {MAX_CONVEYOR_SPEED} table widths per "
+                f"step, received {self.conveyor_speed_range!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-serialisable dictionary (tuples become lists)."""
+        data = asdict(self)
+        data["conveyor_speed_range"] = list(self.conveyor_speed_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TableTaskConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TableTaskConfig: unknown keys {unknown}, expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, received {value!r}")
+
+
+def _check_int_range(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], received {value!r}")
+
+
+def _check_float_range(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name}: expected a number in [{low}, {high}], received {value!r}")
