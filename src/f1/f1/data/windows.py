@@ -1,0 +1,231 @@
+"""Training samples around a frame: camera history, a future-frame target and an action chunk.
+
+For the frame t of an episode of T frames, a sample holds
+
+- each camera at the history offsets (e.g. t-9, t-6, t-3, t), any number of them;
+- each camera at the future offset (e.g. t+3): the foresight target;
+- the state at t and the action chunk t .. t+H-1;
+- the task string and the embodiment name.
+
+Frames that fall outside the episode are clamped to its first/last frame and flagged with a ``*_is_pad``
+mask, exactly as LeRobot does for ``delta_timestamps`` (so padded steps can be left out of losses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from f1.data.features import ACTION_KEY, STATE_KEY
+from f1.data.normalize import Normalizer
+from f1.data.reader import LeRobotDataset
+
+FUTURE_PREFIX = "future."
+PAD_SUFFIX = "_is_pad"
+
+
+def clamp_offsets(
+    frame: int, length: int, offsets: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``frame + offsets`` clamped into [0, length - 1], and which of them were outside.
+
+    Args:
+        frame: anchor frame t, 0 <= t < length.
+        length: episode length T >= 1.
+        offsets: (K,) integer offsets.
+
+    Returns:
+        (indices (K,) int64, is_pad (K,) bool).
+    """
+    raw = frame + np.asarray(offsets, dtype=np.int64)
+    return np.clip(raw, 0, length - 1), (raw < 0) | (raw >= length)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Which frames a training sample holds, in steps (frames) relative to the anchor frame t.
+
+    Attributes:
+        history_offsets: camera frames before/at t, ascending and <= 0, e.g. (-9, -6, -3, 0) as in F1.
+        future_offset: the camera frame to foresee (> 0), e.g. 3; None for no future target.
+        action_horizon: H, the action chunk t .. t+H-1.
+        camera_keys: cameras to load (default: all cameras of the dataset).
+        state_key / action_key: the state and action features.
+    """
+
+    history_offsets: tuple[int, ...] = (-9, -6, -3, 0)
+    future_offset: int | None = 3
+    action_horizon: int = 50
+    camera_keys: tuple[str, ...] | None = None
+    state_key: str = STATE_KEY
+    action_key: str = ACTION_KEY
+
+    def __post_init__(self) -> None:
+        offsets = tuple(self.history_offsets)
+        if not offsets or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            raise ValueError(
+                f"history_offsets: expected a non-empty tuple of ints, got {self.history_offsets!r}"
+            )
+        if list(offsets) != sorted(set(offsets)) or offsets[-1] > 0:
+            raise ValueError(f"history_offsets: expected distinct ascending offsets <= 0, got {offsets}")
+        object.__setattr__(self, "history_offsets", offsets)
+        if self.future_offset is not None and (
+            not isinstance(self.future_offset, int) or self.future_offset <= 0
+        ):
+            raise ValueError(f"future_offset: expected a positive int or None, got {self.future_offset!r}")
+        if not isinstance(self.action_horizon, int) or self.action_horizon < 1:
+            raise ValueError(f"action_horizon: expected a positive int, got {self.action_horizon!r}")
+        if self.camera_keys is not None:
+            object.__setattr__(self, "camera_keys", tuple(self.camera_keys))
+
+    @classmethod
+    def from_delta_timestamps(
+        cls,
+        history_s: Sequence[float],
+        future_s: float | None,
+        action_horizon: int,
+        fps: float,
+        **kwargs: Any,
+    ) -> WindowConfig:
+        """Offsets given in seconds (LeRobot's ``delta_timestamps``), converted with the dataset fps."""
+        steps = []
+        for t in [*history_s, *([future_s] if future_s is not None else [])]:
+            step = round(t * fps)
+            if abs(t * fps - step) > 1e-4 * fps:
+                raise ValueError(f"history_s/future_s: {t}s is not a multiple of 1/{fps}s")
+            steps.append(step)
+        history = tuple(steps[: len(history_s)])
+        future = steps[-1] if future_s is not None else None
+        return cls(history_offsets=history, future_offset=future, action_horizon=action_horizon, **kwargs)
+
+
+class WindowedDataset(torch.utils.data.Dataset):
+    """Training samples of one LeRobot dataset; sample i is anchored at frame i of the dataset.
+
+    A sample (before batching)::
+
+        "<camera>":                   float32 (K, 3, H, W) in [0, 1], K = len(history_offsets)
+        "<camera>_is_pad":            bool (K,)
+        "future.<camera>":            float32 (3, H, W)            (if future_offset is set)
+        "future.<camera>_is_pad":     bool ()
+        "observation.state":          float32 (S,) at t (normalized if a normalizer is given)
+        "action":                     float32 (H, A), steps t .. t+H-1 (normalized likewise)
+        "action_is_pad":              bool (H,), True past the episode end
+        "task": str, "embodiment": str, "episode_index": int, "frame_index": int
+
+    Args:
+        dataset: the frames.
+        config: offsets and horizon.
+        embodiment: name of the robot that recorded the data (default: the dataset's robot_type).
+        normalizer: applied to state and action (and any other key it holds) of every sample.
+    """
+
+    def __init__(
+        self,
+        dataset: LeRobotDataset,
+        config: WindowConfig | None = None,
+        embodiment: str | None = None,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.config = config or WindowConfig()
+        name = embodiment if embodiment is not None else dataset.robot_type
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"embodiment: expected a non-empty name (the dataset has robot_type={dataset.robot_type!r}), "
+                f"got {embodiment!r}"
+            )
+        self.embodiment = name
+        self.normalizer = normalizer
+        cameras = (
+            self.config.camera_keys if self.config.camera_keys is not None else tuple(dataset.camera_keys)
+        )
+        unknown = [c for c in cameras if c not in dataset.camera_keys]
+        if unknown:
+            raise ValueError(
+                f"config.camera_keys: {unknown} not in the dataset's cameras {dataset.camera_keys}"
+            )
+        self.camera_keys = cameras
+        for key in (self.config.state_key, self.config.action_key):
+            if key not in dataset.features:
+                raise ValueError(
+                    f"config: feature {key!r} is not in the dataset ({sorted(dataset.features)})"
+                )
+        self._state = torch.from_numpy(np.asarray(dataset.column(self.config.state_key), dtype=np.float32))
+        self._action = torch.from_numpy(np.asarray(dataset.column(self.config.action_key), dtype=np.float32))
+        self._action_offsets = np.arange(self.config.action_horizon)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def state_dim(self) -> int:
+        return int(self._state.shape[-1]) if self._state.dim() > 1 else 1
+
+    @property
+    def action_dim(self) -> int:
+        return int(self._action.shape[-1]) if self._action.dim() > 1 else 1
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        episode, frame = self.dataset.locate(int(index))
+        length = self.dataset.episodes[episode].length
+        start = int(self.dataset.episode_starts[episode])
+        cfg = self.config
+        sample: dict[str, Any] = {}
+        history_idx, history_pad = clamp_offsets(frame, length, cfg.history_offsets)
+        future = None
+        if cfg.future_offset is not None:
+            future = clamp_offsets(frame, length, [cfg.future_offset])
+        for key in self.camera_keys:
+            wanted = history_idx if future is None else np.concatenate([history_idx, future[0]])
+            frames = torch.from_numpy(self.dataset.camera_frames(key, episode, wanted))
+            frames = frames.permute(0, 3, 1, 2).float() / 255.0  # (K[+1], 3, H, W)
+            sample[key] = frames[: len(history_idx)]
+            sample[key + PAD_SUFFIX] = torch.from_numpy(history_pad)
+            if future is not None:
+                sample[FUTURE_PREFIX + key] = frames[-1]
+                sample[FUTURE_PREFIX + key + PAD_SUFFIX] = torch.tensor(bool(future[1][0]))
+        action_idx, action_pad = clamp_offsets(frame, length, self._action_offsets)
+        sample[cfg.state_key] = self._state[start + frame]
+        sample[cfg.action_key] = self._action[start + action_idx]
+        sample[cfg.action_key + PAD_SUFFIX] = torch.from_numpy(action_pad)
+        if self.normalizer is not None:
+            sample = self.normalizer.normalize_batch(sample)
+        sample["task"] = self.dataset.task_of(episode, frame)
+        sample["embodiment"] = self.embodiment
+        sample["episode_index"] = self.dataset.episodes[episode].episode_index
+        sample["frame_index"] = frame
+        return sample
+
+
+def pad_collate(
+    samples: Sequence[Mapping[str, Any]], keys: Sequence[str] = (STATE_KEY, ACTION_KEY)
+) -> dict[str, Any]:
+    """Batch samples whose state/action widths differ (several embodiments in one batch).
+
+    The last dimension of each of ``keys`` is zero-padded to the widest sample and a
+    ``"<key>_dim_mask"`` (B, D_max) bool marks the real dimensions; everything else is batched as
+    ``torch.utils.data.default_collate`` does (strings become lists).
+    """
+    if not samples:
+        raise ValueError("samples: expected at least one sample")
+    padded = [dict(s) for s in samples]
+    masks: dict[str, torch.Tensor] = {}
+    for key in keys:
+        if key not in padded[0]:
+            continue
+        width = max(int(s[key].shape[-1]) for s in padded)
+        mask = torch.zeros(len(padded), width, dtype=torch.bool)
+        for i, s in enumerate(padded):
+            x = s[key]
+            mask[i, : x.shape[-1]] = True
+            s[key] = torch.nn.functional.pad(x, (0, width - x.shape[-1]))
+        masks[key + "_dim_mask"] = mask
+    batch = torch.utils.data.default_collate(padded)
+    batch.update(masks)
+    return batch
