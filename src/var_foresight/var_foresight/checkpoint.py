@@ -1,0 +1,115 @@
+"""Strict, tensors-only loading and saving of tokenizer weights.
+
+Accepts the released ``vae_ch160v4096z32.pth`` (a flat state dict, read with
+``torch.load(weights_only=True)``) and safetensors files. Every key, shape and dtype is checked against
+the model before anything is copied, and
+a file whose keys look nothing like a VAR VQ-VAE is reported as a foreign checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from var_foresight.config import VQVAEConfig
+from var_foresight.vqvae import VQVAE
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the model: foreign, incomplete, or of another shape."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a ``torch.save``-d dict (loaded with ``weights_only=True``).
+
+    A ``{"state_dict": {...}}`` or ``{"model": {...}}`` wrapper is unwrapped; anything that is not a mapping
+    of names to tensors raises `CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickles with code, corrupt files
+        raise CheckpointError(f"path: {path} is not a tensors-only torch checkpoint ({err})") from err
+    for wrapper in ("state_dict", "model"):
+        if isinstance(data, Mapping) and wrapper in data and isinstance(data[wrapper], Mapping):
+            data = data[wrapper]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"path: {path} does not hold a mapping of names to tensors")
+    return dict(data)
+
+
+def check_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "state_dict"
+) -> None:
+    """Raise `CheckpointError` naming every missing or unexpected key and every shape or dtype mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if len(set(expected) & set(state_dict)) == 0:
+        raise CheckpointError(
+            f"{source}: foreign checkpoint, none of its {len(state_dict)} keys "
+            f"(e.g. {sorted(state_dict)[:3]}) "
+            f"belong to a VAR VQ-VAE (expected keys like {sorted(expected)[:3]})"
+        )
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s): {missing[:8]}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s): {unexpected[:8]}")
+    for key in sorted(set(expected) & set(state_dict)):
+        got, want = state_dict[key], expected[key]
+        if tuple(got.shape) != tuple(want.shape):
+            problems.append(f"{key}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+        elif not got.is_floating_point():
+            problems.append(f"{key}: expected a floating tensor, got {got.dtype}")
+    if problems:
+        raise CheckpointError(f"{source}: does not fit this VQ-VAE config; " + "; ".join(problems[:12]))
+
+
+def load_vqvae(source: str | Path | Mapping[str, torch.Tensor], config: VQVAEConfig | None = None) -> VQVAE:
+    """A `VQVAE` (eval mode) with weights from a file or a state dict, loaded strictly.
+
+    config: defaults to ``config.json`` beside the file if present, else the released preset.
+    """
+    if config is None and not isinstance(source, Mapping):
+        beside = Path(source).with_name("config.json")
+        config = VQVAEConfig.load_json(beside) if beside.is_file() else None
+    state_dict = dict(source) if isinstance(source, Mapping) else read_state_dict(source)
+    state_dict = {k: v.float().contiguous() if v.is_floating_point() else v for k, v in state_dict.items()}
+    with torch.device("meta"):  # shapes only: check before allocating anything
+        model = VQVAE(config or VQVAEConfig())
+    check_state_dict(model, state_dict, source="state_dict" if isinstance(source, Mapping) else str(source))
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model.eval()
+
+
+def save_vqvae(model: VQVAE, directory: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically; returns the
+    weights path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "model.safetensors"
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for target, write in (
+        (weights, lambda p: save_file(tensors, p)),
+        (directory / "config.json", lambda p: model.config.save_json(p)),
+    ):
+        handle, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(handle)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return weights

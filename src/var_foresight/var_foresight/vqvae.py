@@ -1,0 +1,156 @@
+"""The VAR-architecture VQ-VAE: encoder, decoder and the multi-scale residual quantizer between them.
+
+Module and parameter names follow the released ``vae_ch160v4096z32.pth`` checkpoint key for key, so its state
+dict loads strictly (see `var_foresight.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from var_foresight.config import VQVAEConfig
+from var_foresight.quantizer import MultiScaleResidualQuantizer, QuantizerTrainingOutput
+from var_foresight.vqvae_blocks import Level, MidBlock, group_norm
+
+
+class Encoder(nn.Module):
+    """Image ``(B, 3, H, W)`` in [-1, 1] -> latent ``(B, z_channels, H / d, W / d)``,
+    ``d = 2**(levels-1)``."""
+
+    def __init__(self, config: VQVAEConfig) -> None:
+        super().__init__()
+        c, mult, groups, drop = config.ch, config.ch_mult, config.norm_groups, config.dropout
+        last = len(mult) - 1
+        self.conv_in = nn.Conv2d(config.in_channels, c, kernel_size=3, padding=1)
+        widths_in = (c, *(c * m for m in mult[:-1]))
+        self.down = nn.ModuleList(
+            Level(
+                widths_in[i],
+                c * mult[i],
+                config.num_res_blocks,
+                with_attention=i == last,
+                dropout=drop,
+                groups=groups,
+                resample="down" if i != last else None,
+            )
+            for i in range(len(mult))
+        )
+        self.mid = MidBlock(c * mult[-1], drop, groups)
+        self.norm_out = group_norm(c * mult[-1], groups)
+        self.conv_out = nn.Conv2d(c * mult[-1], config.z_channels, kernel_size=3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(image)
+        for level in self.down:
+            h = level(h)
+        h = self.mid(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """Latent ``(B, z_channels, h, w)`` -> image ``(B, 3, h * d, w * d)`` (not clamped; `VQVAE` clamps).
+
+    ``up[0]`` is the full-resolution level; levels run from ``up[-1]`` (coarsest) down to ``up[0]``.
+    """
+
+    def __init__(self, config: VQVAEConfig) -> None:
+        super().__init__()
+        c, mult, groups, drop = config.ch, config.ch_mult, config.norm_groups, config.dropout
+        last = len(mult) - 1
+        self.conv_in = nn.Conv2d(config.z_channels, c * mult[-1], kernel_size=3, padding=1)
+        self.mid = MidBlock(c * mult[-1], drop, groups)
+        widths_in = (*(c * m for m in mult[1:]), c * mult[-1])  # level i receives level i+1's width
+        self.up = nn.ModuleList(
+            Level(
+                widths_in[i],
+                c * mult[i],
+                config.num_res_blocks + 1,
+                with_attention=i == last,
+                dropout=drop,
+                groups=groups,
+                resample="up" if i != 0 else None,
+            )
+            for i in range(len(mult))
+        )
+        self.norm_out = group_norm(c * mult[0], groups)
+        self.conv_out = nn.Conv2d(c * mult[0], config.in_channels, kernel_size=3, padding=1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(latent))
+        for level in reversed(self.up):
+            h = level(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class VQVAE(nn.Module):
+    """Encoder -> ``quant_conv`` -> multi-scale residual quantizer -> ``post_quant_conv`` -> decoder.
+
+    Inference helpers (`encode_indices`, `indices_to_fhat`, `decode_fhat`, `decode_indices`) run in whatever
+    mode the module is in; `forward` is the training pass with VAR's straight-through quantizer loss.
+    """
+
+    def __init__(self, config: VQVAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VQVAEConfig()
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        self.quantize = MultiScaleResidualQuantizer(self.config)
+        self.quant_conv = nn.Conv2d(self.config.z_channels, self.config.z_channels, kernel_size=3, padding=1)
+        self.post_quant_conv = nn.Conv2d(
+            self.config.z_channels, self.config.z_channels, kernel_size=3, padding=1
+        )
+
+    def check_images(self, images: torch.Tensor, name: str = "images") -> None:
+        """Raise a clear error unless ``images`` is a float ``(B, C, H, W)`` batch of a usable size."""
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"{name}: expected shape (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise TypeError(f"{name}: expected a floating dtype with values in [-1, 1], got {images.dtype}")
+        d = self.config.downsample
+        if images.shape[2] % d or images.shape[3] % d:
+            raise ValueError(f"{name}: H and W must be multiples of {d}, got {tuple(images.shape[2:])}")
+
+    def encode_latent(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [-1, 1] -> pre-quantization latent ``f`` ``(B, Cz, H/d, W/d)``."""
+        self.check_images(images)
+        return self.quant_conv(self.encoder(images))
+
+    @torch.no_grad()
+    def encode_indices(
+        self, images: torch.Tensor, scales: tuple[tuple[int, int], ...] | None = None
+    ) -> list[torch.Tensor]:
+        """Images ``(B, 3, H, W)`` -> per-scale token indices, a list of ``(B, h_k * w_k)`` int64 tensors."""
+        return self.quantize.encode(self.encode_latent(images), scales=scales).indices
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, scales: tuple[tuple[int, int], ...] | None = None):
+        """Images -> `QuantizerEncoding` (per-scale indices and the final ``f_hat`` ``(B, Cz, h, w)``)."""
+        return self.quantize.encode(self.encode_latent(images), scales=scales)
+
+    def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Per-scale indices (a prefix of the schedule is fine) -> ``f_hat`` ``(B, Cz, h, w)``."""
+        return self.quantize.indices_to_fhat(indices)
+
+    def decode_fhat(self, f_hat: torch.Tensor) -> torch.Tensor:
+        """``f_hat`` ``(B, Cz, h, w)`` -> image ``(B, 3, h*d, w*d)`` clamped to [-1, 1]."""
+        if f_hat.ndim != 4 or f_hat.shape[1] != self.config.z_channels:
+            raise ValueError(
+                f"f_hat: expected shape (B, {self.config.z_channels}, h, w), got {tuple(f_hat.shape)}"
+            )
+        return self.decoder(self.post_quant_conv(f_hat)).clamp(-1, 1)
+
+    def decode_indices(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Per-scale indices -> image ``(B, 3, H, W)`` in [-1, 1]."""
+        return self.decode_fhat(self.indices_to_fhat(indices))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerTrainingOutput]:
+        """Training pass: images ``(B, 3, H, W)`` -> (reconstruction ``(B, 3, H, W)``, unclamped; quantizer
+        output with the straight-through ``f_hat``, VAR's quantizer loss and per-scale code hits)."""
+        quantized = self.quantize(self.encode_latent(images))
+        return self.decoder(self.post_quant_conv(quantized.f_hat)), quantized

@@ -1,0 +1,36 @@
+"""Shared fixtures: the golden tokenizer (tiny preset, released key layout) and its reference outputs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from var_foresight.checkpoint import load_vqvae
+from var_foresight.config import tiny_vqvae_config
+from var_foresight.vqvae import VQVAE
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def golden_state_dict() -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in load_file(str(FIXTURES / "vqvae_ch32_fp16.safetensors")).items()}
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / "reference_outputs.safetensors"))
+
+
+@pytest.fixture
+def golden_vqvae(golden_state_dict) -> VQVAE:
+    return load_vqvae(golden_state_dict, tiny_vqvae_config())
+
+
+@pytest.fixture(scope="session")
+def shared_golden_vqvae(golden_state_dict) -> VQVAE:
+    """One read-only instance for property tests (never trained or modified by a test)."""
+    model = load_vqvae(golden_state_dict, tiny_vqvae_config())
+    model.requires_grad_(False)
+    return model
