@@ -14,6 +14,13 @@ from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
 from mot.model import MixtureOfTransformers
 from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment, SpecError
+from mot.weights import (
+    WeightImportError,
+    find_gemma_prefix,
+    gemma_config_to_mot,
+    load_gemma_expert,
+    load_pi0,
+)
 
 __version__ = "0.1.0"
 
@@ -34,11 +41,16 @@ __all__ = [
     "Segment",
     "SpecError",
     "ValidLengths",
+    "WeightImportError",
     "apply_rotary",
     "check_rows_see_a_key",
     "compile_block_mask",
     "compile_mask",
+    "find_gemma_prefix",
+    "gemma_config_to_mot",
     "joint_attention",
+    "load_gemma_expert",
+    "load_pi0",
     "positions_from_valid",
     "reference_mask",
     "render_mask",

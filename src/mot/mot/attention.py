@@ -17,7 +17,7 @@ def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backen
             ``h // (H // Hkv)``).
         mask: for ``"sdpa"`` a bool ``(B or 1, Lq, Lk)`` tensor (True = may attend) or None (attend
             everywhere); for ``"flex"`` a FlexAttention ``BlockMask``.
-        backend: ``"sdpa"`` or ``"flex"``.
+        backend: ``"sdpa"`` or ``"flex"`` (on CPU FlexAttention has no backward: inference only).
 
     Returns:
         ``(B, H, Lq, D)``.
@@ -31,11 +31,5 @@ def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backen
         return flex_attention(q, k, v, block_mask=mask, enable_gqa=n_kv_heads != n_heads)
     if backend != "sdpa":
         raise ValueError(f"backend: expected 'sdpa' or 'flex', received {backend!r}")
-    if n_kv_heads != n_heads:
-        # Materialise the shared heads: SDPA's fused CPU kernel takes this path, enable_gqa falls back to math.
-        repeat = n_heads // n_kv_heads
-        batch, _, length, dim = k.shape
-        k = k[:, :, None].expand(batch, n_kv_heads, repeat, length, dim).reshape(batch, n_heads, length, dim)
-        v = v[:, :, None].expand(batch, n_kv_heads, repeat, length, dim).reshape(batch, n_heads, length, dim)
     attn_mask = None if mask is None else mask[:, None]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=n_kv_heads != n_heads)

@@ -59,9 +59,7 @@ class KVCache:
 
     def clone(self) -> KVCache:
         """An independent copy (tensors are shared until one side appends, which never mutates them)."""
-        return KVCache(
-            self.spec, list(self.keys), list(self.values), self.valid, dict(self.valid_lengths)
-        )
+        return KVCache(self.spec, list(self.keys), list(self.values), self.valid, dict(self.valid_lengths))
 
     def _store(self, keys: list[Tensor], values: list[Tensor], valid: Tensor, valid_lengths) -> None:
         self.keys, self.values, self.valid = keys, values, valid

@@ -79,7 +79,7 @@ class MoTConfig:
                 f"received {self.n_kv_heads}"
             )
         if self.head_dim % 2:
-            raise ValueError(f"MoTConfig.head_dim: expected an even number (rotary), received {self.head_dim}")
+            raise ValueError(f"MoTConfig.head_dim: expected an even number, received {self.head_dim}")
         if not self.experts:
             raise ValueError("MoTConfig.experts: expected at least one expert, received none")
         experts = {}
@@ -90,7 +90,7 @@ class MoTConfig:
                 _check_keys(f"MoTConfig.experts[{name!r}]", expert, ExpertConfig)
                 expert = ExpertConfig(**expert)
             if not isinstance(expert, ExpertConfig):
-                raise ValueError(f"MoTConfig.experts[{name!r}]: expected an ExpertConfig, received {expert!r}")
+                raise ValueError(f"MoTConfig.experts[{name!r}]: expected ExpertConfig, received {expert!r}")
             experts[name] = expert
         object.__setattr__(self, "experts", experts)
         if self.attention_backend not in ("sdpa", "flex"):

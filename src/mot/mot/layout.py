@@ -219,9 +219,10 @@ def check_cut(spec: AttentionSpec, end: int) -> None:
     leaks = intra | tables.sees[sq, sk]
     if bool(leaks.any()):
         qi, ki = (int(i) for i in leaks.nonzero()[0])
+        q_seg, k_seg = spec.names[int(tables.segment_id[qi])], spec.names[int(tables.segment_id[end + ki])]
         raise SpecError(
-            f"cannot stop at token slot {end}: token {qi} (segment {spec.names[int(tables.segment_id[qi])]!r}) "
-            f"may see token {end + ki} (segment {spec.names[int(tables.segment_id[end + ki])]!r}) that is "
+            f"cannot stop at token slot {end}: token {qi} (segment {q_seg!r}) "
+            f"may see token {end + ki} (segment {k_seg!r}) that is "
             "not given; give whole segments (or whole blocks of a blockwise/causal segment) up to a point "
             "that nothing before it may see past"
         )

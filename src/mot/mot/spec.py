@@ -83,7 +83,7 @@ class Segment:
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f"Segment.name: expected a non-empty str, received {self.name!r}")
         if not isinstance(self.expert, str) or not self.expert:
-            raise SpecError(f"Segment {self.name!r}: expert must be a non-empty str, received {self.expert!r}")
+            raise SpecError(f"Segment {self.name!r}: expected an expert name, received {self.expert!r}")
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
             raise SpecError(f"Segment {self.name!r}: length must be a positive int, received {self.length!r}")
         if isinstance(self.rule, Blockwise):

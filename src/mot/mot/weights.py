@@ -1,0 +1,205 @@
+"""Import Gemma, PaliGemma-language-model and pi0 (LeRobot layout) weights into experts.
+
+Only tensors are read (state dicts from ``safetensors`` or ``torch.load(weights_only=True)``); transformers is
+not needed. An expert's parameter names are Gemma's, so importing is a prefix change plus strict checks of
+names and shapes; nothing in the model changes unless every tensor is present with the expected shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mot.config import ExpertConfig, MoTConfig
+from mot.model import MixtureOfTransformers
+
+__all__ = [
+    "PI0_EXPERT_PREFIXES",
+    "PI0_VLM_PREFIXES",
+    "WeightImportError",
+    "find_gemma_prefix",
+    "gemma_config_to_mot",
+    "load_gemma_expert",
+    "load_pi0",
+]
+
+_LAYER_TENSORS = (
+    "input_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+)
+
+# pi0's PaliGemma language model inside LeRobot checkpoints (newer transformers layout first), and its
+# action expert; each may sit under a leading "model." (the policy wrapper).
+PI0_VLM_PREFIXES = (
+    "paligemma_with_expert.paligemma.model.language_model.",
+    "paligemma_with_expert.paligemma.language_model.model.",
+)
+PI0_EXPERT_PREFIXES = ("paligemma_with_expert.gemma_expert.model.",)
+
+
+class WeightImportError(KeyError):
+    """A state dict does not fit the expert it is loaded into (missing key, wrong shape, wrong depth)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def gemma_config_to_mot(config: Mapping[str, Any], expert: str = "lm") -> MoTConfig:
+    """A one-expert :class:`MoTConfig` from a transformers Gemma ``config.json`` dict.
+
+    Args:
+        config: the Gemma config as a dict (``hidden_size``, ``intermediate_size``, ``num_hidden_layers``,
+            ``num_attention_heads``, ``num_key_value_heads``, ``head_dim``, ``rms_norm_eps``, and
+            ``rope_theta`` or ``rope_parameters.rope_theta``). For PaliGemma pass its ``text_config``.
+        expert: the name of the expert.
+    """
+    act = config.get("hidden_act", config.get("hidden_activation", "gelu_pytorch_tanh"))
+    if act not in ("gelu_pytorch_tanh", "gelu_tanh", None):
+        raise ValueError(f"config['hidden_act']: expected 'gelu_pytorch_tanh' (GeGLU tanh), received {act!r}")
+    missing = [
+        k
+        for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+        if k not in config
+    ]
+    if missing:
+        raise ValueError(f"config: missing Gemma keys {missing}")
+    rope = config.get("rope_parameters") or {}
+    rope_base = float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+    n_heads = int(config["num_attention_heads"])
+    return MoTConfig(
+        n_layers=int(config["num_hidden_layers"]),
+        n_heads=n_heads,
+        n_kv_heads=int(config.get("num_key_value_heads", n_heads)),
+        head_dim=int(config.get("head_dim") or config["hidden_size"] // n_heads),
+        experts={
+            expert: ExpertConfig(
+                width=int(config["hidden_size"]),
+                mlp_width=int(config["intermediate_size"]),
+                norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+            )
+        },
+        rope_base=rope_base,
+    )
+
+
+def find_gemma_prefix(state_dict: Mapping[str, Tensor], candidates: tuple[str, ...] | None = None) -> str:
+    """The key prefix under which a Gemma decoder (``layers.*`` with a gated MLP, ``norm``) sits.
+
+    Args:
+        state_dict: any state dict (a full PaliGemma, a GemmaForCausalLM, a pi0 policy ...).
+        candidates: prefixes to try in order (each also tried under a leading ``"model."``); None finds
+            every prefix with Gemma layers and requires exactly one.
+    """
+    probe = "layers.0.mlp.gate_proj.weight"
+    if candidates is not None:
+        for prefix in candidates:
+            for root in ("", "model."):
+                if root + prefix + probe in state_dict:
+                    return root + prefix
+        raise WeightImportError(f"state_dict: no Gemma decoder under any of the prefixes {list(candidates)}")
+    found = sorted(key[: -len(probe)] for key in state_dict if key.endswith(probe))
+    if len(found) != 1:
+        raise WeightImportError(
+            f"state_dict: expected exactly one Gemma decoder (keys ending in {probe!r}), found prefixes "
+            f"{found}; pass prefix= explicitly"
+        )
+    return found[0]
+
+
+def _expert_tensors(
+    model: MixtureOfTransformers, expert: str, state_dict: Mapping[str, Tensor], prefix: str
+) -> dict[str, Tensor]:
+    """Map ``prefix`` + Gemma names to the expert's own parameter names, checking names and shapes."""
+    if expert not in model.experts:
+        raise WeightImportError(f"expert: unknown expert {expert!r}, the model has {list(model.experts)}")
+    target = model.experts[expert].state_dict()
+    layer_prefix = prefix + "layers."
+    depth = sum(1 for k in state_dict if k.startswith(layer_prefix) and k.endswith(_LAYER_TENSORS[0]))
+    if depth != model.config.n_layers:
+        raise WeightImportError(
+            f"state_dict: expected {model.config.n_layers} layers under {prefix!r} (the model's depth), "
+            f"found {depth}"
+        )
+    names = [f"layers.{i}.{name}" for i in range(model.config.n_layers) for name in _LAYER_TENSORS]
+    names.append("norm.weight")
+    mapped = {}
+    for name in names:
+        key = prefix + name
+        if key not in state_dict:
+            raise WeightImportError(f"state_dict: missing key {key!r} for expert {expert!r}")
+        tensor = state_dict[key]
+        if tuple(tensor.shape) != tuple(target[name].shape):
+            raise WeightImportError(
+                f"state_dict[{key!r}]: expected shape {tuple(target[name].shape)} for expert {expert!r}, "
+                f"received {tuple(tensor.shape)}"
+            )
+        mapped[name] = tensor
+    return mapped
+
+
+def load_gemma_expert(
+    model: MixtureOfTransformers,
+    expert: str,
+    state_dict: Mapping[str, Tensor],
+    prefix: str | None = None,
+) -> dict[str, Tensor]:
+    """Load a Gemma decoder (transformers layout) into one expert, in place.
+
+    Accepts ``GemmaModel`` (``layers.*``), ``GemmaForCausalLM`` (``model.layers.*``), PaliGemma
+    (``model.language_model.layers.*`` or the older ``language_model.model.layers.*``) and any state dict
+    with exactly one Gemma decoder, or an explicit ``prefix``. Tensors are cast to the model's dtype.
+
+    Gemma multiplies token embeddings by ``sqrt(width)`` before the first layer; the expert does not (its
+    inputs are embeddings), so scale what you feed it.
+
+    Returns:
+        The other tensors under the prefix (e.g. ``{"embed_tokens.weight": ...}``), keyed without it.
+    """
+    prefix = find_gemma_prefix(state_dict) if prefix is None else prefix
+    mapped = _expert_tensors(model, expert, state_dict, prefix)
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        model.experts[expert].load_state_dict({k: v.to(dtype) for k, v in mapped.items()}, strict=True)
+    used = {prefix + name for name in mapped}
+    return {
+        key[len(prefix) :]: value
+        for key, value in state_dict.items()
+        if key.startswith(prefix) and key not in used
+    }
+
+
+def load_pi0(
+    model: MixtureOfTransformers,
+    state_dict: Mapping[str, Tensor],
+    prefix_expert: str = "vlm",
+    suffix_expert: str = "act",
+) -> dict[str, Tensor]:
+    """Load a pi0 policy state dict (LeRobot layout) into a two-expert model, in place.
+
+    The PaliGemma language model goes to ``prefix_expert`` and the Gemma action expert to
+    ``suffix_expert`` (pair with :meth:`mot.AttentionSpec.pi0`). Both are checked before either is written.
+
+    Returns:
+        Every tensor that is not part of the two decoders (vision tower, projector, token embeddings,
+        state/action/time projections), under its original key, for the caller to route.
+    """
+    vlm_prefix = find_gemma_prefix(state_dict, PI0_VLM_PREFIXES)
+    act_prefix = find_gemma_prefix(state_dict, PI0_EXPERT_PREFIXES)
+    vlm = _expert_tensors(model, prefix_expert, state_dict, vlm_prefix)
+    act = _expert_tensors(model, suffix_expert, state_dict, act_prefix)
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        model.experts[prefix_expert].load_state_dict({k: v.to(dtype) for k, v in vlm.items()}, strict=True)
+        model.experts[suffix_expert].load_state_dict({k: v.to(dtype) for k, v in act.items()}, strict=True)
+    used = {vlm_prefix + k for k in vlm} | {act_prefix + k for k in act}
+    return {key: value for key, value in state_dict.items() if key not in used}
