@@ -1,0 +1,59 @@
+"""Training F1: the three stages as configurations of one trainer, atomic checkpoints with exact resume,
+data parallelism through ``torchrun``.
+
+Typical use::
+
+    from f1.train import Trainer, SeededBatchStream, load_stage_config
+
+    config = load_stage_config(3, {"steps": 1000, "batch_size": 64})
+    batches = SeededBatchStream(dataset, config.batch_size, seed=config.seed)
+    trainer = Trainer(policy, batches, config, output_dir="runs/stage3")
+    trainer.fit()
+"""
+
+from .batches import ReplayedBatches, ResumableBatches, SeededBatchStream
+from .checkpoint import (
+    CheckpointError,
+    TrainingCheckpoint,
+    latest_checkpoint,
+    load_policy_weights,
+    read_checkpoint,
+    read_weights,
+    save_checkpoint,
+)
+from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, load_stage_config
+from .distributed import DistributedContext, LossModule, init_distributed
+from .metrics import MetricsLogger, read_metrics
+from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainablePolicy
+from .run import RunConfig, run_training
+from .trainer import Trainer, TrainResult
+
+__all__ = [
+    "PARAMETER_GROUP_NAMES",
+    "Batch",
+    "CheckpointError",
+    "ConfigError",
+    "DistributedContext",
+    "LossModule",
+    "MetricsLogger",
+    "OptimizerConfig",
+    "ReplayedBatches",
+    "ResumableBatches",
+    "RunConfig",
+    "ScheduleConfig",
+    "SeededBatchStream",
+    "StageConfig",
+    "TrainResult",
+    "TrainablePolicy",
+    "Trainer",
+    "TrainingCheckpoint",
+    "init_distributed",
+    "latest_checkpoint",
+    "load_policy_weights",
+    "load_stage_config",
+    "read_checkpoint",
+    "read_metrics",
+    "read_weights",
+    "run_training",
+    "save_checkpoint",
+]

@@ -1,0 +1,339 @@
+"""Training checkpoints: written atomically, loaded as tensors only, validated before anything changes.
+
+Layout of one checkpoint, ``<run>/checkpoints/step_00001000/``:
+
+- ``model.safetensors``: the policy's ``state_dict`` (tied tensors stored once, aliases in the metadata);
+- ``optimizer.pt``, ``scheduler.pt``, ``rng.pt``: ``torch.save`` of tensors, numbers and strings only, loaded
+  with ``torch.load(weights_only=True)``;
+- ``trainer_state.json``: format tag, step, world size, the stage config, the batch-stream position of every
+  process, the optimizer's param-group names, caller metadata (e.g. the run config), the size of every file.
+
+A checkpoint is written into a hidden ``.tmp-*`` directory in the same folder, each file fsynced, then renamed
+to ``step_*`` in one ``os.replace``. A run killed mid-save leaves only a ``.tmp-*`` directory, which is never
+read and is removed by the next save; the previous checkpoint stays complete and loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "f1.train.checkpoint"
+CHECKPOINT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+RNG_FILE = "rng.pt"
+STATE_FILE = "trainer_state.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, foreign, corrupt or does not fit the model; the message names the file."""
+
+
+@dataclass
+class TrainingCheckpoint:
+    """Everything one checkpoint holds, read into memory and validated as files (not yet against a model)."""
+
+    path: Path
+    step: int
+    world_size: int
+    stage_config: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng_states: list[dict[str, Any]]
+    batch_states: list[dict[str, int]]
+    param_group_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def step_directory_name(step: int) -> str:
+    """``step_00001000`` for step 1000: names sort in step order."""
+    return f"step_{step:08d}"
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Complete checkpoints in ``checkpoints_dir``, oldest first (``.tmp-*`` partial saves are ignored)."""
+    if not checkpoints_dir.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p)
+        for p in checkpoints_dir.iterdir()
+        if (m := _STEP_DIR.match(p.name)) and p.is_dir()
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step in ``checkpoints_dir``, or None."""
+    found = list_checkpoints(checkpoints_dir)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """``path`` if it is a checkpoint; the latest checkpoint if it is a run directory or its ``checkpoints/``.
+
+    Raises ``CheckpointError`` naming ``path`` when neither holds a checkpoint.
+    """
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    for folder in (path, path / "checkpoints"):
+        latest = latest_checkpoint(folder)
+        if latest is not None:
+            return latest
+    if not path.exists():
+        raise CheckpointError(f"checkpoint path does not exist: {path}")
+    raise CheckpointError(
+        f"{path} is not a checkpoint (no {STATE_FILE}) and holds no step_* checkpoints, "
+        f"nor does {path / 'checkpoints'}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """safetensors refuses tensors that share memory: store each storage view once, record the aliases."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], tuple[int, ...], torch.dtype], str] = {}
+    storages: set[int] = set()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach()
+        view = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tensor.stride(),
+            tensor.dtype,
+        )
+        if tensor.numel() and view in seen:
+            aliases[name] = seen[view]
+            continue
+        storage = tensor.untyped_storage().data_ptr()
+        shares_memory = tensor.numel() > 0 and storage in storages
+        seen[view] = name
+        storages.add(storage)
+        tensors[name] = (
+            tensor.to("cpu").clone() if shares_memory or not tensor.is_contiguous() else tensor.to("cpu")
+        )
+    metadata = {"format": CHECKPOINT_FORMAT, "aliases": json.dumps(aliases)}
+    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    _fsync_file(path)
+
+
+def _write_torch(path: Path, obj: Any) -> None:
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_checkpoint(
+    checkpoints_dir: Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    stage_config: Mapping[str, Any],
+    rng_states: list[dict[str, Any]],
+    batch_states: list[dict[str, int]],
+    metadata: Mapping[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write one checkpoint atomically into ``checkpoints_dir/step_<step>`` and return its path.
+
+    ``rng_states`` and ``batch_states`` hold one entry per data-parallel process (rank order). ``keep``: after
+    a successful save, delete all but the newest ``keep`` checkpoints. Any exception (or interrupt) during the
+    write removes the partial ``.tmp-*`` directory and leaves earlier checkpoints untouched.
+    """
+    checkpoints_dir = Path(checkpoints_dir)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoints_dir.glob(".tmp-*"):  # left by a run killed mid-save
+        shutil.rmtree(stale, ignore_errors=True)
+    final = checkpoints_dir / step_directory_name(step)
+    temporary = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
+    temporary.mkdir()
+    try:
+        _write_weights(temporary / WEIGHTS_FILE, model.state_dict())
+        _write_torch(temporary / OPTIMIZER_FILE, optimizer.state_dict())
+        _write_torch(temporary / SCHEDULER_FILE, scheduler.state_dict())
+        _write_torch(temporary / RNG_FILE, {"ranks": rng_states})
+        written = (WEIGHTS_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, RNG_FILE)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": step,
+            "world_size": len(rng_states),
+            "stage_config": dict(stage_config),
+            "batch_states": batch_states,
+            "param_group_names": [g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)],
+            "metadata": dict(metadata or {}),
+            "file_sizes": {name: (temporary / name).stat().st_size for name in written},
+        }
+        _write_json(temporary / STATE_FILE, state)  # last: a directory with this file is complete
+        _fsync_directory(temporary)
+        if final.exists():  # re-saving a step after resuming from an older checkpoint
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _fsync_directory(checkpoints_dir)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if keep is not None:
+        for old in list_checkpoints(checkpoints_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def _read_state_file(path: Path) -> dict[str, Any]:
+    state_path = path / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(f"{path} is not a training checkpoint: {STATE_FILE} is missing")
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{state_path} is corrupt (not JSON): {error}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        received = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{state_path}: expected format {CHECKPOINT_FORMAT!r}, received {received!r}")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{state_path}: expected checkpoint version {CHECKPOINT_VERSION}, "
+            f"received {state.get('version')!r}"
+        )
+    for name, size in state.get("file_sizes", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint file missing: {file}")
+        if file.stat().st_size != size:
+            raise CheckpointError(f"{file} is corrupt: expected {size} bytes, found {file.stat().st_size}")
+    return state
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors`` written by ``save_checkpoint`` (aliases restored), on CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = safetensors.torch.load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types for truncated or garbled files
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: expected safetensors metadata format {CHECKPOINT_FORMAT!r}, "
+            f"received {metadata.get('format')!r} "
+            "(a foreign weights file; importers for published checkpoints live in f1.model)"
+        )
+    for alias, name in json.loads(metadata.get("aliases", "{}")).items():
+        tensors[alias] = tensors[name]
+    return tensors
+
+
+def _read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of every kind: truncated, garbled, or holding code
+        raise CheckpointError(f"{path} is corrupt or holds more than tensors and numbers: {error}") from None
+
+
+def read_checkpoint(path: Path) -> TrainingCheckpoint:
+    """Read and validate every file of the checkpoint at (or latest under) ``path``; nothing is applied."""
+    path = resolve_checkpoint(Path(path))
+    state = _read_state_file(path)
+    rng = _read_torch(path / RNG_FILE)
+    if not isinstance(rng, dict) or not isinstance(rng.get("ranks"), list):
+        raise CheckpointError(
+            f"{path / RNG_FILE}: expected a dict with a list 'ranks', received {type(rng).__name__}"
+        )
+    return TrainingCheckpoint(
+        path=path,
+        step=int(state["step"]),
+        world_size=int(state["world_size"]),
+        stage_config=state["stage_config"],
+        weights=read_weights(path / WEIGHTS_FILE),
+        optimizer=_read_torch(path / OPTIMIZER_FILE),
+        scheduler=_read_torch(path / SCHEDULER_FILE),
+        rng_states=rng["ranks"],
+        batch_states=state["batch_states"],
+        param_group_names=state["param_group_names"],
+        metadata=state.get("metadata", {}),
+    )
+
+
+def check_weights_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], source: Path) -> None:
+    """Raise ``CheckpointError`` listing missing, unexpected and mis-shaped tensors; changes nothing."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    mismatched = [
+        f"{k}: model {tuple(expected[k].shape)}, file {tuple(weights[k].shape)}"
+        for k in expected
+        if k in weights and expected[k].shape != weights[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
+    if problems:
+        raise CheckpointError(f"weights in {source} do not fit the policy: " + "; ".join(problems))
+
+
+def load_policy_weights(model: nn.Module, path: Path) -> Path:
+    """Load only the weights of a checkpoint (e.g. stage I's result to start stage II); return the file read.
+
+    ``path`` may be a checkpoint, a run directory (its latest checkpoint) or a ``model.safetensors`` file.
+    """
+    path = Path(path)
+    weights_path = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / WEIGHTS_FILE
+    weights = read_weights(weights_path)
+    check_weights_fit(model, weights, weights_path)
+    model.load_state_dict(weights, strict=True)
+    return weights_path

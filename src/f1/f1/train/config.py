@@ -1,0 +1,284 @@
+"""Stage configurations: what is frozen, which losses with which weights, and the optimisation recipe.
+
+A stage is data, not code: the one trainer reads a ``StageConfig``. The three stages of F1 ship as YAML files
+with the package (``f1/train/configs/stage{1,2,3}.yaml``) and load with ``load_stage_config(stage)``.
+Every config is validated once, at construction; an unknown key raises ``ConfigError`` with a suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .protocol import PARAMETER_GROUP_NAMES
+
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+SHIPPED_STAGES: tuple[int, ...] = (1, 2, 3)
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the key, the expected and received value."""
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def reject_unknown_keys(data: Mapping[str, Any], allowed: list[str] | tuple[str, ...], where: str) -> None:
+    """Raise ``ConfigError`` for the first key of ``data`` not in ``allowed``, suggesting the closest one."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, received {type(data).__name__}: {data!r}")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {where}.{key}{did_you_mean(str(key), allowed)}; "
+                f"allowed keys: {', '.join(allowed)}"
+            )
+
+
+def _float(where: str, value: object, *, low: float | None = None, high: float | None = None) -> float:
+    # YAML 1.1 reads `5e-5` (no dot) as a string: accept numeric strings rather than surprise the user.
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a number, received {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number, received {value!r}") from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, received {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{where} must be >= {low}, received {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where} must be <= {high}, received {value}")
+    return float(value)
+
+
+def _int(where: str, value: object, *, low: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer, received {value!r}")
+    if value < low:
+        raise ConfigError(f"{where} must be >= {low}, received {value}")
+    return value
+
+
+def _group_name(where: str, value: object) -> str:
+    if value not in PARAMETER_GROUP_NAMES:
+        hint = did_you_mean(str(value), PARAMETER_GROUP_NAMES)
+        raise ConfigError(
+            f"{where}: unknown parameter group {value!r}{hint}; "
+            f"expected one of {', '.join(PARAMETER_GROUP_NAMES)}"
+        )
+    return str(value)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with one learning rate per parameter group.
+
+    ``lr`` applies to every group not named in ``group_lr``. Weight decay applies to matrices and embeddings
+    (``ndim >= 2``) only; norms and biases are never decayed.
+    """
+
+    lr: float = 5e-5
+    group_lr: dict[str, float] = field(default_factory=lambda: {"vision": 2.5e-5})
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        w = "optimizer"
+        object.__setattr__(self, "lr", _float(f"{w}.lr", self.lr, low=0.0))
+        if not isinstance(self.group_lr, Mapping):
+            raise ConfigError(f"{w}.group_lr must be a mapping group -> lr, received {self.group_lr!r}")
+        group_lr = {
+            _group_name(f"{w}.group_lr", k): _float(f"{w}.group_lr.{k}", v, low=0.0)
+            for k, v in self.group_lr.items()
+        }
+        object.__setattr__(self, "group_lr", group_lr)
+        if not isinstance(self.betas, list | tuple) or len(self.betas) != 2:
+            raise ConfigError(f"{w}.betas must be two numbers in [0, 1), received {self.betas!r}")
+        betas = tuple(_float(f"{w}.betas[{i}]", b, low=0.0, high=0.999999) for i, b in enumerate(self.betas))
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "eps", _float(f"{w}.eps", self.eps, low=0.0))
+        object.__setattr__(self, "weight_decay", _float(f"{w}.weight_decay", self.weight_decay, low=0.0))
+
+    def lr_for(self, group: str) -> float:
+        """The peak learning rate of parameter group ``group``."""
+        return self.group_lr.get(group, self.lr)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Linear warmup to the peak rate over ``warmup_steps``, then a cosine down to ``min_lr_ratio`` x peak."""
+
+    warmup_steps: int = 2000
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "warmup_steps", _int("schedule.warmup_steps", self.warmup_steps, low=0))
+        object.__setattr__(
+            self, "min_lr_ratio", _float("schedule.min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0)
+        )
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: frozen groups, weighted losses and the optimisation recipe.
+
+    ``batch_size`` is the global batch (all processes together); each of ``world_size`` processes takes
+    ``batch_size / world_size`` samples per step, so one recipe gives the same run on 1 or N processes.
+    ``precision="auto"`` uses bf16 autocast on CUDA devices that support it and fp32 elsewhere.
+    """
+
+    name: str = "custom"
+    frozen: tuple[str, ...] = ("tokenizer",)
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"flow": 1.0, "generation": 0.1})
+    generation_scales: int | None = 4
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip: float | None = 1.0
+    precision: Precision = "auto"
+    steps: int = 100_000
+    batch_size: int = 32
+    log_interval: int = 10
+    checkpoint_interval: int = 1000
+    keep_checkpoints: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, received {self.name!r}")
+        if isinstance(self.frozen, str) or not isinstance(self.frozen, list | tuple):
+            raise ConfigError(f"frozen must be a list of parameter groups, received {self.frozen!r}")
+        frozen = tuple(_group_name("frozen", g) for g in self.frozen)
+        if len(set(frozen)) != len(frozen):
+            raise ConfigError(f"frozen lists a group twice: {list(frozen)}")
+        object.__setattr__(self, "frozen", frozen)
+        if not isinstance(self.loss_weights, Mapping) or not self.loss_weights:
+            raise ConfigError(
+                f"loss_weights must be a non-empty mapping loss -> weight, received {self.loss_weights!r}"
+            )
+        weights = {str(k): _float(f"loss_weights.{k}", v, low=0.0) for k, v in self.loss_weights.items()}
+        object.__setattr__(self, "loss_weights", weights)
+        if self.generation_scales is not None:
+            object.__setattr__(
+                self, "generation_scales", _int("generation_scales", self.generation_scales, low=1)
+            )
+        if isinstance(self.optimizer, Mapping):
+            object.__setattr__(self, "optimizer", _build(OptimizerConfig, self.optimizer, "optimizer"))
+        if isinstance(self.schedule, Mapping):
+            object.__setattr__(self, "schedule", _build(ScheduleConfig, self.schedule, "schedule"))
+        if not isinstance(self.optimizer, OptimizerConfig) or not isinstance(self.schedule, ScheduleConfig):
+            raise ConfigError("optimizer and schedule must be mappings")
+        if self.grad_clip is not None:
+            object.__setattr__(self, "grad_clip", _float("grad_clip", self.grad_clip, low=0.0))
+            if self.grad_clip == 0.0:
+                raise ConfigError("grad_clip must be > 0 or null (no clipping), received 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, received {self.precision!r}"
+                f"{did_you_mean(str(self.precision), PRECISIONS)}"
+            )
+        for name in ("steps", "batch_size", "log_interval", "checkpoint_interval", "keep_checkpoints"):
+            object.__setattr__(self, name, _int(name, getattr(self, name), low=1))
+        object.__setattr__(self, "seed", _int("seed", self.seed, low=0))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:
+        """Build from a plain mapping (e.g. parsed YAML); unknown keys raise ``ConfigError``."""
+        return _build(cls, data, "stage config")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-serialisable mapping; ``StageConfig.from_dict(c.to_dict()) == c``."""
+        data = dataclasses.asdict(self)
+        data["frozen"] = list(self.frozen)
+        data["optimizer"]["betas"] = list(self.optimizer.betas)
+        return data
+
+    def to_yaml(self) -> str:
+        """The config as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> StageConfig:
+        """A copy with ``changes`` applied and validated again."""
+        return StageConfig.from_dict(merge_overrides(self.to_dict(), changes, where="stage config"))
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    reject_unknown_keys(data, names, where)
+    try:
+        return cls(**data)
+    except TypeError as error:  # pragma: no cover - keys are checked above; kept for a clear message anyway
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in: nested mappings merge key by key, other values replace.
+
+    Keys of ``overrides`` may be dotted (``"optimizer.lr"``). Unknown keys raise ``ConfigError`` with a
+    suggestion, so a typo in an override never passes silently.
+    """
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for raw_key, value in overrides.items():
+        head, _, rest = str(raw_key).partition(".")
+        if head not in merged:
+            reject_unknown_keys({head: None}, list(merged), where)
+        if rest:
+            value = {rest: value}
+        if isinstance(merged[head], Mapping) and isinstance(value, Mapping) and head not in _REPLACED_WHOLE:
+            merged[head] = merge_overrides(merged[head], value, where=f"{where}.{head}")
+        else:
+            merged[head] = value
+    return merged
+
+
+# Mappings whose keys are open-ended (loss names, group names): an override replaces them whole, so that a
+# stage can drop a loss; merging would make removal impossible.
+_REPLACED_WHOLE = frozenset({"loss_weights", "group_lr"})
+
+
+def stage_config_path(stage: int) -> Path:
+    """Path of the YAML file shipped for ``stage`` (1, 2 or 3)."""
+    if isinstance(stage, bool) or stage not in SHIPPED_STAGES:
+        raise ConfigError(f"stage must be one of {', '.join(map(str, SHIPPED_STAGES))}, received {stage!r}")
+    return Path(str(resources.files("f1.train").joinpath("configs").joinpath(f"stage{stage}.yaml")))
+
+
+def load_stage_config(stage: int | str | Path, overrides: Mapping[str, Any] | None = None) -> StageConfig:
+    """The shipped config of ``stage`` (1, 2, 3) or the YAML file ``stage``, with ``overrides`` applied."""
+    if isinstance(stage, int) and not isinstance(stage, bool):
+        path = stage_config_path(stage)
+    else:
+        path = Path(stage)
+    data = read_yaml_mapping(path, what="stage config")
+    return StageConfig.from_dict(merge_overrides(data, overrides or {}, where="stage config"))
+
+
+def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
+    """Parse ``path`` as a YAML mapping; a missing file or bad YAML raises ``ConfigError`` naming the path."""
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} file {path} is not valid YAML: {error}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} file {path} must hold a mapping, received {type(data).__name__}")
+    return data

@@ -1,0 +1,243 @@
+"""A whole training run from one YAML file: build policy and data, pick the stage, train, checkpoint, resume.
+
+The run file names the code that builds the policy and the dataset as ``"package.module:function"`` factories,
+so the trainer depends on no particular model or dataset::
+
+    model: {factory: "f1.model:build_policy", preset: tiny}     # factory(config: dict) -> TrainablePolicy
+    data: {factory: "f1.data:build_training_dataset", root: ...}  # factory(config: dict) -> map-style Dataset
+    output_dir: runs/stage3
+    init_from: runs/stage2          # optional: start from these weights (ignored when resuming)
+    train: {steps: 1000, batch_size: 64}   # optional overrides of the stage config
+
+Everything except ``factory`` in ``model``/``data`` is passed to the factory as a plain dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+import yaml
+from torch.utils.data import Dataset
+
+from .batches import SeededBatchStream
+from .checkpoint import latest_checkpoint, load_policy_weights
+from .config import (
+    ConfigError,
+    StageConfig,
+    load_stage_config,
+    merge_overrides,
+    read_yaml_mapping,
+    reject_unknown_keys,
+)
+from .distributed import init_distributed
+from .rng import seed_everything
+from .trainer import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY_FACTORY = "f1.model:build_policy"
+DEFAULT_DATASET_FACTORY = "f1.data:build_training_dataset"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: which policy and data (through factories), where outputs go, stage overrides."""
+
+    output_dir: str
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
+            raise ConfigError(f"output_dir must be a path, received {self.output_dir!r}")
+        object.__setattr__(self, "output_dir", str(self.output_dir))
+        for name in ("model", "data", "train"):
+            value = getattr(self, name)
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{name} must be a mapping, received {type(value).__name__}: {value!r}")
+            object.__setattr__(self, name, dict(value))
+        for name, default in (("model", DEFAULT_POLICY_FACTORY), ("data", DEFAULT_DATASET_FACTORY)):
+            factory = getattr(self, name).get("factory", default)
+            if not isinstance(factory, str) or factory.count(":") != 1:
+                raise ConfigError(f"{name}.factory must be 'package.module:function', received {factory!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str | os.PathLike):
+            raise ConfigError(f"init_from must be a path or null, received {self.init_from!r}")
+        if (
+            isinstance(self.num_workers, bool)
+            or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            raise ConfigError(f"num_workers must be an integer >= 0, received {self.num_workers!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Build from a mapping; unknown keys raise ``ConfigError`` with a suggestion."""
+        reject_unknown_keys(data, [f.name for f in dataclasses.fields(cls)], "run config")
+        if "output_dir" not in data:
+            raise ConfigError("run config: output_dir is required (where metrics and checkpoints go)")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+        """Read a run file, apply dotted ``overrides`` (e.g. ``{"train.steps": 10}``), validate."""
+        data = read_yaml_mapping(Path(path), what="run config")
+        defaults = {f.name: None for f in dataclasses.fields(cls)}
+        merged = merge_overrides({**defaults, **data}, overrides or {}, where="run config")
+        return cls.from_dict({k: v for k, v in merged.items() if v is not None or k in data})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping, YAML/JSON-serialisable."""
+        return dataclasses.asdict(self)
+
+    @property
+    def policy_factory(self) -> str:
+        """The ``module:function`` that builds the policy."""
+        return str(self.model.get("factory", DEFAULT_POLICY_FACTORY))
+
+    @property
+    def dataset_factory(self) -> str:
+        """The ``module:function`` that builds the training dataset."""
+        return str(self.data.get("factory", DEFAULT_DATASET_FACTORY))
+
+
+def resolve_factory(reference: str, where: str) -> Callable[[dict[str, Any]], Any]:
+    """Import ``"package.module:function"``; errors name ``where``, the reference and what went wrong."""
+    module_name, _, function_name = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(
+            f"{where} = {reference!r}: cannot import module {module_name!r} ({error}). Set {where} to "
+            "'package.module:function' of an installed module"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        public = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        raise ConfigError(
+            f"{where} = {reference!r}: module {module_name!r} has no function {function_name!r}"
+            f" (callables there: {', '.join(public[:10]) or 'none'})"
+        )
+    return function
+
+
+def _factory_arguments(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "factory"}
+
+
+def build_stage_config(run: RunConfig, stage: int | Path) -> StageConfig:
+    """The shipped stage (1, 2, 3) or a stage YAML file, with the run's ``train`` overrides applied."""
+    return load_stage_config(stage, run.train)
+
+
+def run_training(
+    run: RunConfig,
+    stage: int | Path,
+    *,
+    resume: bool = False,
+    stop_at_step: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``run`` through ``stage`` (1, 2, 3 or a stage YAML path), on 1 process or under ``torchrun``.
+
+    ``resume``: continue from the latest checkpoint in ``output_dir`` when there is one. Without it, an
+    ``output_dir`` that already holds checkpoints is an error (nothing is overwritten).
+    Every check (configs, factories, paths) runs before training starts.
+    """
+    stage_config = build_stage_config(run, stage)
+    output_dir = Path(run.output_dir)
+    checkpoints_dir = output_dir / "checkpoints"
+    previous = latest_checkpoint(checkpoints_dir)
+    if previous is not None and not resume:
+        raise ConfigError(
+            f"output_dir {output_dir} already holds checkpoints (latest: {previous.name}); "
+            "pass --resume to continue that run, or choose another output_dir"
+        )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output_dir {output_dir} exists and is not a directory")
+    if run.init_from is not None and not Path(run.init_from).exists():
+        raise ConfigError(f"init_from: path not found: {run.init_from}")
+    build_policy = resolve_factory(run.policy_factory, "model.factory")
+    build_dataset = resolve_factory(run.dataset_factory, "data.factory")
+
+    context = init_distributed(None if run.device == "auto" else run.device)
+    try:
+        seed_everything(stage_config.seed)  # the same initial weights on every process
+        policy = build_policy(_factory_arguments(run.model))
+        if run.init_from is not None and previous is None:
+            loaded = load_policy_weights(policy, Path(run.init_from))
+            log.info("initialised the policy from %s", loaded)
+        dataset = build_dataset(_factory_arguments(run.data))
+        if not isinstance(dataset, Dataset):
+            raise TypeError(
+                f"{run.dataset_factory} must return a torch Dataset, received {type(dataset).__name__}"
+            )
+        per_process = stage_config.batch_size // context.world_size
+        batches = SeededBatchStream(
+            dataset,
+            per_process,
+            seed=stage_config.seed,
+            rank=context.rank,
+            world_size=context.world_size,
+            num_workers=run.num_workers,
+            pin_memory=context.device.type == "cuda",
+        )
+        stage_name = str(stage) if isinstance(stage, int) else str(Path(stage).resolve())
+        trainer = Trainer(
+            policy,
+            batches,
+            stage_config,
+            output_dir=output_dir,
+            context=context,
+            metadata={"run": run.to_dict(), "stage": stage_name},
+            progress=progress,
+        )
+        if previous is not None:
+            used = trainer.resume(checkpoints_dir)
+            log.info("resumed from %s at step %d", used, trainer.step)
+        if context.is_main:
+            _write_text_atomically(output_dir / "run.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+            _write_text_atomically(output_dir / "stage.yaml", stage_config.to_yaml())
+        return trainer.fit(stop_at_step=stop_at_step)
+    finally:
+        if context.is_distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def summarize(result: TrainResult) -> str:
+    """One JSON line about a finished ``run_training`` call (for the command line)."""
+    last = result.history[-1] if result.history else {}
+    return json.dumps(
+        {
+            "step": result.step,
+            "last_loss": last.get("loss"),
+            "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+        }
+    )

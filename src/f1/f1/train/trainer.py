@@ -1,0 +1,370 @@
+"""The one trainer of all three stages: a ``StageConfig`` decides what is frozen, which losses count, how."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .batches import SeededBatchStream, as_resumable
+from .checkpoint import (
+    CheckpointError,
+    TrainingCheckpoint,
+    check_weights_fit,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .config import StageConfig
+from .distributed import (
+    DistributedContext,
+    LossModule,
+    all_gather_objects,
+    barrier,
+    current_context,
+    mean_across_processes,
+    wrap_for_data_parallel,
+)
+from .metrics import MetricsLogger
+from .optim import apply_freezing, build_optimizer, build_scheduler, validated_parameter_groups
+from .protocol import Batch, TrainablePolicy
+from .rng import capture_rng_state, restore_rng_state, seed_everything
+
+log = logging.getLogger(__name__)
+
+#: Stage-config keys that may differ between a checkpoint and the run that resumes it (they do not change the
+#: trajectory of the parameters).
+RESUME_MAY_CHANGE = frozenset({"log_interval", "checkpoint_interval", "keep_checkpoints"})
+
+
+@dataclass
+class TrainResult:
+    """What one ``Trainer.fit`` call did."""
+
+    step: int  # optimizer steps completed in total (including those before a resume)
+    history: list[dict[str, float]] = field(
+        default_factory=list
+    )  # per step of this call: "loss" and each loss
+    last_checkpoint: Path | None = None
+
+
+def move_to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
+    """``batch`` with every tensor (also inside nested dicts/lists) on ``device``; other values unchanged."""
+
+    def move(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to(device, non_blocking=True)
+        if isinstance(value, Mapping):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
+            return type(value)(move(v) for v in value)
+        return value
+
+    return move(batch)
+
+
+def use_bf16_autocast(precision: str, device: torch.device) -> bool:
+    """``precision`` "auto" means bf16 autocast on a CUDA device that supports it, fp32 elsewhere."""
+    if precision == "bf16":
+        return True
+    if precision == "fp32":
+        return False
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        if not prefix and key in RESUME_MAY_CHANGE:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping) and key not in ("loss_weights", "group_lr"):
+            differences += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
+    return differences
+
+
+class Trainer:
+    """Train a ``TrainablePolicy`` on batches according to one ``StageConfig``.
+
+    Args:
+        policy: an ``nn.Module`` implementing ``TrainablePolicy``; moved to ``context.device``.
+        batches: per-process batches (dicts of tensors). A ``SeededBatchStream`` resumes exactly; any other
+            re-iterable is replayed and resumes exactly only if each pass yields the same batches.
+        config: the stage: frozen groups, loss weights, optimizer, schedule, steps, intervals, seed.
+        output_dir: where ``metrics.jsonl`` and ``checkpoints/`` go; None = neither is written.
+        context: the data-parallel context (``init_distributed()``); None = the current process group, on CPU.
+        metadata: JSON-serialisable facts stored in every checkpoint (e.g. the model and data configs).
+        progress: show a tqdm progress bar (main process only).
+        tensorboard: mirror metrics to TensorBoard; None = when it is installed.
+        find_unused_parameters: passed to DDP, for policies whose trainable parameters skip some steps.
+
+    Every process seeds its RNGs with ``config.seed + rank`` here; a resume restores them from the checkpoint.
+    """
+
+    def __init__(
+        self,
+        policy: TrainablePolicy,
+        batches: Iterable[Batch],
+        config: StageConfig,
+        *,
+        output_dir: Path | None = None,
+        context: DistributedContext | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        progress: bool = True,
+        tensorboard: bool | None = None,
+        find_unused_parameters: bool = False,
+    ) -> None:
+        if not isinstance(config, StageConfig):
+            raise TypeError(f"config must be a StageConfig, received {type(config).__name__}")
+        self.context = context or current_context()
+        self.config = config
+        if config.batch_size % self.context.world_size:
+            raise ValueError(
+                f"config.batch_size (global) must be divisible by the number of processes: "
+                f"{config.batch_size} % {self.context.world_size} != 0"
+            )
+        if isinstance(batches, SeededBatchStream) and batches.batch_size != self.per_process_batch_size:
+            raise ValueError(
+                f"batches yield {batches.batch_size} samples per process but the stage asks for "
+                f"{self.per_process_batch_size} "
+                f"(batch_size {config.batch_size} / {self.context.world_size} processes)"
+            )
+        groups = validated_parameter_groups(policy)
+        trainable = apply_freezing(groups, config.frozen)
+        self.policy: nn.Module = policy.to(self.context.device)  # type: ignore[attr-defined]
+        self.trainable_parameters = [p for params in trainable.values() for p in params]
+        self.loss_module = wrap_for_data_parallel(
+            LossModule(policy, config.generation_scales),
+            self.context,
+            find_unused_parameters=find_unused_parameters,
+        )
+        self.optimizer = build_optimizer(trainable, config.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, config.steps)
+        self.batches = as_resumable(batches)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.metadata = dict(metadata or {})
+        self.progress = progress
+        self.tensorboard = tensorboard
+        self.bf16 = use_bf16_autocast(config.precision, self.context.device)
+        self.step = 0
+        self._resumed_from_step = 0
+        seed_everything(config.seed + self.context.rank)
+
+    @property
+    def per_process_batch_size(self) -> int:
+        """Samples per step on each process: the global ``config.batch_size`` split over the processes."""
+        return self.config.batch_size // self.context.world_size
+
+    @property
+    def checkpoints_dir(self) -> Path | None:
+        """``<output_dir>/checkpoints``, or None without an output directory."""
+        return self.output_dir / "checkpoints" if self.output_dir is not None else None
+
+    # ----------------------------------------------------------------------------------------------- resume
+
+    def resume(self, path: Path) -> Path:
+        """Continue from the checkpoint at (or latest under) ``path``; return the checkpoint used.
+
+        Every file is read and checked against this trainer (stage config, weight names and shapes,
+        optimizer groups) before anything changes, so a bad checkpoint leaves the trainer as it was.
+        """
+        checkpoint = read_checkpoint(Path(path))
+        self._check_compatible(checkpoint)
+        self.policy.load_state_dict(checkpoint.weights, strict=True)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        self.scheduler.load_state_dict(checkpoint.scheduler)
+        rank = self.context.rank
+        exact = checkpoint.world_size == self.context.world_size
+        if not exact:
+            log.warning(
+                "resuming a %d-process checkpoint on %d processes: data order is kept, random streams "
+                "are not, so the run is not bitwise identical to an uninterrupted one",
+                checkpoint.world_size,
+                self.context.world_size,
+            )
+        self.batches.load_state_dict(checkpoint.batch_states[min(rank, len(checkpoint.batch_states) - 1)])
+        if exact:
+            restore_rng_state(checkpoint.rng_states[rank])
+        else:
+            seed_everything(self.config.seed + rank + checkpoint.step * 1_000)
+        self.step = checkpoint.step
+        self._resumed_from_step = checkpoint.step
+        return checkpoint.path
+
+    def _check_compatible(self, checkpoint: TrainingCheckpoint) -> None:
+        differences = _config_differences(checkpoint.stage_config, self.config.to_dict())
+        if differences:
+            raise CheckpointError(
+                f"{checkpoint.path} was written by a different stage config; resuming would not continue "
+                f"the same run. Differences: {'; '.join(differences)}"
+            )
+        check_weights_fit(self.policy, checkpoint.weights, checkpoint.path)
+        names = [g.get("name") for g in self.optimizer.param_groups]
+        if checkpoint.param_group_names != names:
+            raise CheckpointError(
+                f"{checkpoint.path}: optimizer groups differ: "
+                f"checkpoint {checkpoint.param_group_names}, now {names}"
+            )
+        saved_sizes = [len(g["params"]) for g in checkpoint.optimizer.get("param_groups", [])]
+        sizes = [len(g["params"]) for g in self.optimizer.param_groups]
+        if saved_sizes != sizes:
+            raise CheckpointError(
+                f"{checkpoint.path}: optimizer group sizes differ: checkpoint {saved_sizes}, now {sizes}"
+            )
+        if checkpoint.step > self.config.steps:
+            raise CheckpointError(
+                f"{checkpoint.path} is at step {checkpoint.step}, beyond steps={self.config.steps}"
+            )
+
+    # ----------------------------------------------------------------------------------------------- training
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimizer step on ``batch``; detached losses ("loss": the weighted sum) and "grad_norm"."""
+        batch = move_to_device(batch, self.context.device)
+        with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            losses = self.loss_module(batch)  # through the DDP wrapper: its gradient hooks are armed
+        total = self._weighted_total(losses)
+        total.backward()
+        max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        result = {name: value.detach().float() for name, value in losses.items()}
+        result["loss"] = total.detach().float()
+        result["grad_norm"] = grad_norm.detach().float()
+        return result
+
+    def _weighted_total(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(losses, Mapping):
+            raise TypeError(
+                f"compute_losses must return a dict of scalar tensors, received {type(losses).__name__}"
+            )
+        missing = [n for n in self.config.loss_weights if n not in losses]
+        if missing:
+            raise KeyError(
+                f"the stage weights losses {missing} that compute_losses did not return "
+                f"(returned: {sorted(losses)})"
+            )
+        for name, value in losses.items():
+            if not isinstance(value, torch.Tensor) or value.ndim != 0:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"loss {name!r} must be a 0-dim tensor, received {shape}")
+        # Fixed (sorted) order: float addition is not associative and resume must be bitwise.
+        return sum(
+            (self.config.loss_weights[n] * losses[n].float() for n in sorted(self.config.loss_weights)),
+            torch.zeros((), device=self.context.device),
+        )
+
+    def fit(self, stop_at_step: int | None = None) -> TrainResult:
+        """Train until ``config.steps`` (or ``stop_at_step``, e.g. for a time-limited job), then checkpoint.
+
+        Metrics are logged every ``log_interval`` steps and checkpoints written every ``checkpoint_interval``
+        steps and at the end (main process; when ``output_dir`` is set).
+        """
+        target = self.config.steps if stop_at_step is None else min(stop_at_step, self.config.steps)
+        logger = None
+        if self.context.is_main and self.output_dir is not None:
+            logger = MetricsLogger(
+                self.output_dir, resume_from_step=self._resumed_from_step, tensorboard=self.tensorboard
+            )
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            disable=not (self.progress and self.context.is_main),
+            desc=self.config.name,
+            dynamic_ncols=True,
+        )
+        result = TrainResult(step=self.step)
+        pending: list[dict[str, torch.Tensor]] = []
+        stream = iter(self.batches)
+        self.loss_module.train()
+        started, started_step = time.perf_counter(), self.step
+        try:
+            while self.step < target:
+                pending.append(self.train_step(next(stream)))
+                bar.update(1)
+                if self.step % self.config.log_interval == 0 or self.step == target:
+                    records = self._flush(pending, result)
+                    elapsed = time.perf_counter() - started
+                    speed = (self.step - started_step) / elapsed if elapsed > 0 else 0.0
+                    self._log(records, logger, bar, speed)
+                    started, started_step = time.perf_counter(), self.step
+                if self.checkpoints_dir is not None and (
+                    self.step % self.config.checkpoint_interval == 0 or self.step == target
+                ):
+                    self._flush(pending, result)
+                    result.last_checkpoint = self.save()
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        result.step = self.step
+        return result
+
+    def _flush(self, pending: list[dict[str, torch.Tensor]], result: TrainResult) -> list[dict[str, float]]:
+        """The steps' losses as floats (one device sync per log interval), checked to be finite."""
+        records = [{k: float(v) for k, v in step.items()} for step in pending]
+        first_step = self.step - len(pending) + 1
+        pending.clear()
+        for offset, record in enumerate(records):
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(
+                    f"non-finite loss at step {first_step + offset}: {record}; "
+                    "the last checkpoint is unaffected"
+                )
+        result.history.extend({k: v for k, v in r.items() if k != "grad_norm"} for r in records)
+        return records
+
+    def _log(
+        self, records: list[dict[str, float]], logger: MetricsLogger | None, bar: Any, speed: float
+    ) -> None:
+        if not records:
+            return
+        means = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
+        means = mean_across_processes(means, self.context)  # every process joins the all-reduce
+        values = {
+            ("loss" if k == "loss" else "grad_norm" if k == "grad_norm" else f"loss/{k}"): v
+            for k, v in means.items()
+        }
+        for group in self.optimizer.param_groups:
+            if not group["name"].endswith("/no_decay"):
+                values[f"lr/{group['name']}"] = group["lr"]
+        values["steps_per_s"] = speed
+        values["samples_per_s"] = speed * self.config.batch_size
+        if logger is not None:
+            logger.log(self.step, values)
+        bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+
+    def save(self) -> Path | None:
+        """Checkpoint the current step (every process must call this); the path on the main process."""
+        if self.checkpoints_dir is None:
+            raise ValueError("this trainer has no output_dir, so it cannot write checkpoints")
+        rng_states = all_gather_objects(capture_rng_state(), self.context)
+        batch_states = all_gather_objects(self.batches.state_dict(), self.context)
+        path = None
+        if self.context.is_main:
+            path = save_checkpoint(
+                self.checkpoints_dir,
+                step=self.step,
+                model=self.policy,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                stage_config=self.config.to_dict(),
+                rng_states=rng_states,
+                batch_states=batch_states,
+                metadata=self.metadata,
+                keep=self.config.keep_checkpoints,
+            )
+        barrier(self.context)
+        return path
