@@ -1,0 +1,47 @@
+"""Per-embodiment input/output projections around the shared action expert.
+
+Each registered embodiment owns one :class:`EmbodimentAdapter`: its state token projection, its action
+encoder (action chunk + flow time -> tokens, pi0's time MLP) and its action decoder (tokens -> velocity),
+built from the ``flowmatch`` head pieces. The trunk never depends on an embodiment's dimensions, so adding
+an embodiment to a trained policy adds one adapter and leaves every trunk weight untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from f1.model.embodiment import Embodiment
+from flowmatch import ActionDecoder, ActionEncoder, StateEncoder
+
+__all__ = ["EmbodimentAdapter"]
+
+
+class EmbodimentAdapter(nn.Module):
+    """State/action projections of one embodiment to and from the action expert's width ``w``.
+
+    Args:
+        embodiment: dimensions ``S`` (state) and ``A`` (action).
+        width: the action expert's width ``w``.
+    """
+
+    def __init__(self, embodiment: Embodiment, width: int) -> None:
+        super().__init__()
+        self.embodiment_name = embodiment.name
+        self.state_encoder = StateEncoder(embodiment.state_dim, width)
+        self.action_encoder = ActionEncoder(embodiment.action_dim, width)
+        self.action_decoder = ActionDecoder(width, embodiment.action_dim)
+
+    def encode(self, state: torch.Tensor, noisy_actions: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """Action-expert input tokens ``(B, 1 + H, w)``: the state token, then one token per chunk step.
+
+        Args:
+            state: ``(B, S)`` normalized state.
+            noisy_actions: ``(B, H, A)`` the flow's current point ``a_tau``.
+            tau: ``(B,)`` flow time (0 noise, 1 data).
+        """
+        return torch.cat([self.state_encoder(state), self.action_encoder(noisy_actions, tau)], dim=1)
+
+    def decode(self, action_tokens: torch.Tensor) -> torch.Tensor:
+        """Velocity ``(B, H, A)`` from the action expert's chunk outputs ``(B, H, w)``."""
+        return self.action_decoder(action_tokens)

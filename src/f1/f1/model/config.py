@@ -1,0 +1,429 @@
+"""Typed configuration of the F1 policy: one dataclass per part, validated once, YAML/JSON round trip.
+
+``F1Config`` holds everything needed to rebuild a policy (it is saved beside every checkpoint):
+vision tower, language tokens, the three-expert trunk, the generation expert (VQ-VAE, history, scales),
+the action expert (chunk, flow sampler), the registered embodiments and the mode.
+
+Modes (one model, three behaviours; the demo trains all three with the same code):
+
+- ``"f1"``: understanding -> generation (history + next-scale foresight) -> action;
+- ``"no_gen"``: no generation expert; actions from understanding and state only (the paper's No-Gen);
+- ``"history_no_foresight"``: history frames reach the action expert through the same history encoder,
+  but no foresight is predicted or trained.
+
+``generation.frozen`` gives the paper's Frozen-Gen ablation, ``generation.inference_scales`` (and the
+runtime argument ``num_scales``) the 2/4/6-scale ablation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from f1.model._checks import (
+    finite_float,
+    float_tuple,
+    one_of,
+    optional_positive_int,
+    positive_int,
+    reject_unknown_keys,
+)
+from f1.model.embodiment import Embodiment
+from f1.model.errors import ConfigError
+from var_foresight.config import VQVAEConfig
+
+__all__ = [
+    "ActionConfig",
+    "F1Config",
+    "GenerationConfig",
+    "LanguageConfig",
+    "Mode",
+    "TrunkConfig",
+    "VisionConfig",
+]
+
+Mode = Literal["f1", "no_gen", "history_no_foresight"]
+MODES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight")
+TokenizerKind = Literal["open_clip", "gemma"]
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """A timm vision tower (built with ``pretrained=False``), applied to every camera with shared weights.
+
+    Attributes:
+        timm_model: timm model name, e.g. ``"vit_so400m_patch14_siglip_224"``.
+        image_size: square input side in pixels; camera images must have exactly this size.
+        patch_size, width, depth, heads, mlp_ratio: overrides of the timm model's own (None: keep).
+        mean, std: per-channel pixel normalization applied to images in [0, 1] (SigLIP: 0.5, 0.5).
+    """
+
+    timm_model: str = "vit_so400m_patch14_siglip_224"
+    image_size: int = 224
+    patch_size: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    mlp_ratio: float | None = None
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timm_model, str) or not self.timm_model:
+            raise ConfigError(f"vision.timm_model: expected a timm model name, received {self.timm_model!r}")
+        positive_int("vision.image_size", self.image_size)
+        for name in ("patch_size", "width", "depth", "heads"):
+            optional_positive_int(f"vision.{name}", getattr(self, name))
+        if self.mlp_ratio is not None:
+            finite_float("vision.mlp_ratio", self.mlp_ratio, low=1e-3)
+        if self.patch_size is not None and self.image_size % self.patch_size:
+            raise ConfigError(
+                f"vision.image_size: expected a multiple of patch_size={self.patch_size}, "
+                f"received {self.image_size}"
+            )
+        object.__setattr__(self, "mean", float_tuple("vision.mean", self.mean, 3))
+        std = float_tuple("vision.std", self.std, 3)
+        if min(std) <= 0:
+            raise ConfigError(f"vision.std: expected positive values, received {std}")
+        object.__setattr__(self, "std", std)
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """Language tokens of the understanding expert.
+
+    Attributes:
+        tokenizer: ``"open_clip"`` (offline CLIP BPE, the default) or ``"gemma"`` (a user-supplied
+            Gemma/PaliGemma tokenizer, see ``gemma_tokenizer_path``).
+        open_clip_model: the open_clip tokenizer name.
+        gemma_tokenizer_path: a local directory or ``tokenizer.model`` file for ``"gemma"``.
+        vocab_size: rows of the token embedding (CLIP: 49408; pi0/F1: 257152).
+        max_length: tokens per instruction (right-padded, truncated beyond).
+    """
+
+    tokenizer: TokenizerKind = "open_clip"
+    open_clip_model: str = "ViT-B-32"
+    gemma_tokenizer_path: str | None = None
+    vocab_size: int = 49408
+    max_length: int = 48
+
+    def __post_init__(self) -> None:
+        one_of("language.tokenizer", self.tokenizer, ("open_clip", "gemma"))
+        positive_int("language.vocab_size", self.vocab_size)
+        positive_int("language.max_length", self.max_length)
+        if self.max_length < 2:
+            raise ConfigError(
+                f"language.max_length: expected >= 2 (start and end tokens), received {self.max_length}"
+            )
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    """The Mixture-of-Transformers trunk: shared depth and head layout, one width per expert.
+
+    Attributes:
+        n_layers, n_heads, n_kv_heads, head_dim: shared by all experts (one joint attention per layer).
+        understanding_width, understanding_mlp: Gemma-2B: 2048 / 16384.
+        generation_width, generation_mlp: "Gemma-300M": 1024 / 4096.
+        action_width, action_mlp: "Gemma-300M": 1024 / 4096.
+        rope_base: rotary base.
+        attention_backend: ``"sdpa"`` (CPU default) or ``"flex"``.
+    """
+
+    n_layers: int = 18
+    n_heads: int = 8
+    n_kv_heads: int = 1
+    head_dim: int = 256
+    understanding_width: int = 2048
+    understanding_mlp: int = 16384
+    generation_width: int = 1024
+    generation_mlp: int = 4096
+    action_width: int = 1024
+    action_mlp: int = 4096
+    rope_base: float = 10000.0
+    attention_backend: Literal["sdpa", "flex"] = "sdpa"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name not in ("rope_base", "attention_backend"):
+                positive_int(f"trunk.{f.name}", getattr(self, f.name))
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"trunk.n_kv_heads: expected a divisor of n_heads={self.n_heads}, received {self.n_kv_heads}"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"trunk.head_dim: expected an even number (rotary), received {self.head_dim}")
+        finite_float("trunk.rope_base", self.rope_base, low=1.0)
+        one_of("trunk.attention_backend", self.attention_backend, ("sdpa", "flex"))
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The generation expert: frozen VQ-VAE tokenizer, history encoder, next-scale foresight.
+
+    Attributes:
+        vqvae: the ``var_foresight`` tokenizer shape (its image size is the foresight image size).
+        history_frames: past frames fed to the history encoder (any number >= 1).
+        history_stride: control steps between history frames (published: 3).
+        inference_scales: scales predicted at inference by default (published: 4); ``num_scales`` at call
+            time overrides it (the 2/4/6-scale ablation).
+        train_scales: scales teacher-forced in training when the trainer passes ``generation_scales=None``
+            (None: all scales).
+        top_k, top_p, temperature: token sampling at inference (published: 900, 0.95, 1.0).
+        frozen: the Frozen-Gen ablation (generation weights never receive gradients).
+        foresight_camera: camera whose next frame is imagined (None: the first camera).
+    """
+
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
+    history_frames: int = 4
+    history_stride: int = 3
+    inference_scales: int = 4
+    train_scales: int | None = None
+    top_k: int | None = 900
+    top_p: float | None = 0.95
+    temperature: float = 1.0
+    frozen: bool = False
+    foresight_camera: str | None = None
+
+    def __post_init__(self) -> None:
+        vqvae = self.vqvae
+        if isinstance(vqvae, Mapping):
+            try:
+                vqvae = VQVAEConfig.from_dict(vqvae)
+            except (KeyError, ValueError, TypeError) as err:
+                raise ConfigError(f"generation.vqvae: {err}") from None
+        if not isinstance(vqvae, VQVAEConfig):
+            raise ConfigError(f"generation.vqvae: expected a VQVAEConfig, received {type(vqvae).__name__}")
+        object.__setattr__(self, "vqvae", vqvae)
+        positive_int("generation.history_frames", self.history_frames)
+        positive_int("generation.history_stride", self.history_stride)
+        n_scales = len(vqvae.scales)
+        for name in ("inference_scales", "train_scales"):
+            value = getattr(self, name)
+            if value is None and name == "train_scales":
+                continue
+            positive_int(f"generation.{name}", value)
+            if value > n_scales:
+                raise ConfigError(
+                    f"generation.{name}: expected at most the VQ-VAE's {n_scales} scales, received {value}"
+                )
+        optional_positive_int("generation.top_k", self.top_k)
+        if self.top_p is not None:
+            finite_float("generation.top_p", self.top_p, low=1e-6, high=1.0)
+        finite_float("generation.temperature", self.temperature, low=1e-6)
+        if not isinstance(self.frozen, bool):
+            raise ConfigError(f"generation.frozen: expected a bool, received {self.frozen!r}")
+
+    @property
+    def num_scales(self) -> int:
+        """Scales of the VQ-VAE schedule."""
+        return len(self.vqvae.scales)
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """The action expert and its flow-matching head.
+
+    Attributes:
+        chunk_size: ``H``, actions per chunk.
+        n_action_steps: actions executed from each chunk before replanning (LeRobot's replanning interval).
+        flow_steps: ODE steps at inference (pi0/F1: 10).
+        solver: a ``flowmatch`` fixed-step solver name (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``).
+        time_sampler: training time distribution: ``"beta"`` (pi0's), ``"uniform"``, ``"logit_normal"``.
+    """
+
+    chunk_size: int = 50
+    n_action_steps: int = 50
+    flow_steps: int = 10
+    solver: str = "euler"
+    time_sampler: Literal["beta", "uniform", "logit_normal"] = "beta"
+
+    def __post_init__(self) -> None:
+        positive_int("action.chunk_size", self.chunk_size)
+        positive_int("action.n_action_steps", self.n_action_steps)
+        if self.n_action_steps > self.chunk_size:
+            raise ConfigError(
+                f"action.n_action_steps: expected at most chunk_size={self.chunk_size}, "
+                f"received {self.n_action_steps}"
+            )
+        positive_int("action.flow_steps", self.flow_steps)
+        one_of("action.solver", self.solver, ("euler", "midpoint", "heun", "rk4"))
+        one_of("action.time_sampler", self.time_sampler, ("beta", "uniform", "logit_normal"))
+
+
+_PARTS: dict[str, type] = {
+    "vision": VisionConfig,
+    "language": LanguageConfig,
+    "trunk": TrunkConfig,
+    "generation": GenerationConfig,
+    "action": ActionConfig,
+}
+
+
+@dataclass(frozen=True)
+class F1Config:
+    """Everything needed to rebuild an F1 policy.
+
+    Attributes:
+        name: preset or user name (informational).
+        mode: ``"f1"``, ``"no_gen"`` or ``"history_no_foresight"`` (see the module docstring).
+        cameras: camera names; the policy reads ``observation.images.<name>`` for each, in this order.
+        vision, language, trunk, generation, action: the parts.
+        embodiments: the registered embodiments (at least one).
+        default_embodiment: used when a batch or observation names none (None: the first one).
+    """
+
+    name: str = "custom"
+    mode: Mode = "f1"
+    cameras: tuple[str, ...] = ("front",)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    embodiments: tuple[Embodiment, ...] = ()
+    default_embodiment: str | None = None
+
+    def __post_init__(self) -> None:
+        one_of("mode", self.mode, MODES)
+        cameras = (self.cameras,) if isinstance(self.cameras, str) else tuple(self.cameras)
+        if not cameras or not all(isinstance(c, str) and c and "." not in c for c in cameras):
+            raise ConfigError(
+                f"cameras: expected one or more camera names without '.', received {self.cameras!r}"
+            )
+        if len(set(cameras)) != len(cameras):
+            raise ConfigError(f"cameras: expected distinct names, received {cameras}")
+        object.__setattr__(self, "cameras", cameras)
+        for name, cls in _PARTS.items():
+            part = getattr(self, name)
+            if isinstance(part, Mapping):
+                reject_unknown_keys(name, part, cls)
+                part = _part_from_dict(cls, part)
+                object.__setattr__(self, name, part)
+            if not isinstance(part, cls):
+                raise ConfigError(f"{name}: expected a {cls.__name__}, received {type(part).__name__}")
+        embodiments = tuple(
+            Embodiment.from_dict(e) if isinstance(e, Mapping) else e for e in self.embodiments
+        )
+        if not embodiments or not all(isinstance(e, Embodiment) for e in embodiments):
+            raise ConfigError("embodiments: expected at least one Embodiment")
+        names = [e.name for e in embodiments]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"embodiments: expected distinct names, received {names}")
+        object.__setattr__(self, "embodiments", embodiments)
+        if self.default_embodiment is not None and self.default_embodiment not in names:
+            raise ConfigError(
+                f"default_embodiment: expected one of {names}, received {self.default_embodiment!r}"
+            )
+        camera = self.generation.foresight_camera
+        if camera is not None and camera not in cameras:
+            raise ConfigError(
+                f"generation.foresight_camera: expected one of {list(cameras)}, received {camera!r}"
+            )
+
+    # --- derived ---------------------------------------------------------------------------------------
+    @property
+    def has_history(self) -> bool:
+        """Whether history frames are encoded (modes ``f1`` and ``history_no_foresight``)."""
+        return self.mode != "no_gen"
+
+    @property
+    def has_foresight(self) -> bool:
+        """Whether the next-scale foresight is predicted (mode ``f1``)."""
+        return self.mode == "f1"
+
+    @property
+    def foresight_camera(self) -> str:
+        return self.generation.foresight_camera or self.cameras[0]
+
+    @property
+    def default_embodiment_name(self) -> str:
+        return self.default_embodiment or self.embodiments[0].name
+
+    def replace(self, **changes: Any) -> F1Config:
+        """A validated copy with top-level fields changed (e.g. ``mode="no_gen"``)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_embodiment(self, embodiment: Embodiment) -> F1Config:
+        """A copy with ``embodiment`` appended to the registry."""
+        return self.replace(embodiments=(*self.embodiments, embodiment))
+
+    # --- serialisation ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of JSON types (inverse of :meth:`from_dict`)."""
+        out: dict[str, Any] = {"name": self.name, "mode": self.mode, "cameras": list(self.cameras)}
+        for name in _PARTS:
+            out[name] = _part_to_dict(getattr(self, name))
+        out["embodiments"] = [e.to_dict() for e in self.embodiments]
+        out["default_embodiment"] = self.default_embodiment
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> F1Config:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`ConfigError` naming them."""
+        reject_unknown_keys("F1Config", data, cls)
+        values = dict(data)
+        if "embodiments" in values:
+            values["embodiments"] = tuple(values["embodiments"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> F1Config:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config: not valid JSON ({err})") from None
+        return cls.from_dict(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> F1Config:
+        data = yaml.safe_load(text)
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config: expected a YAML mapping, received {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        """Write as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+        path = Path(path)
+        path.write_text(self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> F1Config:
+        """Read a file written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"path: expected a config file, {str(path)!r} does not exist")
+        text = path.read_text()
+        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+
+
+def _part_to_dict(part: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(part):
+        value = getattr(part, f.name)
+        if isinstance(value, VQVAEConfig):
+            value = value.to_dict()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _part_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    values = dict(data)
+    for key in ("mean", "std"):
+        if key in values and isinstance(values[key], list):
+            values[key] = tuple(values[key])
+    return cls(**values)
