@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+_LIMIT_TOLERANCE = 1e-9  # radians
+
 
 @dataclass(frozen=True)
 class TwoLinkGeometry:
@@ -65,6 +67,8 @@ def inverse_kinematics(geometry: TwoLinkGeometry, x: float, y: float) -> tuple[f
         shoulder += 2.0 * math.pi
     s_low, s_high = geometry.shoulder_limits
     e_low, e_high = geometry.elbow_limits
-    if not (s_low <= shoulder <= s_high and e_low <= elbow <= e_high):
+    # A tolerance for points computed from joint angles on a limit, which round to just beyond it.
+    tol = _LIMIT_TOLERANCE
+    if not (s_low - tol <= shoulder <= s_high + tol and e_low - tol <= elbow <= e_high + tol):
         return None
-    return shoulder, elbow
+    return min(max(shoulder, s_low), s_high), min(max(elbow, e_low), e_high)

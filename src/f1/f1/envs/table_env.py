@@ -13,6 +13,7 @@ which a policy aiming at the object's position in the current frame misses at hi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -23,7 +24,7 @@ from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, make_embodiment
 from f1.envs.table_render import ARM_RGB, GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB, TableRenderer
 from f1.envs.table_scene import Bin, SceneLayout, is_on_belt, sample_scene
-from f1.envs.task_config import TableTaskConfig
+from f1.envs.task_config import MAX_CONVEYOR_SPEED, TableTaskConfig
 
 
 class Observation(TypedDict):
@@ -121,16 +122,22 @@ class TableTaskEnv:
 
     # -- episode ----------------------------------------------------------------------------------------
 
-    def reset(self, seed: int | None = None) -> tuple[Observation, dict[str, Any]]:
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
         """Start an episode; with ``seed`` everything (scene, conveyor, start pose) is reproducible.
 
         Without a seed the environment's generator continues (reseeded from entropy on first use).
+        ``options`` may hold ``"conveyor_velocity"``: a signed belt speed in table widths per step that
+        replaces the drawn one (dynamic variant only), e.g. to measure success against conveyor speed.
         """
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
                 raise ValueError(f"seed: expected a non-negative integer or None, received {seed!r}")
             self._rng = np.random.default_rng(int(seed))
         scene = sample_scene(self._rng, self.config)
+        if options:
+            scene = self._apply_options(scene, options)
         self._scene = scene
         self._positions = scene.object_positions.copy()
         self._on_belt = np.array([is_on_belt(y) for y in self._positions[:, 1]], dtype=bool)
@@ -234,6 +241,26 @@ class TableTaskEnv:
         )
 
     # -- internals --------------------------------------------------------------------------------------
+
+    def _apply_options(self, scene: SceneLayout, options: dict[str, Any]) -> SceneLayout:
+        unknown = sorted(set(options) - {"conveyor_velocity"})
+        if unknown:
+            raise ValueError(f"options: unknown keys {unknown}, expected a subset of ['conveyor_velocity']")
+        if "conveyor_velocity" not in options:
+            return scene
+        velocity = options["conveyor_velocity"]
+        if not self._dynamic:
+            raise ValueError("options: 'conveyor_velocity' needs the 'dynamic' variant, received 'static'")
+        if (
+            isinstance(velocity, bool)
+            or not isinstance(velocity, int | float)
+            or abs(velocity) > MAX_CONVEYOR_SPEED
+        ):
+            raise ValueError(
+                f"options['conveyor_velocity']: expected a number in [-{MAX_CONVEYOR_SPEED}, "
+                f"{MAX_CONVEYOR_SPEED}] table widths per step, received {velocity!r}"
+            )
+        return dataclasses.replace(scene, conveyor_velocity=(float(velocity), 0.0))
 
     def _nearest_object_within(self, x: float, y: float, radius: float) -> int:
         best, best_distance = -1, radius

@@ -1,0 +1,248 @@
+"""TableTaskEnv: gymnasium-style contract, determinism, clipping, conveyor, grasp and release rules."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from f1.envs.scripted_experts import make_expert
+from f1.envs.table_env import TableTaskEnv, make_env
+from f1.envs.task_config import TableTaskConfig
+
+COMBINATIONS = [(e, v) for e in ("gripper", "arm") for v in ("static", "dynamic")]
+ACTIONS = st.lists(arrays(np.float64, 3, elements=st.floats(-2.0, 2.0)), min_size=1, max_size=25)
+
+
+def run(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    images, states = [obs["image"]], [obs["state"]]
+    for action in actions:
+        obs, _, terminated, truncated, _ = env.step(action)
+        images.append(obs["image"])
+        states.append(obs["state"])
+        if terminated or truncated:
+            break
+    return np.stack(images), np.stack(states)
+
+
+def move_to(env, point, grip):
+    """Step the gripper embodiment in straight moves until it sits on ``point``."""
+    expert = make_expert(env)
+    for _ in range(100):
+        if math.dist(env.embodiment.ee_position, point) < 1e-9:
+            return
+        env.step(expert.controller.action_toward(point, grip))
+    raise AssertionError(f"could not reach {point}")
+
+
+@pytest.mark.parametrize(("embodiment", "variant"), COMBINATIONS)
+def test_reset_and_step_follow_the_gymnasium_contract(embodiment, variant):
+    env = make_env(embodiment, variant, resolution=48)
+    obs, info = env.reset(seed=3)
+    assert set(obs) == {"image", "state", "instruction"}
+    assert obs["image"].shape == (48, 48, 3)
+    assert obs["image"].dtype == np.uint8
+    assert obs["state"].shape == (env.embodiment.state_dim,)
+    assert obs["state"].dtype == np.float32
+    assert obs["instruction"] == env.instruction
+    assert obs["instruction"].startswith("put the ")
+    assert info["success"] is False
+    result = env.step(np.zeros(env.action_space.dim))
+    assert len(result) == 5
+    obs, reward, terminated, truncated, info = result
+    assert reward == 0.0
+    assert terminated is False
+    assert truncated is False
+    assert env.image_shape == (48, 48, 3)
+    assert env.fps == 10
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(COMBINATIONS), ACTIONS)
+def test_episodes_are_reproducible_from_the_seed(seed, combination, actions):
+    env_a, env_b = make_env(*combination), make_env(*combination)
+    images_a, states_a = run(env_a, seed, actions)
+    images_b, states_b = run(env_b, seed, actions)
+    assert np.array_equal(images_a, images_b)
+    assert np.array_equal(states_a, states_b)
+    images_c, _ = run(env_a, seed, actions)  # the same env reset again replays it too
+    assert np.array_equal(images_a, images_c)
+
+
+def test_different_seeds_give_different_scenes():
+    env = make_env()
+    first_frames = {env.reset(seed=seed)[0]["image"].tobytes() for seed in range(20)}
+    assert len(first_frames) == 20
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 1000),
+    st.sampled_from(["gripper", "arm"]),
+    arrays(np.float64, 3, elements=st.floats(-5, 5)),
+)
+def test_actions_are_clipped_to_the_action_space(seed, embodiment, action):
+    env_raw, env_clipped = make_env(embodiment), make_env(embodiment)
+    env_raw.reset(seed=seed)
+    env_clipped.reset(seed=seed)
+    clipped = env_raw.action_space.clip(action)
+    assert env_raw.action_space.contains(clipped)
+    obs_raw = env_raw.step(action)[0]
+    obs_clipped = env_clipped.step(clipped)[0]
+    assert np.array_equal(obs_raw["image"], obs_clipped["image"])
+    assert np.array_equal(obs_raw["state"], obs_clipped["state"])
+
+
+@pytest.mark.parametrize("bad", [np.zeros(2), np.zeros((1, 3)), np.zeros(4)])
+def test_wrong_action_shape_names_the_argument_and_both_shapes(bad):
+    env = make_env("arm")
+    env.reset(seed=0)
+    expected = r"action: expected shape \(3,\) \('dq_shoulder', 'dq_elbow', 'grip'\) for embodiment 'arm'"
+    with pytest.raises(ValueError, match=expected + rf", received shape {re.escape(str(bad.shape))}"):
+        env.step(bad)
+
+
+def test_non_finite_actions_and_bad_seeds_are_rejected():
+    env = make_env()
+    with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
+        env.reset(seed=-1)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action: expected finite values"):
+        env.step(np.array([np.nan, 0.0, 0.0]))
+
+
+def test_stepping_before_reset_or_after_the_end_raises():
+    env = make_env(max_steps=10)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(3))
+    env.reset(seed=0)
+    for step in range(10):
+        _, _, terminated, truncated, _ = env.step(np.zeros(3))
+        assert truncated == (step == 9)
+        assert not terminated
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(3))
+
+
+def test_conveyor_moves_belt_objects_by_the_velocity_and_wraps_them():
+    env = make_env(variant="dynamic")
+    env.reset(seed=5, options={"conveyor_velocity": -0.03})
+    before = env.task_state().object_positions
+    env.step(np.zeros(3))
+    after = env.task_state().object_positions
+    assert np.allclose(np.mod(before[:, 0] - 0.03, 1.0), after[:, 0])
+    assert np.array_equal(before[:, 1], after[:, 1])
+    for _ in range(40):  # 1.2 table widths: every object crosses the left edge and comes back
+        env.step(np.zeros(3))
+        xs = env.task_state().object_positions[:, 0]
+        assert np.all((xs >= 0.0) & (xs < 1.0))
+
+
+def test_a_single_frame_does_not_reveal_the_conveyor_direction_but_two_frames_do():
+    env = make_env(variant="dynamic")
+    first_left = env.reset(seed=9, options={"conveyor_velocity": -0.03})[0]["image"]
+    second_left = env.step(np.zeros(3))[0]["image"]
+    first_right = env.reset(seed=9, options={"conveyor_velocity": 0.03})[0]["image"]
+    second_right = env.step(np.zeros(3))[0]["image"]
+    assert np.array_equal(first_left, first_right)
+    assert not np.array_equal(second_left, second_right)
+
+
+def test_conveyor_velocity_option_is_validated():
+    with pytest.raises(ValueError, match="'conveyor_velocity' needs the 'dynamic' variant"):
+        make_env(variant="static").reset(seed=0, options={"conveyor_velocity": 0.01})
+    with pytest.raises(ValueError, match=r"options\['conveyor_velocity'\]: expected a number"):
+        make_env(variant="dynamic").reset(seed=0, options={"conveyor_velocity": 0.5})
+    with pytest.raises(ValueError, match=r"options: unknown keys \['speed'\]"):
+        make_env(variant="dynamic").reset(seed=0, options={"speed": 0.01})
+
+
+def test_static_objects_never_move_unless_carried():
+    env = make_env(variant="static")
+    env.reset(seed=1)
+    before = env.task_state().object_positions
+    for _ in range(15):
+        env.step(np.array([0.0, -0.04, -1.0]))
+    assert np.array_equal(before, env.task_state().object_positions)
+
+
+def test_closing_outside_the_grasp_radius_grasps_nothing():
+    env = make_env(grasp_radius=0.03)
+    env.reset(seed=2)
+    state = env.task_state()
+    x, y = state.object_positions[state.target_object]
+    move_to(env, (x + 0.045, y), grip=-1.0)
+    info = env.step(np.array([0.0, 0.0, 1.0]))[4]
+    assert info["holding"] == -1
+    assert env.embodiment.grip_closed
+
+
+def test_releasing_the_named_object_in_the_named_bin_succeeds():
+    env = make_env()
+    env.reset(seed=4)
+    state = env.task_state()
+    move_to(env, tuple(state.object_positions[state.target_object]), grip=-1.0)
+    info = env.step(np.array([0.0, 0.0, 1.0]))[4]
+    assert info["holding"] == state.target_object
+    assert info["target_grasped"]
+    move_to(env, state.bins[state.target_bin].centre, grip=1.0)
+    assert env.task_state().object_positions[state.target_object] == pytest.approx(env.embodiment.ee_position)
+    _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, -1.0]))
+    assert info["success"]
+    assert reward == 1.0
+    assert terminated
+    assert not truncated
+
+
+def test_releasing_the_named_object_in_another_bin_fails_and_ends_the_episode():
+    env = make_env()
+    env.reset(seed=4)
+    state = env.task_state()
+    move_to(env, tuple(state.object_positions[state.target_object]), grip=-1.0)
+    env.step(np.array([0.0, 0.0, 1.0]))
+    wrong_bin = (state.target_bin + 1) % len(state.bins)
+    move_to(env, state.bins[wrong_bin].centre, grip=1.0)
+    _, reward, terminated, _, info = env.step(np.array([0.0, 0.0, -1.0]))
+    assert terminated
+    assert not info["success"]
+    assert reward == 0.0
+
+
+def test_releasing_another_object_in_the_named_bin_does_not_succeed():
+    env = make_env()
+    env.reset(seed=4)
+    state = env.task_state()
+    other = (state.target_object + 1) % len(state.object_positions)
+    move_to(env, tuple(state.object_positions[other]), grip=-1.0)
+    assert env.step(np.array([0.0, 0.0, 1.0]))[4]["holding"] == other
+    move_to(env, state.bins[state.target_bin].centre, grip=1.0)
+    _, reward, terminated, _, info = env.step(np.array([0.0, 0.0, -1.0]))
+    assert not terminated
+    assert not info["success"]
+    assert reward == 0.0
+    assert info["holding"] == -1
+
+
+def test_the_gripper_state_is_visible_in_the_image_and_the_state():
+    env = make_env()
+    open_obs = env.reset(seed=0)[0]
+    closed_obs = env.step(np.array([0.0, 0.0, 1.0]))[0]
+    assert open_obs["state"][2] == 0.0
+    assert closed_obs["state"][2] == 1.0
+    assert not np.array_equal(open_obs["image"], closed_obs["image"])
+
+
+def test_arm_links_are_drawn():
+    gripper_env, arm_env = make_env("gripper"), make_env("arm")
+    gripper_image = gripper_env.reset(seed=0)[0]["image"]
+    arm_image = arm_env.reset(seed=0)[0]["image"]
+    assert (arm_image != gripper_image).any(axis=2).sum() > 10
+
+
+def test_env_accepts_a_config_object():
+    env = TableTaskEnv(TableTaskConfig(embodiment="arm", resolution=128))
+    assert env.reset(seed=0)[0]["image"].shape == (128, 128, 3)
