@@ -63,12 +63,12 @@ def inverse_kinematics(geometry: TwoLinkGeometry, x: float, y: float) -> tuple[f
         return None
     elbow = math.acos(cos_elbow)
     shoulder = math.atan2(dy_up, dx) - math.atan2(l2 * math.sin(elbow), l1 + l2 * math.cos(elbow))
-    if shoulder <= -math.pi:
-        shoulder += 2.0 * math.pi
     s_low, s_high = geometry.shoulder_limits
     e_low, e_high = geometry.elbow_limits
     # A tolerance for points computed from joint angles on a limit, which round to just beyond it.
     tol = _LIMIT_TOLERANCE
+    # The one turn of angles that starts at the lower shoulder limit.
+    shoulder = (shoulder - (s_low - tol)) % (2.0 * math.pi) + (s_low - tol)
     if not (s_low - tol <= shoulder <= s_high + tol and e_low - tol <= elbow <= e_high + tol):
         return None
     return min(max(shoulder, s_low), s_high), min(max(elbow, e_low), e_high)
