@@ -31,12 +31,16 @@ class VideoEncoding:
         pix_fmt: pixel format of the stream; ``"yuv420p"`` halves chroma resolution, ``"yuv444p"`` keeps it.
         gop: keyframe interval in frames (2 as in LeRobot: any frame decodes after at most one other).
         crf: constant rate factor, lower is better quality (LeRobot: 30; 0 is lossless for libx264).
+        low_latency: x264/x265 ``tune=zerolatency``: every frame is emitted as soon as it is encoded (no
+            B-frames, no lookahead), so the writer knows each file's size exactly when it decides to
+            rotate, and decoding never reorders frames. The files stay plain H.264 mp4.
     """
 
     codec: str = "h264"
     pix_fmt: str = "yuv420p"
     gop: int = 2
     crf: int = 30
+    low_latency: bool = True
 
     def __post_init__(self) -> None:
         if self.codec not in av.codecs_available:
@@ -65,6 +69,8 @@ class VideoStreamWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), mode="w")
         options = {"g": str(encoding.gop), "crf": str(encoding.crf)}
+        if encoding.low_latency and encoding.codec in ("h264", "libx264", "hevc", "libx265"):
+            options["tune"] = "zerolatency"
         self._stream = self._container.add_stream(encoding.codec, rate=fps, options=options)
         self._stream.pix_fmt = encoding.pix_fmt
         self._stream.height = height

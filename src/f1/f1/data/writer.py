@@ -325,7 +325,9 @@ class LeRobotDatasetWriter:
                 columns.append(pa.array(arr, type=self._schema.field(spec.name).type))
             else:
                 flat = pa.array(np.ascontiguousarray(arr).reshape(-1))
-                columns.append(pa.FixedSizeListArray.from_arrays(flat, arr.shape[1]))
+                columns.append(
+                    pa.FixedSizeListArray.from_arrays(flat, type=self._schema.field(spec.name).type)
+                )
         self._data_writer.write_table(pa.Table.from_arrays(columns, schema=self._schema))
         cursor.frames += length
         cursor.size_bytes = os.path.getsize(path)
