@@ -1,0 +1,107 @@
+"""Codebook health of the shared multi-scale codebook: per-scale usage and perplexity, dead-code restarts.
+
+Small scales see few tokens per image (1 at the 1x1 scale against 256 at 16x16), so a codebook trained on
+the pooled tokens drifts towards the large scales and the small ones collapse onto a handful of codes. The
+restart here draws replacements from every scale's residuals in equal shares, so the small scales get codes
+near their own residuals back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from var_foresight.quantizer import MultiScaleResidualQuantizer
+
+
+@dataclass(frozen=True)
+class CodebookHealth:
+    """Per-scale statistics of code use.
+
+    usage_percent: ``(S,)`` percentage of codes whose hit EMA at that scale is above the dead threshold.
+    perplexity: ``(S,)`` ``exp(entropy)`` of the code distribution of that scale in the given hits
+        (1 = a single code used, V = uniform use).
+    dead_codes: number of codes below the threshold at every scale.
+    """
+
+    usage_percent: tuple[float, ...]
+    perplexity: tuple[float, ...]
+    dead_codes: int
+
+
+def perplexity_per_scale(hits: torch.Tensor) -> torch.Tensor:
+    """``(S, V)`` hit counts -> ``(S,)`` perplexity of each scale's code distribution."""
+    if hits.ndim != 2:
+        raise ValueError(f"hits: expected shape (S, V), got {tuple(hits.shape)}")
+    p = hits.float() / hits.float().sum(dim=1, keepdim=True).clamp_min(1e-12)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=1)
+    return entropy.exp()
+
+
+def dead_thresholds(
+    quantizer: MultiScaleResidualQuantizer, batch: int, fraction: float = 0.08
+) -> torch.Tensor:
+    """``(S,)``: ``fraction`` of the hits a code would get at each scale if codes were used uniformly."""
+    tokens = torch.tensor(quantizer.schedule.tokens_per_scale, dtype=torch.float32)
+    return tokens * batch / quantizer.vocab_size * fraction
+
+
+def dead_code_mask(quantizer: MultiScaleResidualQuantizer, thresholds: torch.Tensor) -> torch.Tensor:
+    """``(V,)`` True for codes whose hit EMA is below the threshold at every scale."""
+    ema = quantizer.ema_vocab_hit_SV
+    return (ema < thresholds.to(ema.device)[:, None]).all(dim=0)
+
+
+def codebook_health(
+    quantizer: MultiScaleResidualQuantizer, hits: torch.Tensor, thresholds: torch.Tensor
+) -> CodebookHealth:
+    """Health from the quantizer's hit EMA (usage, dead codes) and one batch's ``(S, V)`` hits
+    (perplexity)."""
+    ema = quantizer.ema_vocab_hit_SV
+    alive = ema >= thresholds.to(ema.device)[:, None]
+    return CodebookHealth(
+        usage_percent=tuple(float(u) for u in alive.float().mean(dim=1) * 100),
+        perplexity=tuple(float(p) for p in perplexity_per_scale(hits)),
+        dead_codes=int(dead_code_mask(quantizer, thresholds).sum()),
+    )
+
+
+@torch.no_grad()
+def restart_dead_codes(
+    quantizer: MultiScaleResidualQuantizer,
+    residuals: Sequence[torch.Tensor],
+    thresholds: torch.Tensor,
+    generator: torch.Generator | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> int:
+    """Move every dead code onto a residual vector that the quantizer was asked to encode; return how many.
+
+    residuals: per scale ``(N_k, Cz)`` (from `QuantizerTrainingOutput.residuals`); replacements are drawn
+        from every scale in equal shares, uniformly within a scale.
+    thresholds: ``(S,)`` dead thresholds (see `dead_thresholds`); restarted codes get their EMA set to it so
+        they have time to be picked before they could be restarted again.
+    optimizer: if given, its per-parameter state rows (e.g. Adam moments) of the restarted codes are zeroed.
+    """
+    if len(residuals) != quantizer.schedule.num_scales:
+        raise ValueError(f"residuals: expected {quantizer.schedule.num_scales} scales, got {len(residuals)}")
+    dead = dead_code_mask(quantizer, thresholds).nonzero().flatten()
+    if dead.numel() == 0:
+        return 0
+    weight = quantizer.embedding.weight
+    device = weight.device
+    scale_of = torch.randint(0, len(residuals), (dead.numel(),), generator=generator).tolist()
+    replacements = []
+    for scale in scale_of:
+        pool = residuals[scale]
+        row = int(torch.randint(0, pool.shape[0], (1,), generator=generator))
+        replacements.append(pool[row].to(device=device, dtype=weight.dtype))
+    dead = dead.to(device)
+    weight[dead] = torch.stack(replacements)
+    quantizer.ema_vocab_hit_SV[:, dead] = thresholds.to(device)[:, None]
+    if optimizer is not None:
+        for value in optimizer.state.get(weight, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+                value[dead] = 0
+    return int(dead.numel())

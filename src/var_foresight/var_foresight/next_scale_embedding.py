@@ -1,0 +1,97 @@
+"""Token embedding of the next-scale generator and its output head, usable inside any transformer trunk.
+
+Token layout of the first ``K`` scales: scale 0 is ``l_0`` learned start-of-sequence tokens; scale ``k > 0``
+is ``Linear(Cz -> C)`` of its teacher-forcing input (``f_hat`` after scales ``< k``, area-downsampled to the
+size of scale ``k``; see `MultiScaleResidualQuantizer.next_scale_input`). Every token gets a learned
+absolute position embedding and the embedding of its scale (level).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from var_foresight.scales import ScaleSchedule
+
+
+class NextScaleEmbedding(nn.Module):
+    """``word_embed`` Linear(Cz -> C), ``sos`` ``(l_0, C)``, ``pos_embed`` ``(L, C)``, ``level_embed``
+    ``(S, C)``."""
+
+    def __init__(self, schedule: ScaleSchedule, z_channels: int, width: int) -> None:
+        super().__init__()
+        self.schedule, self.z_channels, self.width = schedule, z_channels, width
+        std = (1 / width / 3) ** 0.5
+        self.word_embed = nn.Linear(z_channels, width)
+        self.sos = nn.Parameter(torch.randn(schedule.tokens_per_scale[0], width) * std)
+        self.pos_embed = nn.Parameter(torch.randn(schedule.total_tokens, width) * std)
+        self.level_embed = nn.Embedding(schedule.num_scales, width)
+        nn.init.normal_(self.level_embed.weight, std=std)
+
+    def forward(self, teacher_inputs: torch.Tensor | None, batch: int, num_scales: int) -> torch.Tensor:
+        """Embed the first ``K = num_scales`` scales at once (teacher forcing) -> ``(B, L_K, C)``.
+
+        teacher_inputs: ``(B, L_K - l_0, Cz)`` inputs of scales ``1..K-1`` (None or empty for ``K = 1``).
+        """
+        end = self._check(num_scales, teacher_inputs, batch)
+        tokens = self.sos.expand(batch, -1, -1)
+        if teacher_inputs is not None and teacher_inputs.shape[1]:
+            tokens = torch.cat([tokens, self.word_embed(teacher_inputs)], dim=1)
+        levels = self.schedule.level_ids(num_scales).to(tokens.device)
+        return tokens + self.pos_embed[:end] + self.level_embed(levels)
+
+    def embed_scale(self, scale: int, inputs: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Embed one scale (incremental generation) -> ``(B, l_k, C)``; ``inputs`` ``(B, l_k, Cz)``, None
+        for scale 0."""
+        if not 0 <= scale < self.schedule.num_scales:
+            raise ValueError(f"scale: expected 0..{self.schedule.num_scales - 1}, got {scale}")
+        begin, end = self.schedule.offsets[scale]
+        if scale == 0:
+            tokens = self.sos.expand(batch, -1, -1)
+        else:
+            if inputs is None or inputs.shape != (batch, end - begin, self.z_channels):
+                got = None if inputs is None else tuple(inputs.shape)
+                raise ValueError(f"inputs: expected shape {(batch, end - begin, self.z_channels)}, got {got}")
+            tokens = self.word_embed(inputs)
+        return tokens + self.pos_embed[begin:end] + self.level_embed.weight[scale]
+
+    def _check(self, num_scales: int, teacher_inputs: torch.Tensor | None, batch: int) -> int:
+        if not 1 <= num_scales <= self.schedule.num_scales:
+            raise ValueError(f"num_scales: expected 1..{self.schedule.num_scales}, got {num_scales}")
+        end = self.schedule.offsets[num_scales - 1][1]
+        expected = (batch, end - self.schedule.tokens_per_scale[0], self.z_channels)
+        got = (batch, 0, self.z_channels) if teacher_inputs is None else tuple(teacher_inputs.shape)
+        if got != expected:
+            raise ValueError(f"teacher_inputs: expected shape {expected} for {num_scales} scales, got {got}")
+        return end
+
+
+class NextScaleHead(nn.Module):
+    """LayerNorm -> Linear(C -> V): hidden states ``(B, n, C)`` -> token logits ``(B, n, V)``."""
+
+    def __init__(self, width: int, vocab_size: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, vocab_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(hidden))
+
+
+def next_scale_cross_entropy(logits: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy over all tokens of the first ``K`` scales, uniform per token (as VAR trains).
+
+    logits: ``(B, L_K, V)``; indices: the per-scale targets ``(B, l_k)`` of (at least) those ``K`` scales.
+    """
+    length, taken = logits.shape[1], []
+    for idx in indices:
+        if sum(t.shape[1] for t in taken) >= length:
+            break
+        taken.append(idx)
+    targets = torch.cat(taken, dim=1)
+    if targets.shape != logits.shape[:2]:
+        raise ValueError(
+            f"indices: expected scales covering the logits' {tuple(logits.shape[:2])} tokens, "
+            f"got {tuple(targets.shape)}"
+        )
+    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
