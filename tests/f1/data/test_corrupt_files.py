@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 import re
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
