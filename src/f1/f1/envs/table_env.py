@@ -208,9 +208,8 @@ class TableTaskEnv:
         renderer = self.renderer
         image = self._background.copy()
         wrap = self._dynamic
-        for i in range(len(self._object_masks)):
+        for i, (x, y) in enumerate(self._positions.tolist()):
             if i != self._held:
-                x, y = self._positions[i]
                 renderer.stamp(
                     image, self._object_masks[i], x, y, self._object_rgb[i], wrap and self._on_belt[i]
                 )

@@ -7,7 +7,7 @@ small boolean masks.
 
 from __future__ import annotations
 
-import itertools
+import math
 
 import numpy as np
 
@@ -61,6 +61,7 @@ class TableRenderer:
         self.marker = ring_mask(max(3, round(MARKER_SIZE * resolution)))
         self.line_width = 1 if resolution <= 64 else 2
         self.colour_rgb = {name: np.array(rgb, dtype=np.uint8) for name, rgb in COLOURS.items()}
+        self._line_samples: dict[int, np.ndarray] = {}
 
     def background(self, bins: tuple[Bin, ...]) -> np.ndarray:
         """Table, conveyor belt and bins, uint8 of shape (H, W, 3)."""
@@ -90,8 +91,8 @@ class TableRenderer:
         """
         res = self.resolution
         size = mask.shape[0]
-        x0 = round(x * res - 0.5 * size)
-        y0 = round(y * res - 0.5 * size)
+        x0 = math.floor(x * res - 0.5 * size + 0.5)
+        y0 = math.floor(y * res - 0.5 * size + 0.5)
         _paint(image, mask, x0, y0, rgb)
         if wrap:
             if x0 < 0:
@@ -102,15 +103,19 @@ class TableRenderer:
     def polyline(self, image: np.ndarray, points: tuple[tuple[float, float], ...], rgb: np.ndarray) -> None:
         """Draw straight segments through ``points`` (table widths), ``line_width`` pixels thick."""
         res = self.resolution
-        for (ax, ay), (bx, by) in itertools.pairwise(points):
-            ax, ay, bx, by = ax * res, ay * res, bx * res, by * res
-            count = int(max(abs(bx - ax), abs(by - ay))) + 2
-            t = np.linspace(0.0, 1.0, count)
-            for offset in range(self.line_width):
-                cols = np.floor(ax + t * (bx - ax) + offset).astype(np.int64)
-                rows = np.floor(ay + t * (by - ay)).astype(np.int64)
-                inside = (cols >= 0) & (cols < res) & (rows >= 0) & (rows < res)
-                image[rows[inside], cols[inside]] = rgb
+        vertices = np.asarray(points, dtype=np.float64) * res  # (K, 2) pixels
+        starts, deltas = vertices[:-1], vertices[1:] - vertices[:-1]
+        # One sample per pixel along the longest segment, shared by all segments (one vectorised pass).
+        count = int(np.abs(deltas).max()) + 2
+        t = self._line_samples.get(count)
+        if t is None:
+            t = self._line_samples[count] = np.linspace(0.0, 1.0, count)[None, :, None]
+        pixels = np.floor(starts[:, None, :] + t * deltas[:, None, :]).astype(np.intp).reshape(-1, 2)
+        rows = pixels[:, 1]
+        for offset in range(self.line_width):
+            cols = pixels[:, 0] + offset
+            inside = (cols >= 0) & (cols < res) & (rows >= 0) & (rows < res)
+            image[rows[inside], cols[inside]] = rgb
 
 
 def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarray) -> None:
@@ -120,4 +125,8 @@ def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarra
     xb, yb = min(x0 + size, width), min(y0 + size, height)
     if xa >= xb or ya >= yb:
         return
-    image[ya:yb, xa:xb][mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = rgb
+    window = image[ya:yb, xa:xb]
+    if mask.all():  # squares: a slice assignment, no boolean indexing
+        window[:] = rgb
+    else:
+        window[mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = rgb

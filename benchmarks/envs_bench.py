@@ -1,0 +1,123 @@
+"""Benchmark of the embedded table tasks: simulation speed and scripted-expert success.
+
+For every embodiment x variant it measures
+  * steps per second of one process (one core) stepping random actions, rendering included, at each
+    requested resolution (median and best of a few repeats, since the machine may be shared);
+  * the scripted expert's success over N held-out episodes (seeds from ``seed_range("test")``) and
+    its mean episode length; on the conveyor also the lead-unaware expert's success, which shows how
+    much success depends on predicting the object's motion.
+
+Usage:
+    python benchmarks/envs_bench.py                      # 200 episodes, throughput at 32/64/128 px
+    python benchmarks/envs_bench.py --episodes 40 --out runs/envs_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from f1.envs import EMBODIMENTS, VARIANTS, make_env, make_expert, rollout, seed_range
+
+
+def steps_per_second(embodiment: str, variant: str, resolution: int, steps: int, repeats: int) -> list[float]:
+    """Steps per second of random-action stepping (reset on episode end included), one per repeat."""
+    env = make_env(embodiment, variant, resolution)
+    rng = np.random.default_rng(0)
+    actions = [env.action_space.sample(rng) for _ in range(steps)]
+    rates = []
+    for repeat in range(repeats):
+        env.reset(seed=repeat)
+        start = time.perf_counter()
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        rates.append(steps / (time.perf_counter() - start))
+    return rates
+
+
+def expert_success(embodiment: str, variant: str, episodes: int, lead_aware: bool) -> dict[str, float]:
+    """Success rate and mean episode length of the scripted expert over held-out seeds."""
+    env = make_env(embodiment, variant)
+    expert = make_expert(env, lead_aware=lead_aware)
+    seeds = seed_range("test")[:episodes]
+    records = [rollout(env, expert.act, seed=seed) for seed in seeds]
+    return {
+        "episodes": episodes,
+        "success_rate": float(np.mean([r["success"] for r in records])),
+        "mean_length": float(np.mean([len(r["action"]) for r in records])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--episodes", type=int, default=200, help="expert episodes per embodiment x variant")
+    parser.add_argument("--steps", type=int, default=5000, help="random steps per throughput repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput repeats")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for embodiment in EMBODIMENTS:
+        for variant in VARIANTS:
+            row: dict[str, object] = {"embodiment": embodiment, "variant": variant, "steps_per_second": {}}
+            for resolution in args.resolutions:
+                rates = steps_per_second(embodiment, variant, resolution, args.steps, args.repeats)
+                row["steps_per_second"][str(resolution)] = {  # type: ignore[index]
+                    "median": statistics.median(rates),
+                    "best": max(rates),
+                }
+            row["expert"] = expert_success(embodiment, variant, args.episodes, lead_aware=True)
+            if variant == "dynamic":
+                row["lead_unaware_expert"] = expert_success(
+                    embodiment, variant, args.episodes, lead_aware=False
+                )
+            rows.append(row)
+
+    header = ["embodiment", "variant"] + [f"steps/s@{r}px (median)" for r in args.resolutions]
+    header += ["expert success", "mean length", "lead-unaware success"]
+    lines = [header]
+    for row in rows:
+        expert = row["expert"]
+        unaware = row.get("lead_unaware_expert")
+        lines.append(
+            [row["embodiment"], row["variant"]]
+            + [f"{row['steps_per_second'][str(r)]['median']:.0f}" for r in args.resolutions]  # type: ignore[index]
+            + [
+                f"{expert['success_rate']:.3f} ({args.episodes} ep)",  # type: ignore[index]
+                f"{expert['mean_length']:.1f}",  # type: ignore[index]
+                f"{unaware['success_rate']:.3f}" if unaware else "-",  # type: ignore[index]
+            ]
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
+
+    if args.out is not None:
+        machine = {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, "results": rows}
+        args.out.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
