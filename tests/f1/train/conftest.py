@@ -16,24 +16,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from tiny_training_policy import TinyEpisodes, TinyPolicy  # noqa: E402
+from tiny_training_policy import FAST, TinyEpisodes, TinyPolicy  # noqa: E402
 
 
 @pytest.fixture
 def tiny_stage() -> StageConfig:
-    """Stage III with a few steps of a small batch, fp32, no progress noise."""
-    return load_stage_config(
-        3,
-        {
-            "steps": 6,
-            "batch_size": 8,
-            "log_interval": 1,
-            "checkpoint_interval": 3,
-            "schedule": {"warmup_steps": 2},
-            "optimizer": {"lr": 1e-2, "group_lr": {"vision": 5e-3}},
-            "precision": "fp32",
-        },
-    )
+    """Stage III, made fast."""
+    return load_stage_config(3, FAST)
 
 
 @pytest.fixture

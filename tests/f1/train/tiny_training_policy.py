@@ -19,6 +19,18 @@ VOCAB = 8
 OBS_DIM, STATE_DIM, ACTION_DIM, HIDDEN = 6, 3, 2, 16
 
 
+#: Overrides that make any shipped stage a few fast steps on a small batch, in fp32.
+FAST = {
+    "steps": 6,
+    "batch_size": 8,
+    "log_interval": 1,
+    "checkpoint_interval": 3,
+    "schedule": {"warmup_steps": 2},
+    "optimizer": {"lr": 1e-2, "group_lr": {"vision": 5e-3}},
+    "precision": "fp32",
+}
+
+
 class TinyPolicy(nn.Module):
     """``compute_losses`` returns {"flow", "generation"}: flow MSE and teacher-forced token cross-entropy."""
 
