@@ -58,6 +58,8 @@ class MoTConfig:
         head_dim: size of one head (even, for rotary embeddings).
         experts: ``{name: ExpertConfig}``.
         rope_base: rotary base.
+        use_rotary: apply rotary position embeddings to queries and keys (False for models that add
+            their own position embeddings to the inputs, e.g. VAR's learned absolute positions).
         attention_backend: ``"sdpa"`` (boolean mask; the default, fastest eager choice on CPU) or
             ``"flex"`` (FlexAttention block mask).
     """
@@ -68,6 +70,7 @@ class MoTConfig:
     head_dim: int
     experts: Mapping[str, ExpertConfig] = field(default_factory=dict)
     rope_base: float = 10000.0
+    use_rotary: bool = True
     attention_backend: AttentionBackend = "sdpa"
 
     def __post_init__(self) -> None:
@@ -97,6 +100,8 @@ class MoTConfig:
             raise ValueError(
                 f"MoTConfig.attention_backend: expected 'sdpa' or 'flex', received {self.attention_backend!r}"
             )
+        if not isinstance(self.use_rotary, bool):
+            raise ValueError(f"MoTConfig.use_rotary: expected a bool, received {self.use_rotary!r}")
         if not self.rope_base > 0:
             raise ValueError(f"MoTConfig.rope_base: expected a positive number, received {self.rope_base!r}")
 

@@ -211,8 +211,9 @@ class MixtureOfTransformers(nn.Module):
         check_cut(spec, plan.end)
         merged = self._merge_valid_lengths(spec, cache, plan, valid_lengths)
         valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
-        positions = positions_from_valid(valid)[:, plan.start :]
-        cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+        if self.config.use_rotary:
+            positions = positions_from_valid(valid)[:, plan.start :]
+            cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
 
         runs = self._runs(spec, plan)
         groups = self._query_groups(spec, plan)
@@ -226,8 +227,9 @@ class MixtureOfTransformers(nn.Module):
         for layer_index in range(self.config.n_layers):
             layers = [self.experts[run.expert].layers[layer_index] for run in runs]
             projected = [layer.project(x) for layer, x in zip(layers, xs)]
-            q = apply_rotary(_cat([p[0] for p in projected]), cos, sin)
-            k = apply_rotary(_cat([p[1] for p in projected]), cos, sin)
+            q, k = _cat([p[0] for p in projected]), _cat([p[1] for p in projected])
+            if self.config.use_rotary:
+                q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
             v = _cat([p[2] for p in projected])
             if cache.length:
                 k = torch.cat((cache.keys[layer_index], k), dim=2)
