@@ -164,7 +164,8 @@ def standard_features(
         state_dim: length S of ``observation.state``.
         action_dim: length A of ``action``.
         image_storage: ``"video"`` (H.264 mp4, LeRobot's default) or ``"image"`` (PNG in parquet).
-        state_names / action_names: optional per-dimension names (default ``state_0`` ...).
+        state_names: optional per-dimension names of the state (default ``state_0`` ...).
+        action_names: optional per-dimension names of the action (default ``action_0`` ...).
 
     Returns:
         A LeRobot feature dictionary for :class:`~f1.data.writer.LeRobotDatasetWriter`.

@@ -42,7 +42,8 @@ class EpisodeInfo:
         episode_index: the dataset's own episode id.
         length: number of frames T.
         tasks: instruction strings of the episode.
-        dataset_from_index / dataset_to_index: global frame index range [from, to).
+        dataset_from_index: global index of the first frame.
+        dataset_to_index: global index one past the last frame.
         data_path: the parquet file holding its rows.
         videos: camera key -> its span of an mp4 file.
     """

@@ -37,8 +37,9 @@ class Normalizer:
     """Normalizes and unnormalizes named features (``observation.state``, ``action``, cameras ...).
 
     Args:
-        centers / scales: feature name -> tensor broadcastable against the feature's last dims
+        centers: feature name -> tensor broadcastable against the feature's last dims
             (D,) for vectors, (3, 1, 1) for (..., 3, H, W) images.
+        scales: feature name -> tensor of the same shape as its center (non-zero).
         modes: feature name -> the mode the tensors came from (kept for the record and for saving).
     """
 

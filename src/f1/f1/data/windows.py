@@ -54,7 +54,8 @@ class WindowConfig:
         future_offset: the camera frame to foresee (> 0), e.g. 3; None for no future target.
         action_horizon: H, the action chunk t .. t+H-1.
         camera_keys: cameras to load (default: all cameras of the dataset).
-        state_key / action_key: the state and action features.
+        state_key: the state feature.
+        action_key: the action feature.
     """
 
     history_offsets: tuple[int, ...] = (-9, -6, -3, 0)
