@@ -1,8 +1,9 @@
 """Benchmark of the embedded table tasks: simulation speed and scripted-expert success.
 
 For every embodiment x variant it measures
-  * steps per second of one process (one core) stepping random actions, rendering included, at each
-    requested resolution (median and best of a few repeats, since the machine may be shared);
+  * steps per second of one process stepping random actions, rendering included, at each requested
+    resolution: per CPU-second of the process (the speed of one core, robust to a shared machine) and
+    per wall-clock second (median and best of a few repeats);
   * the scripted expert's success over N held-out episodes (seeds from ``seed_range("test")``) and
     its mean episode length; on the conveyor also the lead-unaware expert's success, which shows how
     much success depends on predicting the object's motion.
@@ -27,20 +28,27 @@ import numpy as np
 from f1.envs import EMBODIMENTS, VARIANTS, make_env, make_expert, rollout, seed_range
 
 
-def steps_per_second(embodiment: str, variant: str, resolution: int, steps: int, repeats: int) -> list[float]:
-    """Steps per second of random-action stepping (reset on episode end included), one per repeat."""
+def steps_per_second(
+    embodiment: str, variant: str, resolution: int, steps: int, repeats: int
+) -> dict[str, list[float]]:
+    """Steps per second of random-action stepping (reset on episode end included), one per repeat.
+
+    ``"cpu"`` divides by this process's CPU time (steps per second of one core, robust to other load
+    on a shared machine); ``"wall"`` divides by elapsed time.
+    """
     env = make_env(embodiment, variant, resolution)
     rng = np.random.default_rng(0)
     actions = [env.action_space.sample(rng) for _ in range(steps)]
-    rates = []
+    rates: dict[str, list[float]] = {"cpu": [], "wall": []}
     for repeat in range(repeats):
         env.reset(seed=repeat)
-        start = time.perf_counter()
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
         for action in actions:
             _, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 env.reset()
-        rates.append(steps / (time.perf_counter() - start))
+        rates["cpu"].append(steps / (time.process_time() - cpu_start))
+        rates["wall"].append(steps / (time.perf_counter() - wall_start))
     return rates
 
 
@@ -55,6 +63,10 @@ def expert_success(embodiment: str, variant: str, episodes: int, lead_aware: boo
         "success_rate": float(np.mean([r["success"] for r in records])),
         "mean_length": float(np.mean([len(r["action"]) for r in records])),
     }
+
+
+def _rate_cell(rates: dict[str, dict[str, float]]) -> str:
+    return f"{rates['cpu']['median']:.0f} | {rates['wall']['median']:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             for resolution in args.resolutions:
                 rates = steps_per_second(embodiment, variant, resolution, args.steps, args.repeats)
                 row["steps_per_second"][str(resolution)] = {  # type: ignore[index]
-                    "median": statistics.median(rates),
-                    "best": max(rates),
+                    clock: {"median": statistics.median(values), "best": max(values)}
+                    for clock, values in rates.items()
                 }
             row["expert"] = expert_success(embodiment, variant, args.episodes, lead_aware=True)
             if variant == "dynamic":
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             rows.append(row)
 
-    header = ["embodiment", "variant"] + [f"steps/s@{r}px (median)" for r in args.resolutions]
+    header = ["embodiment", "variant"] + [f"steps/s@{r}px cpu|wall" for r in args.resolutions]
     header += ["expert success", "mean length", "lead-unaware success"]
     lines = [header]
     for row in rows:
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         unaware = row.get("lead_unaware_expert")
         lines.append(
             [row["embodiment"], row["variant"]]
-            + [f"{row['steps_per_second'][str(r)]['median']:.0f}" for r in args.resolutions]  # type: ignore[index]
+            + [_rate_cell(row["steps_per_second"][str(r)]) for r in args.resolutions]  # type: ignore[index]
             + [
                 f"{expert['success_rate']:.3f} ({args.episodes} ep)",  # type: ignore[index]
                 f"{expert['mean_length']:.1f}",  # type: ignore[index]

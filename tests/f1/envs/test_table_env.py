@@ -47,6 +47,7 @@ def test_reset_and_step_follow_the_gymnasium_contract(embodiment, variant):
     assert obs["image"].shape == (48, 48, 3)
     assert obs["image"].dtype == np.uint8
     assert obs["state"].shape == (env.embodiment.state_dim,)
+    assert env.state_space.contains(obs["state"])
     assert obs["state"].dtype == np.float32
     assert obs["instruction"] == env.instruction
     assert obs["instruction"].startswith("put the ")

@@ -139,7 +139,7 @@ class ScriptedExpert:
         controller = self.controller
         if state.held_object == target:
             bin_centre = state.bins[state.target_bin].centre
-            if state.ee_position == bin_centre or _close(state.ee_position, bin_centre):
+            if _close(state.ee_position, bin_centre):
                 return controller.action_toward(bin_centre, OPEN)
             return controller.action_toward(bin_centre, CLOSE)
         if state.held_object >= 0:

@@ -106,6 +106,11 @@ class TableTaskEnv:
         return self.embodiment.action_space
 
     @property
+    def state_space(self) -> BoxSpace:
+        """The embodiment's proprioception bounds and names, shape (state_dim,)."""
+        return self.embodiment.state_space
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, 3) of the observed image."""
         return (self.config.resolution, self.config.resolution, 3)
