@@ -227,21 +227,35 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {error}") from None
 
 
-def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+def merge_overrides(
+    base: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    where: str,
+    open_sections: frozenset[str] = frozenset(),
+    strict: bool = True,
+) -> dict[str, Any]:
     """``base`` with ``overrides`` merged in: nested mappings merge key by key, other values replace.
 
-    Keys of ``overrides`` may be dotted (``"optimizer.lr"``). Unknown keys raise ``ConfigError`` with a
-    suggestion, so a typo in an override never passes silently.
+    Keys of ``overrides`` may be dotted (``"optimizer.lr"``). With ``strict``, a key that ``base`` lacks
+    raises ``ConfigError`` with a suggestion, so a typo never passes silently; inside the top-level keys named
+    in ``open_sections`` (free-form sections validated later by their owner) new keys are accepted.
     """
     merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
     for raw_key, value in overrides.items():
         head, _, rest = str(raw_key).partition(".")
         if head not in merged:
-            reject_unknown_keys({head: None}, list(merged), where)
+            if strict:
+                reject_unknown_keys({head: None}, list(merged), where)
+            merged[head] = None
         if rest:
             value = {rest: value}
         if isinstance(merged[head], Mapping) and isinstance(value, Mapping) and head not in _REPLACED_WHOLE:
-            merged[head] = merge_overrides(merged[head], value, where=f"{where}.{head}")
+            merged[head] = merge_overrides(
+                merged[head], value, where=f"{where}.{head}", strict=strict and head not in open_sections
+            )
+        elif merged[head] is None and isinstance(value, Mapping):
+            merged[head] = merge_overrides({}, value, where=f"{where}.{head}", strict=False)
         else:
             merged[head] = value
     return merged

@@ -100,7 +100,12 @@ class RunConfig:
         """Read a run file, apply dotted ``overrides`` (e.g. ``{"train.steps": 10}``), validate."""
         data = read_yaml_mapping(Path(path), what="run config")
         defaults = {f.name: None for f in dataclasses.fields(cls)}
-        merged = merge_overrides({**defaults, **data}, overrides or {}, where="run config")
+        merged = merge_overrides(
+            {**defaults, **data},
+            overrides or {},
+            where="run config",
+            open_sections=frozenset({"model", "data", "train"}),  # validated by factories / StageConfig
+        )
         return cls.from_dict({k: v for k, v in merged.items() if v is not None or k in data})
 
     def to_dict(self) -> dict[str, Any]:
