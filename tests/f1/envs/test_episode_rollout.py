@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from f1.envs.episode_rollout import rollout
+from f1.envs.episode_rollout import FRAME_KEYS, episode_frames, rollout
 from f1.envs.scripted_experts import make_expert
 from f1.envs.table_env import make_env
 
@@ -13,6 +13,7 @@ def test_record_has_exactly_the_dataset_keys_shapes_and_dtypes(embodiment, state
     env = make_env(embodiment, "dynamic", resolution=40)
     record = rollout(env, make_expert(env).act, seed=11)
     assert set(record) == {"observation.images.top", "observation.state", "action", "task", "success"}
+    assert set(episode_frames(record)) == set(FRAME_KEYS) == set(record) - {"task", "success"}
     images, states, actions = record["observation.images.top"], record["observation.state"], record["action"]
     steps = images.shape[0]
     assert 1 <= steps <= env.config.max_steps
@@ -53,3 +54,34 @@ def test_invalid_max_steps_is_rejected(max_steps):
     env = make_env()
     with pytest.raises(ValueError, match="max_steps: expected a positive integer or None"):
         rollout(env, make_expert(env), seed=0, max_steps=max_steps)
+
+
+def test_expert_episodes_round_trip_through_the_lerobot_dataset_writer(tmp_path):
+    from f1.data.features import standard_features
+    from f1.data.reader import LeRobotDataset
+    from f1.data.writer import LeRobotDatasetWriter
+
+    env = make_env("arm", "dynamic", resolution=32)
+    expert = make_expert(env)
+    records = [rollout(env, expert, seed=seed) for seed in (0, 1)]
+    features = standard_features(
+        {"top": (32, 32)},
+        state_dim=env.embodiment.state_dim,
+        action_dim=env.embodiment.action_dim,
+        image_storage="image",
+        state_names=env.embodiment.state_names,
+        action_names=env.embodiment.action_names,
+    )
+    with LeRobotDatasetWriter(tmp_path / "demos", fps=env.fps, features=features, robot_type="arm") as writer:
+        for record in records:
+            writer.add_episode(episode_frames(record), record["task"])
+    dataset = LeRobotDataset(tmp_path / "demos")
+    assert dataset.num_episodes == 2
+    assert dataset.num_frames == sum(len(r["action"]) for r in records)
+    last = len(records[0]["action"]) - 1
+    item = dataset[last]
+    assert item["task"] == records[0]["task"]
+    assert np.array_equal(item["action"].numpy(), records[0]["action"][last])
+    assert np.array_equal(item["observation.state"].numpy(), records[0]["observation.state"][last])
+    image = (item["observation.images.top"].permute(1, 2, 0) * 255).round().byte().numpy()
+    assert np.array_equal(image, records[0]["observation.images.top"][last])

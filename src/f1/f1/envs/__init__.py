@@ -13,7 +13,7 @@ Quick start::
 from f1.envs.arm_kinematics import TwoLinkGeometry, forward_kinematics, inverse_kinematics
 from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, PointGripper, TwoLinkArm, make_embodiment
-from f1.envs.episode_rollout import EpisodeRecord, rollout
+from f1.envs.episode_rollout import FRAME_KEYS, EpisodeRecord, episode_frames, rollout
 from f1.envs.scripted_experts import ScriptedExpert, make_expert
 from f1.envs.seed_splits import SEED_SPLITS, seed_range, split_of_seed
 from f1.envs.table_env import Observation, TableTaskEnv, TaskState, make_env
@@ -23,6 +23,7 @@ from f1.envs.task_config import EMBODIMENTS, VARIANTS, TableTaskConfig
 __all__ = [
     "COLOURS",
     "EMBODIMENTS",
+    "FRAME_KEYS",
     "SEED_SPLITS",
     "SHAPES",
     "VARIANTS",
@@ -39,6 +40,7 @@ __all__ = [
     "TaskState",
     "TwoLinkArm",
     "TwoLinkGeometry",
+    "episode_frames",
     "format_instruction",
     "forward_kinematics",
     "inverse_kinematics",

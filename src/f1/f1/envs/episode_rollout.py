@@ -30,6 +30,16 @@ Keys:
 """
 
 
+FRAME_KEYS: tuple[str, ...] = ("observation.images.top", "observation.state", "action")
+"""The per-frame arrays of an :data:`EpisodeRecord`: the features a dataset writer stores."""
+
+
+def episode_frames(record: EpisodeRecord) -> dict[str, np.ndarray]:
+    """The per-frame arrays of ``record`` (keys :data:`FRAME_KEYS`), e.g. for
+    ``LeRobotDatasetWriter.add_episode(episode_frames(record), record["task"])``."""
+    return {key: record[key] for key in FRAME_KEYS}  # type: ignore[literal-required]
+
+
 def rollout(
     env: TableTaskEnv,
     policy_fn: Callable[[Observation], Any],
