@@ -9,7 +9,9 @@ import torch
 from tiny_training_policy import FAST, TinyEpisodes, TinyPolicy
 
 from f1.train import (
+    PARAMETER_GROUP_NAMES,
     CheckpointError,
+    ConfigError,
     SeededBatchStream,
     StageConfig,
     Trainer,
@@ -194,3 +196,21 @@ def test_resume_may_change_intervals(tiny_stage, tmp_path: Path) -> None:
     trainer = _fresh_trainer(tiny_stage.replace(log_interval=2, checkpoint_interval=2), tmp_path, init_seed=0)
     trainer.resume(tmp_path)
     assert trainer.step == 3
+
+
+def test_parameters_the_policy_froze_itself_stay_frozen(tiny_policy, tiny_dataset, tiny_stage) -> None:
+    # E.g. the Frozen-Gen ablation: the policy freezes its generation expert; stage III must not unfreeze it.
+    for param in tiny_policy.parameter_groups()["generation"]:
+        param.requires_grad_(False)
+    before = _parameters(tiny_policy)
+    Trainer(tiny_policy, _stream(tiny_dataset, tiny_stage), tiny_stage, progress=False).fit(stop_at_step=2)
+    after = _parameters(tiny_policy)
+    unchanged = {k for k in before if torch.equal(before[k], after[k])}
+    generation = {"scale_embedding", "generation_head.weight", "generation_head.bias"}
+    assert unchanged == {"codebook.weight", *generation}
+
+
+def test_a_stage_that_leaves_nothing_to_train_is_refused(tiny_policy, tiny_dataset, tiny_stage) -> None:
+    stage = tiny_stage.replace(frozen=list(PARAMETER_GROUP_NAMES))
+    with pytest.raises(ConfigError, match="nothing would train"):
+        Trainer(tiny_policy, _stream(tiny_dataset, stage), stage, progress=False)

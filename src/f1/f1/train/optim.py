@@ -51,19 +51,25 @@ def validated_parameter_groups(policy: TrainablePolicy) -> dict[str, list[nn.Par
 def apply_freezing(
     groups: dict[str, list[nn.Parameter]], frozen: tuple[str, ...]
 ) -> dict[str, list[nn.Parameter]]:
-    """Set ``requires_grad`` False on ``frozen`` groups, True on the others; return the trainable groups.
+    """Set ``requires_grad`` False on the ``frozen`` groups; return the parameters left to train, by group.
 
-    Groups named in ``frozen`` that the policy lacks are ignored (e.g. a policy without a generation expert).
+    The trainer only ever freezes: a parameter the policy froze itself (e.g. the generation expert under the
+    Frozen-Gen ablation) stays frozen in every stage. Groups named in ``frozen`` that the policy lacks are
+    ignored (e.g. ``generation`` for a policy without a generation expert).
     """
-    trainable = {g: ps for g, ps in groups.items() if g not in frozen}
+    for group in frozen:
+        for param in groups.get(group, []):
+            param.requires_grad_(False)
+    trainable: dict[str, list[nn.Parameter]] = {}
+    for group, params in groups.items():
+        left = [p for p in params if p.requires_grad] if group not in frozen else []
+        if left:
+            trainable[group] = left
     if not trainable:
         raise ConfigError(
-            f"the stage freezes every parameter group of the policy (frozen: {list(frozen)}, "
-            f"policy groups: {list(groups)}); nothing would train"
+            f"nothing would train: the stage freezes {list(frozen)} and the policy's other groups "
+            f"({[g for g in groups if g not in frozen]}) have no parameter with requires_grad=True"
         )
-    for group, params in groups.items():
-        for param in params:
-            param.requires_grad_(group not in frozen)
     return trainable
 
 
