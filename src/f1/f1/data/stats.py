@@ -39,10 +39,12 @@ def compute_numeric_stats(values: np.ndarray) -> FeatureStats:
     arr = np.asarray(values)
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"values: expected at least one frame, got shape {arr.shape}")
-    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    raw = arr.reshape(arr.shape[0], -1)
+    flat = raw.astype(np.float64)
     out: FeatureStats = {
-        "min": flat.min(axis=0),
-        "max": flat.max(axis=0),
+        # integer columns keep integer min/max, as in LeRobot's files
+        "min": raw.min(axis=0) if np.issubdtype(raw.dtype, np.integer) else flat.min(axis=0),
+        "max": raw.max(axis=0) if np.issubdtype(raw.dtype, np.integer) else flat.max(axis=0),
         "mean": flat.mean(axis=0),
         "std": flat.std(axis=0),
         "count": np.array([arr.shape[0]], dtype=np.int64),
