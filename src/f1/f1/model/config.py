@@ -171,6 +171,8 @@ class GenerationConfig:
         vqvae: the ``var_foresight`` tokenizer shape (its image size is the foresight image size).
         history_frames: past frames fed to the history encoder (any number >= 1).
         history_stride: control steps between history frames (published: 3).
+        history_grid: cells per frame kept by the history encoder (its output has ``h * w`` tokens).
+        history_layers, history_heads: the history encoder's frame-mixing transformer.
         inference_scales: scales predicted at inference by default (published: 4); ``num_scales`` at call
             time overrides it (the 2/4/6-scale ablation).
         train_scales: scales teacher-forced in training when the trainer passes ``generation_scales=None``
@@ -183,6 +185,9 @@ class GenerationConfig:
     vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
     history_frames: int = 4
     history_stride: int = 3
+    history_grid: tuple[int, int] = (16, 16)
+    history_layers: int = 1
+    history_heads: int = 8
     inference_scales: int = 4
     train_scales: int | None = None
     top_k: int | None = 900
@@ -203,6 +208,14 @@ class GenerationConfig:
         object.__setattr__(self, "vqvae", vqvae)
         positive_int("generation.history_frames", self.history_frames)
         positive_int("generation.history_stride", self.history_stride)
+        grid = tuple(self.history_grid)
+        if len(grid) != 2:
+            raise ConfigError(f"generation.history_grid: expected (h, w), received {self.history_grid!r}")
+        for i, side in enumerate(grid):
+            positive_int(f"generation.history_grid[{i}]", side)
+        object.__setattr__(self, "history_grid", grid)
+        positive_int("generation.history_layers", self.history_layers)
+        positive_int("generation.history_heads", self.history_heads)
         n_scales = len(vqvae.scales)
         for name in ("inference_scales", "train_scales"):
             value = getattr(self, name)
@@ -321,6 +334,11 @@ class F1Config:
             raise ConfigError(
                 f"default_embodiment: expected one of {names}, received {self.default_embodiment!r}"
             )
+        if self.trunk.generation_width % self.generation.history_heads:
+            raise ConfigError(
+                f"generation.history_heads: expected a divisor of trunk.generation_width="
+                f"{self.trunk.generation_width}, received {self.generation.history_heads}"
+            )
         camera = self.generation.foresight_camera
         if camera is not None and camera not in cameras:
             raise ConfigError(
@@ -423,7 +441,7 @@ def _part_to_dict(part: Any) -> dict[str, Any]:
 
 def _part_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     values = dict(data)
-    for key in ("mean", "std"):
+    for key in ("mean", "std", "history_grid"):
         if key in values and isinstance(values[key], list):
             values[key] = tuple(values[key])
     return cls(**values)

@@ -1,0 +1,127 @@
+"""The generation expert's inputs and outputs around the shared trunk (its layers live in the trunk).
+
+- ``tokenizer``: the frozen ``var_foresight`` VQ-VAE (parameter group ``"tokenizer"``); images in [-1, 1].
+- ``history``: the temporal history encoder: any number of past frames (their quantized latents
+  ``f_hat``) -> ``h * w`` tokens of the generation width (the ``hist`` segment).
+- ``embedding`` / ``head``: the next-scale token embedding (start tokens, teacher-forcing inputs, positions,
+  levels) and the logits head (the ``gen`` segment), in mode ``"f1"`` only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from f1.model.config import F1Config
+from f1.model.errors import InputError
+from var_foresight import VQVAE
+from var_foresight.history import HistoryEncoderConfig, TemporalHistoryEncoder
+from var_foresight.next_scale_embedding import NextScaleEmbedding, NextScaleHead
+
+__all__ = ["GenerationIO"]
+
+
+class GenerationIO(nn.Module):
+    """VQ-VAE tokenizer, history encoder, next-scale embedding and head of the generation expert."""
+
+    def __init__(self, config: F1Config) -> None:
+        super().__init__()
+        gen = config.generation
+        width = config.trunk.generation_width
+        self.schedule = gen.vqvae.schedule
+        self.image_size = gen.vqvae.image_size
+        self.tokenizer = VQVAE(gen.vqvae)
+        self.tokenizer.requires_grad_(False)
+        self.history: TemporalHistoryEncoder | None = None
+        self.embedding: NextScaleEmbedding | None = None
+        self.head: NextScaleHead | None = None
+        if config.has_history:
+            self.history = TemporalHistoryEncoder(
+                HistoryEncoderConfig(
+                    z_channels=gen.vqvae.z_channels,
+                    width=width,
+                    grid=gen.history_grid,
+                    max_frames=gen.history_frames,
+                    num_layers=gen.history_layers,
+                    num_heads=gen.history_heads,
+                )
+            )
+        if config.has_foresight:
+            self.embedding = NextScaleEmbedding(self.schedule, gen.vqvae.z_channels, width)
+            self.head = NextScaleHead(width, gen.vqvae.vocab_size)
+
+    def train(self, mode: bool = True) -> GenerationIO:
+        """The tokenizer stays in eval mode (it is frozen); the rest follows ``mode``."""
+        super().train(mode)
+        self.tokenizer.eval()
+        return self
+
+    @property
+    def history_length(self) -> int:
+        """Tokens of the ``hist`` segment."""
+        return 0 if self.history is None else self.history.config.num_tokens
+
+    def scale_tokens(self, num_scales: int) -> tuple[int, ...]:
+        """Tokens of each of the first ``num_scales`` scales, e.g. ``(1, 4, 9, 16)``."""
+        return self.schedule.tokens_per_scale[:num_scales]
+
+    def check_frames(self, argument: str, frames: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless ``frames`` is ``(..., 3, H, W)`` at the tokenizer's image size."""
+        size = tuple(self.image_size)
+        if tuple(frames.shape[-3:]) != (3, *size):
+            raise InputError(
+                f"{argument}: expected frames (..., 3, {size[0]}, {size[1]}) (the VQ-VAE's image size), "
+                f"received {tuple(frames.shape)}"
+            )
+
+    @torch.no_grad()
+    def quantized_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` of all scales (frozen tokenizer)."""
+        return self.tokenizer.encode(frames).f_hat
+
+    @torch.no_grad()
+    def target_indices(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, H, W)`` in [-1, 1] -> per-scale token indices ``[(B, h_k * w_k)]``."""
+        return self.tokenizer.encode_indices(frames)
+
+    def history_tokens(self, frames: torch.Tensor, frame_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T, 3, H, W)`` in [-1, 1], oldest first -> ``(B, h * w, D_gen)`` tokens of ``hist``.
+
+        ``frame_valid`` ``(B, T)`` bool marks real frames (padding at the old end, e.g. at episode start).
+        """
+        if self.history is None:
+            raise InputError("history: this policy's mode encodes no history")
+        batch, steps = frames.shape[:2]
+        latents = self.quantized_latents(frames.flatten(0, 1))
+        latents = latents.reshape(batch, steps, *latents.shape[1:])
+        return self.history(latents.to(self.history.frame_proj.weight.dtype), frame_valid)
+
+    def _foresight_parts(self) -> tuple[NextScaleEmbedding, NextScaleHead]:
+        if self.embedding is None or self.head is None:
+            raise InputError("foresight: this policy's mode predicts no foresight (mode 'f1' does)")
+        return self.embedding, self.head
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, n, D_gen)`` hidden states of the ``gen`` segment -> ``(B, n, V)`` token logits."""
+        return self._foresight_parts()[1](hidden)
+
+    def embed_scale(self, scale: int, inputs: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Tokens ``(B, l_k, D_gen)`` of scale ``scale`` from its inputs ``(B, l_k, Cz)`` (None at 0)."""
+        embedding = self._foresight_parts()[0]
+        if inputs is not None:
+            inputs = inputs.to(embedding.word_embed.weight.dtype)
+        return embedding.embed_scale(scale, inputs, batch)
+
+    def teacher_forced_tokens(self, indices: list[torch.Tensor], num_scales: int) -> torch.Tensor:
+        """Embedded inputs of the first ``num_scales`` scales ``(B, L_K, D_gen)`` from the target indices."""
+        embedding = self._foresight_parts()[0]
+        batch = indices[0].shape[0]
+        with torch.no_grad():
+            teacher = (
+                self.tokenizer.quantize.teacher_forcing_inputs(indices[: num_scales - 1])
+                if num_scales > 1
+                else None
+            )
+        if teacher is not None:
+            teacher = teacher.to(embedding.word_embed.weight.dtype)
+        return embedding(teacher, batch, num_scales)

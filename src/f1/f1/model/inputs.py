@@ -1,0 +1,278 @@
+"""Parsing and validating a batch (training) or an observation (inference) at the policy's boundary.
+
+Everything is checked here, before any module runs or any state changes, and every error names the batch
+key, the expected and the received value. The result, :class:`PolicyInputs`, holds normalized tensors on
+the policy's device; the policy itself never looks at raw batch keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from f1.model.config import F1Config
+from f1.model.embodiment import Embodiment, EmbodimentRegistry
+from f1.model.errors import InputError
+from f1.model.language import TextTokenizer
+from f1.model.vision import images_to_unit_float
+
+__all__ = [
+    "ACTION_IS_PAD_KEY",
+    "ACTION_KEY",
+    "EMBODIMENT_KEY",
+    "FUTURE_KEY",
+    "HISTORY_IS_PAD_KEY",
+    "HISTORY_KEY",
+    "IMAGE_KEY_PREFIX",
+    "STATE_KEY",
+    "TASK_KEY",
+    "EmbodimentGroup",
+    "PolicyInputs",
+    "parse_inputs",
+    "resize_frames",
+]
+
+IMAGE_KEY_PREFIX = "observation.images."
+STATE_KEY = "observation.state"
+TASK_KEY = "task"
+EMBODIMENT_KEY = "embodiment"
+HISTORY_KEY = "history"
+HISTORY_IS_PAD_KEY = "history_is_pad"
+FUTURE_KEY = "future_image"
+ACTION_KEY = "action"
+ACTION_IS_PAD_KEY = "action_is_pad"
+
+
+@dataclass(frozen=True)
+class EmbodimentGroup:
+    """The rows of a batch that belong to one embodiment."""
+
+    embodiment: Embodiment
+    rows: torch.Tensor  # (n,) long
+
+    @property
+    def name(self) -> str:
+        return self.embodiment.name
+
+
+@dataclass
+class PolicyInputs:
+    """A validated batch on the policy's device.
+
+    Attributes:
+        images: ``(B, C, 3, H, W)`` float in [0, 1], cameras in config order.
+        text_ids, text_lengths: ``(B, L)`` right-padded ids and ``(B,)`` valid lengths.
+        groups: per-embodiment rows.
+        state: per group, the normalized state ``(n, S_e)``.
+        history: ``(B, T, 3, H_g, W_g)`` in [-1, 1] at the tokenizer's size, or None.
+        history_valid: ``(B, T)`` bool (False for padded frames), or None.
+        future: ``(B, 3, H_g, W_g)`` in [-1, 1], or None.
+        actions: per group, normalized actions ``(n, H, A_e)``, or None.
+        step_valid: ``(B, H)`` bool, True for real chunk steps, or None.
+    """
+
+    images: torch.Tensor
+    text_ids: torch.Tensor
+    text_lengths: torch.Tensor
+    groups: list[EmbodimentGroup]
+    state: dict[str, torch.Tensor]
+    history: torch.Tensor | None = None
+    history_valid: torch.Tensor | None = None
+    future: torch.Tensor | None = None
+    actions: dict[str, torch.Tensor] | None = None
+    step_valid: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.images.shape[0])
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(..., 3, H, W)`` -> ``(..., 3, *size)`` (antialiased bilinear; unchanged when already that size)."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    lead = frames.shape[:-3]
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    out = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp(0, 1).reshape(*lead, 3, *size)
+
+
+def _tensor(batch: Mapping[str, Any], key: str, expected: str) -> torch.Tensor:
+    if key not in batch:
+        raise InputError(
+            f"{key}: missing from the batch (expected {expected}); keys present: {sorted(batch)}"
+        )
+    value = batch[key]
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{key}: expected a tensor {expected}, received {type(value).__name__}")
+    return value
+
+
+def _check_batch(key: str, value: torch.Tensor, batch_size: int) -> None:
+    if value.shape[0] != batch_size:
+        raise InputError(f"{key}: expected batch size {batch_size}, received shape {tuple(value.shape)}")
+
+
+def _embodiment_names(batch: Mapping[str, Any], registry: EmbodimentRegistry, default: str, size: int):
+    names = batch.get(EMBODIMENT_KEY, default)
+    if isinstance(names, tuple):
+        names = list(names)
+    if not isinstance(names, str | list):
+        raise InputError(
+            f"{EMBODIMENT_KEY}: expected a str or a list of str, received {type(names).__name__}"
+        )
+    return registry.resolve(names, size)
+
+
+def _groups(
+    names: Sequence[str], registry: EmbodimentRegistry, device: torch.device
+) -> list[EmbodimentGroup]:
+    order = list(dict.fromkeys(names))
+    return [
+        EmbodimentGroup(
+            registry.get(name),
+            torch.tensor([i for i, n in enumerate(names) if n == name], dtype=torch.long, device=device),
+        )
+        for name in order
+    ]
+
+
+def _per_group(
+    key: str, value: torch.Tensor, groups: list[EmbodimentGroup], dim_of: str, batch_dims: int
+) -> dict[str, torch.Tensor]:
+    """Slice ``value`` (B, ..., D) per group to each embodiment's own width; D must be the largest of them."""
+    widths = {g.name: getattr(g.embodiment, dim_of) for g in groups}
+    widest = max(widths.values())
+    if value.shape[-1] != widest:
+        detail = ", ".join(f"{n}: {w}" for n, w in widths.items())
+        raise InputError(
+            f"{key}: expected last dimension {widest} (embodiments in this batch: {detail}; mixed batches "
+            f"are zero-padded to the widest), received shape {tuple(value.shape)}"
+        )
+    if not value.is_floating_point():
+        raise InputError(f"{key}: expected a floating-point tensor, received dtype {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise InputError(f"{key}: expected finite values, received NaN or inf")
+    return {g.name: value.index_select(0, g.rows)[..., : widths[g.name]] for g in groups}
+
+
+def parse_inputs(
+    batch: Mapping[str, Any],
+    config: F1Config,
+    registry: EmbodimentRegistry,
+    tokenizer: TextTokenizer,
+    *,
+    device: torch.device,
+    tokenizer_image_size: tuple[int, int],
+    need_actions: bool,
+    need_future: bool,
+) -> PolicyInputs:
+    """Validate ``batch`` and return normalized tensors on ``device`` (see the policy docstring for keys)."""
+    if not isinstance(batch, Mapping):
+        raise InputError(f"batch: expected a mapping of keys to values, received {type(batch).__name__}")
+    # cameras
+    cameras = []
+    size = config.vision.image_size
+    for camera in config.cameras:
+        key = IMAGE_KEY_PREFIX + camera
+        image = _tensor(batch, key, f"(B, 3, {size}, {size})")
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, size, size):
+            raise InputError(f"{key}: expected (B, 3, {size}, {size}), received {tuple(image.shape)}")
+        cameras.append(image)
+    batch_size = int(cameras[0].shape[0])
+    for camera, image in zip(config.cameras, cameras):
+        _check_batch(IMAGE_KEY_PREFIX + camera, image, batch_size)
+    images = torch.stack(
+        [images_to_unit_float(k, im.to(device)) for k, im in zip(config.cameras, cameras)], 1
+    )
+
+    # language
+    if TASK_KEY not in batch:
+        raise InputError(f"{TASK_KEY}: missing from the batch (expected a list of {batch_size} instructions)")
+    tasks = batch[TASK_KEY]
+    tasks = [tasks] * batch_size if isinstance(tasks, str) else list(tasks)
+    if len(tasks) != batch_size or not all(isinstance(t, str) for t in tasks):
+        raise InputError(
+            f"{TASK_KEY}: expected {batch_size} instruction strings, received {batch[TASK_KEY]!r}"
+        )
+    text_ids, text_lengths = tokenizer(tasks)
+
+    # embodiments and state
+    names = _embodiment_names(batch, registry, config.default_embodiment_name, batch_size)
+    groups = _groups(names, registry, device)
+    state = _tensor(batch, "observation.state", "(B, S)")
+    if state.ndim != 2:
+        raise InputError(f"{STATE_KEY}: expected (B, S), received {tuple(state.shape)}")
+    _check_batch(STATE_KEY, state, batch_size)
+    raw_state = _per_group(STATE_KEY, state.to(device), groups, "state_dim", 1)
+    norm_state = {g.name: g.embodiment.normalize_state(raw_state[g.name].float()) for g in groups}
+
+    inputs = PolicyInputs(
+        images=images,
+        text_ids=text_ids.to(device),
+        text_lengths=text_lengths.to(device),
+        groups=groups,
+        state=norm_state,
+    )
+
+    # history and future frames for the generation expert
+    if config.has_history:
+        history = _tensor(batch, HISTORY_KEY, "(B, T, 3, H, W)")
+        if history.ndim != 5 or history.shape[2] != 3:
+            raise InputError(f"{HISTORY_KEY}: expected (B, T, 3, H, W), received {tuple(history.shape)}")
+        _check_batch(HISTORY_KEY, history, batch_size)
+        frames = history.shape[1]
+        if not 1 <= frames <= config.generation.history_frames:
+            raise InputError(
+                f"{HISTORY_KEY}: expected 1 to {config.generation.history_frames} frames "
+                f"(generation.history_frames), received {frames}"
+            )
+        unit = images_to_unit_float(HISTORY_KEY, history.to(device))
+        inputs.history = resize_frames(unit, tokenizer_image_size) * 2 - 1
+        valid = torch.ones(batch_size, frames, dtype=torch.bool, device=device)
+        if HISTORY_IS_PAD_KEY in batch:
+            pad = _tensor(batch, HISTORY_IS_PAD_KEY, f"(B, {frames}) bool")
+            if pad.dtype != torch.bool or tuple(pad.shape) != (batch_size, frames):
+                raise InputError(
+                    f"{HISTORY_IS_PAD_KEY}: expected bool ({batch_size}, {frames}), "
+                    f"received {pad.dtype} {tuple(pad.shape)}"
+                )
+            valid = ~pad.to(device)
+            if not bool(valid.any(dim=1).all()):
+                raise InputError(f"{HISTORY_IS_PAD_KEY}: every sample needs at least one real history frame")
+        inputs.history_valid = valid
+    if need_future:
+        future = _tensor(batch, FUTURE_KEY, "(B, 3, H, W)")
+        if future.ndim != 4 or future.shape[1] != 3:
+            raise InputError(f"{FUTURE_KEY}: expected (B, 3, H, W), received {tuple(future.shape)}")
+        _check_batch(FUTURE_KEY, future, batch_size)
+        unit = images_to_unit_float(FUTURE_KEY, future.to(device))
+        inputs.future = resize_frames(unit, tokenizer_image_size) * 2 - 1
+
+    # actions
+    if need_actions:
+        action = _tensor(batch, ACTION_KEY, "(B, H, A)")
+        horizon = config.action.chunk_size
+        if action.ndim != 3 or action.shape[1] != horizon:
+            raise InputError(
+                f"{ACTION_KEY}: expected (B, {horizon}, A) (action.chunk_size={horizon}), "
+                f"received {tuple(action.shape)}"
+            )
+        _check_batch(ACTION_KEY, action, batch_size)
+        raw = _per_group(ACTION_KEY, action.to(device), groups, "action_dim", 2)
+        inputs.actions = {g.name: g.embodiment.normalize_action(raw[g.name].float()) for g in groups}
+        step_valid = torch.ones(batch_size, horizon, dtype=torch.bool, device=device)
+        if ACTION_IS_PAD_KEY in batch:
+            pad = _tensor(batch, ACTION_IS_PAD_KEY, f"(B, {horizon}) bool")
+            if pad.dtype != torch.bool or tuple(pad.shape) != (batch_size, horizon):
+                raise InputError(
+                    f"{ACTION_IS_PAD_KEY}: expected bool ({batch_size}, {horizon}), "
+                    f"received {pad.dtype} {tuple(pad.shape)}"
+                )
+            step_valid = ~pad.to(device)
+        inputs.step_valid = step_valid
+    return inputs
