@@ -1,26 +1,16 @@
 """flowmatch: a flow-matching chunked action head and property-tested ODE samplers, for any backbone.
 
 Convention: ``tau = 0`` is noise, ``tau = 1`` is data, ``a_tau = (1 - tau) * eps + tau * a`` and the target
-velocity is ``a - eps``; pi0's ``t = 1 - tau`` convention is converted at the edge (:mod:`flowmatch.path`).
+velocity is ``a - eps``; pi0's ``t = 1 - tau`` convention is converted at the edge
+(:mod:`flowmatch.probability_path`).
 """
 
-from flowmatch.backbone import BackboneConfig, TransformerBackbone
-from flowmatch.embedding import sinusoidal_time_embedding
-from flowmatch.head import ActionDecoder, ActionEncoder, StateEncoder
-from flowmatch.loss import flow_matching_loss, valid_entry_mask
-from flowmatch.path import (
-    VelocityFn,
-    interpolate,
-    pi0_time_from_tau,
-    pi0_velocity_from_velocity,
-    target_velocity,
-    tau_from_pi0_time,
-    velocity_fn_from_pi0,
-    velocity_from_pi0,
-)
-from flowmatch.policy import FlowMatchingHead, FlowMatchingHeadConfig
-from flowmatch.sampling import SampleResult, gaussian_noise, sample
-from flowmatch.solvers import (
+from flowmatch.action_tokens import ActionDecoder, ActionEncoder, StateEncoder
+from flowmatch.bimodal_task import BimodalChunkTask, MSERegressor, fit
+from flowmatch.flow_head import FlowMatchingHead, FlowMatchingHeadConfig
+from flowmatch.masked_loss import flow_matching_loss, valid_entry_mask
+from flowmatch.ode_sampling import SampleResult, gaussian_noise, sample
+from flowmatch.ode_solvers import (
     ADAPTIVE_SOLVERS,
     FIXED_STEP_SOLVERS,
     EulerSolver,
@@ -31,6 +21,19 @@ from flowmatch.solvers import (
     available_solvers,
     register_solver,
 )
+from flowmatch.probability_path import (
+    VelocityFn,
+    interpolate,
+    pi0_time_from_tau,
+    pi0_velocity_from_velocity,
+    target_velocity,
+    tau_from_pi0_time,
+    velocity_fn_from_pi0,
+    velocity_from_pi0,
+)
+from flowmatch.reference_flows import GaussianFlow
+from flowmatch.standalone_backbone import BackboneConfig, TransformerBackbone
+from flowmatch.time_embedding import sinusoidal_time_embedding
 from flowmatch.time_grids import (
     cosine_time_grid,
     make_time_grid,
@@ -45,6 +48,7 @@ from flowmatch.time_sampling import (
     UniformTimeSampler,
     make_time_sampler,
 )
+from flowmatch.wasserstein import sliced_wasserstein, wasserstein_1d
 
 __version__ = "0.1.0"
 
@@ -55,12 +59,15 @@ __all__ = [
     "ActionEncoder",
     "BackboneConfig",
     "BetaTimeSampler",
+    "BimodalChunkTask",
     "EulerSolver",
     "FixedStepSolver",
     "FlowMatchingHead",
     "FlowMatchingHeadConfig",
+    "GaussianFlow",
     "HeunSolver",
     "LogitNormalTimeSampler",
+    "MSERegressor",
     "MidpointSolver",
     "RK4Solver",
     "SampleResult",
@@ -71,6 +78,7 @@ __all__ = [
     "VelocityFn",
     "available_solvers",
     "cosine_time_grid",
+    "fit",
     "flow_matching_loss",
     "gaussian_noise",
     "interpolate",
@@ -83,10 +91,12 @@ __all__ = [
     "sample",
     "shifted_time_grid",
     "sinusoidal_time_embedding",
+    "sliced_wasserstein",
     "target_velocity",
     "tau_from_pi0_time",
     "uniform_time_grid",
     "valid_entry_mask",
     "velocity_fn_from_pi0",
     "velocity_from_pi0",
+    "wasserstein_1d",
 ]

@@ -15,7 +15,7 @@ from einops import repeat
 from torch import nn
 
 from flowmatch._validation import require_floating, require_positive_int, require_shape
-from flowmatch.embedding import sinusoidal_time_embedding
+from flowmatch.time_embedding import sinusoidal_time_embedding
 
 
 class ActionEncoder(nn.Module):

@@ -13,8 +13,8 @@ import torch
 import torchdiffeq
 
 from flowmatch._validation import require_floating, require_positive_int
-from flowmatch.path import VelocityFn
-from flowmatch.solvers import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, FixedStepSolver
+from flowmatch.ode_solvers import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, FixedStepSolver
+from flowmatch.probability_path import VelocityFn
 from flowmatch.time_grids import uniform_time_grid, validate_time_grid
 
 
@@ -110,7 +110,7 @@ def sample(
         noise: the starting state ``eps``, shape ``(B, ...)`` e.g. ``(B, H, D)``, floating point. Draw it
             with :func:`gaussian_noise` and an explicit ``torch.Generator`` for reproducible samples.
         solver: ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step; or a registered
-            :class:`~flowmatch.solvers.FixedStepSolver`), or an adaptive torchdiffeq method
+            :class:`~flowmatch.ode_solvers.FixedStepSolver`), or an adaptive torchdiffeq method
             (``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ``"fehlberg2"``, ``"adaptive_heun"``).
         steps: number of uniform steps for a fixed-step solver (default 10, pi0's choice).
         time_grid: instead of ``steps``, an increasing ``(T,)`` grid in [0, 1]; for a fixed-step solver
@@ -200,7 +200,17 @@ def _sample_adaptive(
     def ode_rhs(tau: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return field(x, tau)
 
-    states = torchdiffeq.odeint(ode_rhs, noise.to(work_dtype), times, method=method, rtol=rtol, atol=atol)
+    # step_t makes the solver land on every requested time instead of stepping past tau = 1 and
+    # interpolating back: a learned field is never evaluated outside the [0, 1] it was trained on.
+    states = torchdiffeq.odeint(
+        ode_rhs,
+        noise.to(work_dtype),
+        times,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        options={"step_t": times},
+    )
     states = states.to(noise.dtype)
     return SampleResult(
         x=states[-1],

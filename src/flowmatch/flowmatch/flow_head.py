@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from flowmatch._validation import require_floating, require_shape
-from flowmatch.backbone import BackboneConfig, TransformerBackbone
-from flowmatch.head import ActionDecoder, ActionEncoder, StateEncoder
-from flowmatch.loss import flow_matching_loss
-from flowmatch.path import VelocityFn, interpolate, target_velocity
-from flowmatch.sampling import SampleResult, gaussian_noise, sample
-from flowmatch.solvers import FixedStepSolver
+from flowmatch.action_tokens import ActionDecoder, ActionEncoder, StateEncoder
+from flowmatch.masked_loss import flow_matching_loss
+from flowmatch.ode_sampling import SampleResult, gaussian_noise, sample
+from flowmatch.ode_solvers import FixedStepSolver
+from flowmatch.probability_path import VelocityFn, interpolate, target_velocity
+from flowmatch.standalone_backbone import BackboneConfig, TransformerBackbone
 from flowmatch.time_sampling import make_time_sampler
 
 TimeSamplerName = Literal["uniform", "beta", "logit_normal"]
