@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -114,6 +115,9 @@ def test_non_finite_actions_and_bad_seeds_are_rejected():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action: expected finite values"):
         env.step(np.array([np.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"action: expected numbers of shape \(3,\), received str"):
+        env.step("left")
+    assert env.step(torch.tensor([0.01, 0.0, -1.0]))[4]["success"] is False  # tensors are accepted
 
 
 def test_stepping_before_reset_or_after_the_end_raises():

@@ -196,8 +196,13 @@ class TableTaskEnv:
 
         Raises ``ValueError`` for a wrong shape or non-finite values.
         """
-        array = np.asarray(action, dtype=np.float64)
         space = self.embodiment.action_space
+        try:
+            array = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"action: expected numbers of shape {space.shape}, received {type(action).__name__}"
+            ) from error
         if array.shape != space.shape:
             raise ValueError(
                 f"action: expected shape {space.shape} {space.names} for embodiment "
