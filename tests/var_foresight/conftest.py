@@ -34,3 +34,13 @@ def shared_golden_vqvae(golden_state_dict) -> VQVAE:
     model = load_vqvae(golden_state_dict, tiny_vqvae_config())
     model.requires_grad_(False)
     return model
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread():
+    """These tests use tiny tensors: on the shared 2-core machine (and under pytest -n 2) several intra-op
+    threads per process oversubscribe the cores and make small ops 10-30x slower. Restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
