@@ -2,6 +2,7 @@
 
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -251,3 +252,18 @@ def test_arm_links_are_drawn():
 def test_env_accepts_a_config_object():
     env = TableTaskEnv(TableTaskConfig(embodiment="arm", resolution=128))
     assert env.reset(seed=0)[0]["image"].shape == (128, 128, 3)
+
+
+@pytest.mark.parametrize(("embodiment", "variant"), COMBINATIONS)
+def test_more_than_2000_steps_per_cpu_second_at_64px_rendering_included(embodiment, variant):
+    """CPU time of this process, not wall time, so other load on a shared machine does not count."""
+    env = make_env(embodiment, variant, resolution=64)
+    rng = np.random.default_rng(0)
+    actions = [env.action_space.sample(rng) for _ in range(1500)]
+    env.reset(seed=0)
+    start = time.process_time()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    assert len(actions) / (time.process_time() - start) > 2000
