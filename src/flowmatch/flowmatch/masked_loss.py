@@ -94,8 +94,9 @@ def flow_matching_loss(
         step_mask=step_mask,
         device=predicted_velocity.device,
     )
-    # torch.where (not multiplication) so NaN/inf in padding cannot leak into the value or the gradient.
-    squared = torch.where(valid, (predicted_velocity - target_velocity) ** 2, 0.0)
+    # Select before squaring, and with torch.where rather than a multiplication by the mask: NaN or inf in
+    # padding then reaches neither the value nor the gradient (0 * nan would be nan in both).
+    squared = torch.where(valid, predicted_velocity - target_velocity, 0.0) ** 2
     if reduction == "none":
         return squared
     if reduction == "per_sample":
