@@ -1,0 +1,117 @@
+"""Data parallelism: 2 processes under torchrun (gloo, CPU) end equal to 1 process on the combined batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tiny_training_policy import TinyEpisodes, TinyPolicy
+
+from f1.train import (
+    RunConfig,
+    SeededBatchStream,
+    Trainer,
+    load_stage_config,
+    read_metrics,
+    read_weights,
+    run_training,
+)
+from f1.train.distributed import DistributedContext, LossModule, current_context, wrap_for_data_parallel
+from f1.train.rng import seed_everything
+
+HERE = Path(__file__).resolve().parent
+STEPS = 4
+TRAIN = {
+    "steps": STEPS,
+    "batch_size": 8,  # global: 4 per process with 2 processes
+    "log_interval": 1,
+    "checkpoint_interval": 100,
+    "schedule": {"warmup_steps": 1},
+    "optimizer": {"lr": 1e-2},
+    "precision": "fp32",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_file(tmp_path: Path, output_dir: Path) -> Path:
+    # Flow noise and time come with each sample, so both runs draw the same randomness per sample; with
+    # noise from each process's own RNG, runs agree in distribution only.
+    run = {
+        "output_dir": str(output_dir),
+        "model": {"factory": "tiny_training_policy:build_tiny_policy"},
+        "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 32, "with_flow_noise": True},
+        "train": TRAIN,
+        "device": "cpu",
+    }
+    path = tmp_path / f"{output_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(run))
+    return path
+
+
+def test_one_process_does_not_wrap_and_calls_the_policy_through_the_loss_module(tiny_policy) -> None:
+    module = LossModule(tiny_policy, generation_scales=2)
+    assert wrap_for_data_parallel(module, current_context()) is module
+    batch = next(iter(SeededBatchStream(TinyEpisodes(size=8), 4, seed=0)))
+    torch.manual_seed(0)
+    through_module = module(batch)
+    torch.manual_seed(0)
+    direct = tiny_policy.compute_losses(batch, generation_scales=2)
+    assert through_module.keys() == direct.keys()
+    assert all(torch.equal(through_module[k], direct[k]) for k in direct)
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
+    two = tmp_path / "two"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "f1.cli",
+        "train",
+        "--config",
+        str(_run_file(tmp_path, two)),
+        "--stage",
+        "3",
+        "--no-progress",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    one = tmp_path / "one"
+    run_training(RunConfig.from_yaml(_run_file(tmp_path, one)), 3, progress=False)
+
+    two_weights = read_weights(two / "checkpoints" / "step_00000004" / "model.safetensors")
+    one_weights = read_weights(one / "checkpoints" / "step_00000004" / "model.safetensors")
+    seed_everything(0)  # what run_training does before building the policy: its initial weights
+    initial = TinyPolicy().state_dict()
+    for name, value in one_weights.items():
+        assert torch.allclose(two_weights[name], value, atol=1e-5, rtol=0), name
+        assert torch.equal(value, initial[name]) == (name == "codebook.weight"), name  # all but it trained
+    # Both runs logged the same per-step losses (averaged over the processes in the 2-process run).
+    two_losses = [r["loss"] for r in read_metrics(two)]
+    one_losses = [r["loss"] for r in read_metrics(one)]
+    assert two_losses == pytest.approx(one_losses, abs=1e-5)
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tiny_policy, tiny_dataset) -> None:
+    stage = load_stage_config(3, {**TRAIN, "batch_size": 7})
+    context = DistributedContext(rank=0, world_size=2)
+    with pytest.raises(ValueError, match=r"batch_size \(global\) must be divisible.*7 % 2 != 0"):
+        Trainer(tiny_policy, [], stage, context=context, progress=False)
