@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{unaware['success_rate']:.3f}" if unaware else "-",  # type: ignore[index]
             ]
         )
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
+            # Other processes' load: wall-clock rates fall with it, CPU-second rates much less.
+            "load_average_1_5_15min_at_end": list(os.getloadavg()),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, "results": rows}
