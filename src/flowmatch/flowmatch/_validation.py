@@ -41,7 +41,8 @@ def require_shape(name: str, value: torch.Tensor, expected: Sequence[int | None]
         want is None or want == got for want, got in zip(expected, value.shape)
     )
     if not matches:
-        shown = tuple("*" if want is None else want for want in expected)
+        shown = ", ".join("*" if want is None else str(want) for want in expected)
+        shown = f"({shown},)" if len(expected) == 1 else f"({shown})"
         raise ValueError(f"{name} must have shape {shown}, received shape {tuple(value.shape)}")
     return value
 

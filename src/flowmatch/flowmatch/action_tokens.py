@@ -48,9 +48,14 @@ class ActionEncoder(nn.Module):
         if tau.ndim == 0:
             tau = tau.expand(batch)
         require_shape("tau", tau, (batch,))
+        # The embedding is computed from float32 times at least: bfloat16 cannot tell 0.500 from 0.501,
+        # which the 4e-3 period is there to resolve.
         time_emb = sinusoidal_time_embedding(
-            tau.to(noisy_actions.dtype), self.width, min_period=self.min_period, max_period=self.max_period
-        )
+            tau.to(torch.promote_types(tau.dtype, torch.float32)),
+            self.width,
+            min_period=self.min_period,
+            max_period=self.max_period,
+        ).to(noisy_actions.dtype)
         time_tokens = repeat(time_emb, "b w -> b h w", h=horizon)
         action_tokens = self.action_in(noisy_actions)
         fused = self.fuse_in(torch.cat([action_tokens, time_tokens], dim=-1))
