@@ -40,6 +40,19 @@ def test_padded_context_tokens_never_influence_the_output(seed: int, valid: int)
     torch.testing.assert_close(backbone(queries, context[:, :valid]), out, rtol=0, atol=1e-6)
 
 
+def test_padded_query_tokens_never_influence_the_real_ones():
+    backbone = _backbone()
+    queries, context = torch.randn(2, 5, 16), torch.randn(2, 5)
+    mask = torch.tensor([[True, True, True, False, False], [True, False, False, False, False]])
+    garbage = queries.clone()
+    garbage[~mask] = 100.0
+    out = backbone(queries, context, query_mask=mask)
+    torch.testing.assert_close(
+        backbone(garbage, context, query_mask=mask)[mask], out[mask], rtol=0, atol=1e-5
+    )
+    torch.testing.assert_close(backbone(queries[:1, :3], context[:1]), out[:1, :3], rtol=0, atol=1e-5)
+
+
 def test_samples_in_a_batch_do_not_see_each_other():
     backbone = _backbone()
     queries, context = torch.randn(3, 4, 16), torch.randn(3, 2, 5)

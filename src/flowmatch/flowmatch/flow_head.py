@@ -15,7 +15,7 @@ from torch import nn
 
 from flowmatch._validation import require_floating, require_shape
 from flowmatch.action_tokens import ActionDecoder, ActionEncoder, StateEncoder
-from flowmatch.masked_loss import flow_matching_loss
+from flowmatch.masked_loss import flow_matching_loss, valid_entry_mask
 from flowmatch.ode_sampling import SampleResult, gaussian_noise, sample
 from flowmatch.ode_solvers import FixedStepSolver
 from flowmatch.probability_path import VelocityFn, interpolate, target_velocity
@@ -115,22 +115,29 @@ class FlowMatchingHead(nn.Module):
         *,
         state: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        step_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted velocity ``(B, H, D)`` at ``noisy_actions`` (B, H, D) and times ``tau`` (B,) or scalar.
 
         ``context`` is ``(B, C)`` or ``(B, N, C)`` with optional bool ``context_mask`` (B, N); ``state`` is
-        ``(B, S)``, required exactly when the config has ``state_dim``.
+        ``(B, S)``, required exactly when the config has ``state_dim``. Chunk steps that ``step_mask`` (B, H)
+        marks False are hidden from the other steps' attention.
         """
         cfg = self.config
         require_shape("noisy_actions", noisy_actions, (None, cfg.horizon, cfg.action_dim))
         tokens = self.action_encoder(noisy_actions, tau)
+        query_mask = step_mask
         if self.state_encoder is not None:
             if state is None:
                 raise ValueError(f"state of shape (B, {cfg.state_dim}) is required: the config has state_dim")
             tokens = torch.cat([self.state_encoder(state), tokens], dim=1)
+            if step_mask is not None:
+                require_shape("step_mask", step_mask, (noisy_actions.shape[0], cfg.horizon))
+                state_valid = torch.ones_like(step_mask[:, :1])
+                query_mask = torch.cat([state_valid, step_mask], dim=1)
         elif state is not None:
             raise ValueError("state was given but the config has state_dim=None")
-        tokens = self.backbone(tokens, context, context_mask=context_mask)
+        tokens = self.backbone(tokens, context, context_mask=context_mask, query_mask=query_mask)
         return self.action_decoder(tokens[:, -cfg.horizon :])
 
     def velocity_fn(
@@ -163,15 +170,23 @@ class FlowMatchingHead(nn.Module):
         Draws ``tau`` from the configured time sampler and ``eps ~ N(0, I)`` from ``generator``, forms
         ``a_tau = (1 - tau) eps + tau a`` and regresses the velocity on ``a - eps`` over valid entries only
         (``action_dim_mask`` (D,) or (B, D), ``step_mask`` (B, H); see :func:`flowmatch.flow_matching_loss`).
+        Padded action entries are zeroed before they are noised and padded steps are hidden from attention,
+        so whatever values padding holds, the loss is the same.
         """
         cfg = self.config
         require_floating("actions", actions)
         require_shape("actions", actions, (None, cfg.horizon, cfg.action_dim))
         batch = actions.shape[0]
+        valid = valid_entry_mask(
+            actions.shape, action_dim_mask=action_dim_mask, step_mask=step_mask, device=actions.device
+        )
+        actions = torch.where(valid, actions, 0.0)
         tau = self.time_sampler(batch, generator=generator, device=actions.device, dtype=actions.dtype)
         noise = gaussian_noise(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
         noisy_actions = interpolate(noise, actions, tau)
-        predicted = self.velocity(noisy_actions, tau, context, state=state, context_mask=context_mask)
+        predicted = self.velocity(
+            noisy_actions, tau, context, state=state, context_mask=context_mask, step_mask=step_mask
+        )
         return flow_matching_loss(
             predicted,
             target_velocity(noise, actions),

@@ -99,6 +99,7 @@ class TransformerBackbone(nn.Module):
         context: torch.Tensor,
         *,
         context_mask: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the backbone.
 
@@ -107,6 +108,8 @@ class TransformerBackbone(nn.Module):
             context: ``(B, C)`` feature vector or ``(B, N, C)`` tokens.
             context_mask: bool ``(B, N)``, True for real context tokens (only with token context). Each
                 sample needs at least one real context token.
+            query_mask: bool ``(B, T)``, True for real query tokens; padded ones (e.g. chunk steps past the
+                end of a demonstration) are never attended to, so they cannot change the real ones' outputs.
 
         Returns:
             ``(B, T, w)`` output tokens at the query positions.
@@ -121,15 +124,17 @@ class TransformerBackbone(nn.Module):
             )
         context_tokens = self._context_tokens(context, batch)
         key_mask = None
-        if context_mask is not None:
-            require_tensor("context_mask", context_mask)
-            if context_mask.dtype != torch.bool:
-                raise TypeError(f"context_mask must have dtype torch.bool, received {context_mask.dtype}")
-            require_shape("context_mask", context_mask, (batch, context_tokens.shape[1]))
-            if not bool(context_mask.any(dim=1).all()):
-                raise ValueError("context_mask must mark at least one real context token in every sample")
-            query_valid = torch.ones(batch, n_query, dtype=torch.bool, device=query_tokens.device)
-            key_mask = torch.cat([context_mask.to(query_tokens.device), query_valid], dim=1)
+        if context_mask is not None or query_mask is not None:
+            device = query_tokens.device
+            context_valid = torch.ones(batch, context_tokens.shape[1], dtype=torch.bool, device=device)
+            query_valid = torch.ones(batch, n_query, dtype=torch.bool, device=device)
+            if context_mask is not None:
+                context_valid = _checked_mask("context_mask", context_mask, (batch, context_tokens.shape[1]))
+                if not bool(context_valid.any(dim=1).all()):
+                    raise ValueError("context_mask must mark at least one real context token in every sample")
+            if query_mask is not None:
+                query_valid = _checked_mask("query_mask", query_mask, (batch, n_query))
+            key_mask = torch.cat([context_valid.to(device), query_valid.to(device)], dim=1)
         x = torch.cat([context_tokens, query_tokens + self.query_position[:n_query]], dim=1)
         for block in self.blocks:
             x = block(x, key_mask)
@@ -149,3 +154,10 @@ class TransformerBackbone(nn.Module):
                 f"received {tuple(context.shape)}"
             )
         return self.context_in(context) + self.context_type
+
+
+def _checked_mask(name: str, mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    require_tensor(name, mask)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must have dtype torch.bool, received {mask.dtype}")
+    return require_shape(name, mask, shape)
