@@ -123,6 +123,8 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         overrides = _parse_overrides(args.overrides)
         stage = _parse_stage(args.stage)
+        if args.stop_at_step is not None and args.stop_at_step < 0:
+            raise ConfigError(f"--stop-at-step must be >= 0, received {args.stop_at_step}")
         if args.config is None:
             if not args.print_config:
                 raise ConfigError("--config RUN.yaml is required (see `f1 train --help` for its contents)")
@@ -134,17 +136,24 @@ def _run_train(args: argparse.Namespace) -> int:
             resolved = {"run": run.to_dict(), "stage": stage_config.to_dict()}
             print(yaml.safe_dump(resolved, sort_keys=False), end="")
             return 0
+    except (ConfigError, ValueError) as error:
+        return _usage_error(error)
+    try:
         result = run_training(
             run, stage, resume=args.resume, stop_at_step=args.stop_at_step, progress=not args.no_progress
         )
-    except (ConfigError, CheckpointError, ValueError) as error:
-        print(f"f1 train: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, CheckpointError) as error:  # raised by the checks before training starts
+        return _usage_error(error)
     except KeyboardInterrupt:
         print("f1 train: interrupted; the last checkpoint is intact, continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summarize(result))
     return 0
+
+
+def _usage_error(error: Exception) -> int:
+    print(f"f1 train: error: {error}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_train)

@@ -157,6 +157,7 @@ class Trainer:
         self.bf16 = use_bf16_autocast(config.precision, self.context.device)
         self.step = 0
         self._resumed_from_step = 0
+        self._saved_step: int | None = None  # step of the newest checkpoint this run wrote or resumed from
         seed_everything(config.seed + self.context.rank)
 
     @property
@@ -198,6 +199,7 @@ class Trainer:
             seed_everything(self.config.seed + rank + checkpoint.step * 1_000)
         self.step = checkpoint.step
         self._resumed_from_step = checkpoint.step
+        self._saved_step = checkpoint.step
         return checkpoint.path
 
     def _check_compatible(self, checkpoint: TrainingCheckpoint) -> None:
@@ -270,8 +272,10 @@ class Trainer:
         """Train until ``config.steps`` (or ``stop_at_step``, e.g. for a time-limited job), then checkpoint.
 
         Metrics are logged every ``log_interval`` steps and checkpoints written every ``checkpoint_interval``
-        steps and at the end (main process; when ``output_dir`` is set).
+        steps and when it stops (main process; when ``output_dir`` is set).
         """
+        if stop_at_step is not None and stop_at_step < 0:
+            raise ValueError(f"stop_at_step must be >= 0 or None, received {stop_at_step}")
         target = self.config.steps if stop_at_step is None else min(stop_at_step, self.config.steps)
         logger = None
         if self.context.is_main and self.output_dir is not None:
@@ -300,11 +304,12 @@ class Trainer:
                     speed = (self.step - started_step) / elapsed if elapsed > 0 else 0.0
                     self._log(records, logger, bar, speed)
                     started, started_step = time.perf_counter(), self.step
-                if self.checkpoints_dir is not None and (
-                    self.step % self.config.checkpoint_interval == 0 or self.step == target
-                ):
+                if self.checkpoints_dir is not None and self.step % self.config.checkpoint_interval == 0:
                     self._flush(pending, result)
                     result.last_checkpoint = self.save()
+            if self.checkpoints_dir is not None and self._saved_step != self.step:
+                self._flush(pending, result)
+                result.last_checkpoint = self.save()
         finally:
             bar.close()
             if logger is not None:
@@ -367,4 +372,5 @@ class Trainer:
                 keep=self.config.keep_checkpoints,
             )
         barrier(self.context)
+        self._saved_step = self.step
         return path

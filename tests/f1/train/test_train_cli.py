@@ -1,0 +1,128 @@
+"""`f1 train`: a new user's path through --help, a run, an interruption, --resume and the usual mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from f1.cli import build_parser, main
+from f1.train import read_checkpoint, read_metrics
+
+RUN = {
+    "model": {"factory": "tiny_training_policy:build_tiny_policy"},
+    "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 24},
+    "train": {
+        "steps": 4,
+        "batch_size": 4,
+        "log_interval": 1,
+        "checkpoint_interval": 2,
+        "schedule": {"warmup_steps": 1},
+        "precision": "fp32",
+    },
+}
+
+
+@pytest.fixture
+def run_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**RUN, "output_dir": str(tmp_path / "out")}))
+    return path
+
+
+def test_help_lists_the_commands_and_explains_train(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for needle in ("--config", "--stage", "--resume", "output_dir:", "torchrun", "examples:"):
+        assert needle in text
+
+
+def test_demo_is_left_as_it_was(capsys) -> None:
+    assert main(["demo"]) == 2
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_every_command_registers_its_own_handler() -> None:
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"demo", "train"} <= set(subparsers.choices)
+    for name, parser in subparsers.choices.items():
+        assert callable(parser.get_default("handler")), name
+
+
+def test_print_config_shows_the_shipped_recipe_without_a_run_file(capsys) -> None:
+    assert main(["train", "--stage", "1", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["loss_weights"] == {"generation": 1.0}
+
+
+def test_train_stop_and_resume_from_the_command_line(run_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    start = ["train", "--config", str(run_file), "--stage", "3", "--no-progress"]
+    assert main([*start, "--stop-at-step", "3"]) == 0
+    assert read_checkpoint(out).step == 3
+    # A second start without --resume must not overwrite the run.
+    assert main(start) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert main([*start, "--resume"]) == 0
+    assert read_checkpoint(out).step == 4
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4]
+    assert yaml.safe_load((out / "stage.yaml").read_text())["steps"] == 4
+    assert yaml.safe_load((out / "run.yaml").read_text())["data"]["size"] == 24
+    assert read_checkpoint(out).metadata["run"]["model"] == RUN["model"]
+
+
+def test_set_changes_one_value_and_typos_get_a_suggestion(run_file: Path, capsys) -> None:
+    argv = ["train", "--config", str(run_file), "--stage", "3", "--print-config"]
+    assert main([*argv, "--set", "train.optimizer.lr=1e-4"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["stage"]["optimizer"]["lr"] == 1e-4
+    assert main([*argv, "--set", "train.optimizer.learning_rat=1e-4"]) == 2
+    assert "unknown key stage config.optimizer.learning_rat" in capsys.readouterr().err
+    assert main([*argv, "--set", "outptu_dir=x"]) == 2
+    assert "did you mean 'output_dir'" in capsys.readouterr().err
+    assert main([*argv, "--set", "train.steps"]) == 2
+    assert "--set expects KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--config", "missing.yaml", "--stage", "3"], "run config file not found: missing.yaml"),
+        (["--stage", "3"], "--config RUN.yaml is required"),
+        (["--config", "{run}", "--stage", "7"], "stage must be one of 1, 2, 3, received 7"),
+        (["--config", "{run}", "--stage", "nope.yaml"], "stage config file not found: nope.yaml"),
+        (
+            ["--config", "{run}", "--stage", "3", "--set", "model.factory=no_such_module:build"],
+            "model.factory = 'no_such_module:build': cannot import module 'no_such_module'",
+        ),
+        (
+            ["--config", "{run}", "--stage", "3", "--set", "data.factory=tiny_training_policy:nothing"],
+            "module 'tiny_training_policy' has no function 'nothing'",
+        ),
+        (
+            ["--config", "{run}", "--stage", "3", "--set", "init_from=nowhere"],
+            "init_from: path not found: nowhere",
+        ),
+    ],
+)
+def test_bad_paths_and_configs_exit_2_with_a_message(run_file: Path, capsys, argv: list, message: str):
+    argv = [a.replace("{run}", str(run_file)) for a in argv]
+    assert main(["train", *argv, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_init_from_starts_a_stage_from_the_previous_stage_weights(run_file: Path, tmp_path: Path) -> None:
+    first = ["train", "--config", str(run_file), "--stage", "1", "--no-progress"]
+    assert main([*first, "--set", "train.steps=2"]) == 0
+    stage1 = read_checkpoint(tmp_path / "out")
+    second = ["train", "--config", str(run_file), "--stage", "3", "--no-progress", "--set", "train.steps=1"]
+    extra = ["--set", f"init_from={tmp_path / 'out'}", "--set", f"output_dir={tmp_path / 'out3'}"]
+    assert main([*second, *extra, "--stop-at-step", "0"]) == 0  # zero steps: the weights as loaded
+    stage3 = read_checkpoint(tmp_path / "out3")
+    for name, value in stage1.weights.items():
+        assert (stage3.weights[name] == value).all(), name
