@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from f1.model.adapters import EmbodimentAdapter
+from f1.model.checkpoint import load_policy, save_policy
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
 from f1.model.errors import ConfigError, InputError
@@ -89,6 +91,15 @@ class Plan:
     embodiment: str
     foresight: Foresight | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _TrainingPass:
+    inputs: PolicyInputs
+    hidden: dict[str, torch.Tensor]
+    token_targets: list[torch.Tensor]
+    velocity_targets: dict[str, torch.Tensor]
+    num_scales: int
 
 
 def mot_config(config: F1Config) -> MoTConfig:
@@ -229,6 +240,19 @@ class F1Policy(nn.Module):
         self.adapters[embodiment.name] = adapter
         self.config = config
 
+    # --- persistence ----------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors`` (tensors + config metadata) and ``config.json`` into ``directory``."""
+        return save_policy(self, directory)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: torch.device | str = "cpu", tokenizer: Any = None) -> F1Policy:
+        """A policy saved by :meth:`save` (tensors only; every key and shape checked)."""
+        policy = load_policy(path, device=device, tokenizer=tokenizer)
+        if not isinstance(policy, cls):
+            raise ConfigError(f"path: expected a {cls.__name__} checkpoint, received {type(policy).__name__}")
+        return policy
+
     # --- training ------------------------------------------------------------------------------------
     def _parse(self, batch: Mapping[str, Any], *, need_actions: bool, need_future: bool) -> PolicyInputs:
         size = self.generation.image_size if self.generation is not None else (1, 1)
@@ -264,6 +288,26 @@ class F1Policy(nn.Module):
             detached under Frozen-Gen. Flow noise and time come from the global torch RNG (the trainer
             seeds it and stores it in checkpoints).
         """
+        result = self._training_pass(batch, generation_scales)
+        losses = {
+            "flow": self._flow_loss(result.inputs, result.hidden["act"][:, 1:], result.velocity_targets)
+        }
+        if self.config.has_foresight:
+            logits = self._generation_io().logits(result.hidden["gen"])
+            generation_loss = next_scale_cross_entropy(logits, result.token_targets[: result.num_scales])
+            losses["generation"] = (
+                generation_loss.detach() if self.config.generation.frozen else generation_loss
+            )
+        return losses
+
+    def segment_outputs(
+        self, batch: Mapping[str, Any], *, generation_scales: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Hidden states ``{segment: (B, n, width)}`` of the training pass (teacher forcing, ``a_tau`` drawn
+        from the global RNG): what :meth:`compute_losses` sees before its heads. For inspection and tests."""
+        return self._training_pass(batch, generation_scales).hidden
+
+    def _training_pass(self, batch: Mapping[str, Any], generation_scales: int | None) -> _TrainingPass:
         config = self.config
         num_scales = 1
         if config.has_foresight:
@@ -271,23 +315,15 @@ class F1Policy(nn.Module):
             num_scales = self._scales("generation_scales", generation_scales, default)
         inputs = self._parse(batch, need_actions=True, need_future=config.has_foresight)
         segments, valid_lengths = self._upstream_segments(inputs)
-        targets: list[torch.Tensor] = []
+        token_targets: list[torch.Tensor] = []
         if config.has_foresight and inputs.future is not None:
             generation = self._generation_io()
-            targets = generation.target_indices(inputs.future)
-            segments["gen"] = generation.teacher_forced_tokens(targets, num_scales).to(self.trunk_dtype)
-
+            token_targets = generation.target_indices(inputs.future)
+            segments["gen"] = generation.teacher_forced_tokens(token_targets, num_scales).to(self.trunk_dtype)
         tau = self.time_sampler(inputs.batch_size, device=self.device)
-        act_tokens, velocity_targets = self._training_action_tokens(inputs, tau)
-        segments["act"] = act_tokens
-        out = self.trunk(segments, self.attention_spec(num_scales), valid_lengths)
-
-        losses = {"flow": self._flow_loss(inputs, out["act"][:, 1:], velocity_targets)}
-        if config.has_foresight:
-            logits = self._generation_io().logits(out["gen"])
-            generation_loss = next_scale_cross_entropy(logits, targets[:num_scales])
-            losses["generation"] = generation_loss.detach() if config.generation.frozen else generation_loss
-        return losses
+        segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
+        hidden = self.trunk(segments, self.attention_spec(num_scales), valid_lengths)
+        return _TrainingPass(inputs, hidden, token_targets, velocity_targets, num_scales)
 
     def _upstream_segments(
         self, inputs: PolicyInputs

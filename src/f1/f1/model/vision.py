@@ -72,15 +72,18 @@ class VisionTower(nn.Module):
         )
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
         self.width = int(self.backbone.num_features)
-        self.register_buffer("pixel_mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(config.std).reshape(1, 3, 1, 1), persistent=False)
+        # plain floats, not buffers: a checkpoint then holds every tensor the model has (meta-device loading)
+        self.pixel_mean, self.pixel_std = config.mean, config.std
         patch = getattr(getattr(self.backbone, "patch_embed", None), "num_patches", None)
         self.num_tokens = int(patch) if patch is not None else self._probe_num_tokens()
 
     def _probe_num_tokens(self) -> int:
-        with torch.device("meta"):
-            probe = torch.empty(1, 3, self.config.image_size, self.config.image_size)
-        return int(self._tokens(probe.to(self.pixel_mean.device)).shape[1])
+        """Tokens of a backbone without ``patch_embed`` (e.g. a convnet): one forward of a blank image."""
+        weight = next(self.backbone.parameters())
+        size = self.config.image_size
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, size, size, device=weight.device, dtype=weight.dtype)
+            return int(self._tokens(probe).shape[1])
 
     def _tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features(pixels)
@@ -93,7 +96,9 @@ class VisionTower(nn.Module):
         size = self.config.image_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
             raise InputError(f"images: expected (N, 3, {size}, {size}), received {tuple(images.shape)}")
-        pixels = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
+        mean = torch.tensor(self.pixel_mean, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
+        std = torch.tensor(self.pixel_std, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
+        pixels = (images - mean) / std
         return self._tokens(pixels)
 
 

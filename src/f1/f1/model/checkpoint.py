@@ -1,0 +1,170 @@
+"""Save and load a policy: ``model.safetensors`` (every tensor, the config in its metadata) + ``config.json``.
+
+The safetensors file is self-contained (the config travels in its metadata); ``config.json`` beside it is
+for people. Loading reads tensors only (never unpickles code), builds the policy on the meta device from
+the stored config, checks every key and shape against it, and reports all differences at once.
+Files are written atomically (a temporary file, then a rename), so an interrupted save never leaves a
+half-written checkpoint in place of a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from f1.model.config import F1Config
+from f1.model.errors import CheckpointError
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "WEIGHTS_NAME",
+    "check_state_dict",
+    "config_of",
+    "load_policy",
+    "read_policy_checkpoint",
+    "save_policy",
+]
+
+FORMAT = "f1-policy"
+FORMAT_VERSION = "1"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_policy(policy: nn.Module, directory: str | Path) -> Path:
+    """Write ``directory/model.safetensors`` and ``directory/config.json``; returns the weights path.
+
+    Args:
+        policy: an :class:`~f1.model.F1Policy` (anything with ``config: F1Config`` and a state dict).
+        directory: created if missing.
+    """
+    config = getattr(policy, "config", None)
+    if not isinstance(config, F1Config):
+        raise CheckpointError(f"policy: expected a model with an F1Config, received {type(policy).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().contiguous().cpu() for name, t in policy.state_dict().items()}
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_json()}
+    weights = directory / WEIGHTS_NAME
+    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(config.to_json()))
+    return weights
+
+
+def _weights_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"path: expected a checkpoint directory or {WEIGHTS_NAME}, {str(path)!r} is missing"
+        )
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"path: expected a .safetensors file (tensors only), received {path.name!r}")
+    return path
+
+
+def read_policy_checkpoint(path: str | Path) -> tuple[F1Config, dict[str, torch.Tensor]]:
+    """The config and tensors of a checkpoint written by :func:`save_policy`.
+
+    Raises :class:`CheckpointError` for a corrupt file or a foreign one (no ``f1-policy`` metadata, e.g.
+    a published F1, pi0 or PaliGemma file: import those with :func:`f1.model.convert_checkpoint`).
+    """
+    weights = _weights_path(path)
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise CheckpointError(
+                    f"path: {weights} is not an f1 policy checkpoint (metadata format="
+                    f"{metadata.get('format')!r}, expected {FORMAT!r}); import published weights with "
+                    "f1.model.convert_checkpoint"
+                )
+            if metadata.get("format_version") != FORMAT_VERSION:
+                raise CheckpointError(
+                    f"path: {weights} has format_version {metadata.get('format_version')!r}, "
+                    f"this library reads {FORMAT_VERSION!r}"
+                )
+            # clone: tensors read from the file may sit at unaligned addresses, where CPU kernels take
+            # other SIMD paths and round differently; a fresh allocation keeps round trips bit-identical
+            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}  # noqa: SIM118
+    except CheckpointError:
+        raise
+    except Exception as err:  # truncated or corrupt files
+        raise CheckpointError(f"path: {weights} is not a readable safetensors file ({err})") from err
+    try:
+        config = F1Config.from_json(metadata["config"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"path: {weights} carries no valid F1 config ({err})") from err
+    return config, tensors
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` listing every missing key, unexpected key and shape mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{key}: expected {tuple(expected[key].shape)}, received {tuple(state_dict[key].shape)}"
+        for key in sorted(set(expected) & set(state_dict))
+        if tuple(expected[key].shape) != tuple(state_dict[key].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {missing}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {unexpected}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches: {shapes}")
+        raise CheckpointError(f"{source}: does not match the model; " + "; ".join(parts))
+
+
+def load_policy(path: str | Path, *, device: torch.device | str = "cpu", tokenizer: Any = None) -> nn.Module:
+    """Rebuild the :class:`~f1.model.F1Policy` saved at ``path`` (directory or ``model.safetensors``).
+
+    The model is built on the meta device (no random initialisation), then the stored tensors are
+    assigned strictly; dtypes are kept as stored.
+    """
+    from f1.model.policy import F1Policy  # the policy imports this module for its save/load methods
+
+    config, tensors = read_policy_checkpoint(path)
+    with torch.device("meta"):
+        policy = F1Policy(config, tokenizer=tokenizer)
+    check_state_dict(policy, tensors, str(path))
+    policy.load_state_dict(tensors, strict=True, assign=True)
+    leftovers = [name for name, t in (*policy.named_parameters(), *policy.named_buffers()) if t.is_meta]
+    if leftovers:
+        raise CheckpointError(f"{path}: tensors not restored by the checkpoint: {leftovers}")
+    return policy.to(device)
+
+
+def config_of(path: str | Path) -> F1Config:
+    """Only the config of a checkpoint (reads the metadata, not the tensors)."""
+    weights = _weights_path(path)
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"path: {weights} is not an f1 policy checkpoint")
+    return F1Config.from_dict(json.loads(metadata["config"]))

@@ -1,0 +1,144 @@
+"""Parameter and FLOP counts of a configuration, without allocating its weights (meta device).
+
+:func:`count_parameters` builds the policy on the meta device and sums parameters per component.
+:func:`inference_flops` gives the FLOPs (2 x multiply-accumulates) of one :meth:`F1Policy.plan` call per
+module: the vision tower and the VQ-VAE encoder are counted by ``torch.utils.flop_counter`` on the meta
+device; the trunk, history encoder, heads and adapters by closed-form counts of their matrix products
+(including attention scores and values over the keys each query group sees), checked against
+``torch.utils.flop_counter`` on the tiny preset in the tests.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from f1.model.config import F1Config
+
+__all__ = ["count_parameters", "inference_flops"]
+
+
+def _numel(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def _meta_policy(config: F1Config) -> nn.Module:
+    from f1.model.policy import F1Policy
+
+    with torch.device("meta"):
+        return F1Policy(config)
+
+
+def count_parameters(config: F1Config) -> dict[str, int]:
+    """Parameters per component of a policy built from ``config`` (on the meta device: no memory).
+
+    Keys: ``vision``, ``projector``, ``language_embedding``, ``understanding_expert`` (their sum is the
+    PaliGemma part, also given as ``paligemma``), ``generation_expert``, ``action_expert``,
+    ``generation_heads`` (history encoder, next-scale embedding and head), ``embodiment_adapters``,
+    ``vqvae`` and ``total``.
+    """
+    policy = _meta_policy(config)
+    experts = policy.trunk.experts
+    gen = policy.generation
+    counts = {
+        "vision": _numel(policy.understanding.vision),
+        "projector": _numel(policy.understanding.projector),
+        "language_embedding": _numel(policy.understanding.language),
+        "understanding_expert": _numel(experts["und"]),
+        "generation_expert": _numel(experts["gen"]) if "gen" in experts else 0,
+        "action_expert": _numel(experts["act"]),
+        "generation_heads": 0
+        if gen is None
+        else _numel(gen.history) + _numel(gen.embedding) + _numel(gen.head),
+        "embodiment_adapters": _numel(policy.adapters),
+        "vqvae": 0 if gen is None else _numel(gen.tokenizer),
+    }
+    counts["paligemma"] = sum(
+        counts[k] for k in ("vision", "projector", "language_embedding", "understanding_expert")
+    )
+    counts["total"] = sum(p.numel() for p in policy.parameters())
+    return counts
+
+
+def _linear_per_token(config: F1Config, width: int, mlp: int) -> int:
+    """Multiply-accumulates per token of one expert layer's projections and GeGLU MLP."""
+    trunk = config.trunk
+    heads, kv = trunk.n_heads * trunk.head_dim, trunk.n_kv_heads * trunk.head_dim
+    return width * heads + 2 * width * kv + heads * width + 3 * width * mlp
+
+
+def _trunk_flops(config: F1Config, tokens: int, keys: int, width: int, mlp: int) -> int:
+    """FLOPs of ``tokens`` queries of one expert through all layers, attending to ``keys`` keys."""
+    trunk = config.trunk
+    linear = tokens * _linear_per_token(config, width, mlp)
+    attention = 2 * tokens * keys * trunk.n_heads * trunk.head_dim  # scores and weighted values
+    return 2 * trunk.n_layers * (linear + attention)
+
+
+def _meta_flops(run) -> int:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return int(counter.get_total_flops())
+
+
+def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str, int]:
+    """FLOPs of one :meth:`~f1.model.F1Policy.plan` call at batch 1, per module (see module docstring).
+
+    Keys as in the latency table: ``image_encode``, ``prefix``, ``history_encode``, ``foresight``,
+    ``flow_steps`` (all ODE steps; fixed-step solvers: Euler 1, midpoint/Heun 2, RK4 4 evaluations per
+    step) and ``total``.
+    """
+    policy = _meta_policy(config)
+    trunk = config.trunk
+    cameras, size = len(config.cameras), config.vision.image_size
+    flops: dict[str, int] = {}
+    with torch.device("meta"):
+        images = torch.empty(cameras, 3, size, size)
+        flops["image_encode"] = (
+            _meta_flops(lambda: policy.understanding.projector(policy.understanding.vision(images)))
+            + 2 * config.language.max_length * 0
+        )  # the embedding is a lookup
+    und = policy.understanding.length
+    flops["prefix"] = _trunk_flops(config, und, und, trunk.understanding_width, trunk.understanding_mlp)
+    keys = und
+    if config.has_history:
+        gen = policy.generation
+        frames = config.generation.history_frames
+        vq = config.generation.vqvae
+        with torch.device("meta"):
+            pixels = torch.empty(frames, 3, *vq.image_size)
+            encoder = _meta_flops(lambda: gen.tokenizer.encode_latent(pixels))
+        hist = gen.history.config
+        cells, width, n = hist.num_tokens, hist.width, frames * hist.num_tokens
+        mixer = hist.num_layers * (n * (4 * width * width + 2 * width * 4 * width) + 2 * n * n * width)
+        history_encoder = 2 * (n * vq.z_channels * width + mixer + n * width * width)
+        keys += cells
+        flops["history_encode"] = (
+            encoder
+            + history_encoder
+            + _trunk_flops(config, cells, keys, trunk.generation_width, trunk.generation_mlp)
+        )
+    if config.has_foresight:
+        vq = config.generation.vqvae
+        scales = num_scales or config.generation.inference_scales
+        total = 0
+        for tokens in policy.generation.scale_tokens(scales):
+            keys += tokens
+            total += _trunk_flops(config, tokens, keys, trunk.generation_width, trunk.generation_mlp)
+            total += (
+                2 * tokens * (vq.z_channels * trunk.generation_width + trunk.generation_width * vq.vocab_size)
+            )
+        flops["foresight"] = total
+    horizon, width = config.action.chunk_size, trunk.action_width
+    embodiment = config.embodiments[0]
+    adapters = 2 * (
+        embodiment.state_dim * width
+        + horizon * (embodiment.action_dim * width + 3 * width * width)
+        + horizon * width * embodiment.action_dim
+    )
+    per_evaluation = _trunk_flops(config, 1 + horizon, keys + 1 + horizon, width, trunk.action_mlp) + adapters
+    evaluations = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}[config.action.solver]
+    flops["flow_steps"] = per_evaluation * evaluations * config.action.flow_steps
+    flops["total"] = sum(flops.values())
+    return flops
