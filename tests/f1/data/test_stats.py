@@ -32,11 +32,13 @@ def test_numeric_stats_match_numpy() -> None:
 
 def test_image_stats_are_per_channel_in_unit_range() -> None:
     rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, size=(7, 8, 8, 3), dtype=np.uint8)
+    frames = rng.integers(3, 250, size=(7, 8, 8, 3), dtype=np.uint8)  # min/max away from 0 and 255
     stats = compute_image_stats(frames)
     pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
     for key in ("min", "max", "mean", "std", *QUANTILE_KEYS):
         assert stats[key].shape == (3, 1, 1)
+    np.testing.assert_allclose(stats["min"].ravel(), pixels.min(0), atol=1e-12)
+    np.testing.assert_allclose(stats["max"].ravel(), pixels.max(0), atol=1e-12)
     np.testing.assert_allclose(stats["mean"].ravel(), pixels.mean(0), rtol=1e-9)
     np.testing.assert_allclose(stats["std"].ravel(), pixels.std(0), rtol=1e-9)
     np.testing.assert_allclose(

@@ -22,7 +22,7 @@ import torch
 
 from f1.data.features import ACTION_KEY, STATE_KEY
 from f1.data.normalize import Normalizer
-from f1.data.reader import LeRobotDataset
+from f1.data.reader import LeRobotDataset, to_float_chw
 
 FUTURE_PREFIX = "future."
 PAD_SUFFIX = "_is_pad"
@@ -184,8 +184,7 @@ class WindowedDataset(torch.utils.data.Dataset):
             future = clamp_offsets(frame, length, [cfg.future_offset])
         for key in self.camera_keys:
             wanted = history_idx if future is None else np.concatenate([history_idx, future[0]])
-            frames = torch.from_numpy(self.dataset.camera_frames(key, episode, wanted))
-            frames = frames.permute(0, 3, 1, 2).float() / 255.0  # (K[+1], 3, H, W)
+            frames = to_float_chw(self.dataset.camera_frames(key, episode, wanted))  # (K[+1], 3, H, W)
             sample[key] = frames[: len(history_idx)]
             sample[key + PAD_SUFFIX] = torch.from_numpy(history_pad)
             if future is not None:
