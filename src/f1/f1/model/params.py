@@ -95,10 +95,9 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
     flops: dict[str, int] = {}
     with torch.device("meta"):
         images = torch.empty(cameras, 3, size, size)
-        flops["image_encode"] = (
-            _meta_flops(lambda: policy.understanding.projector(policy.understanding.vision(images)))
-            + 2 * config.language.max_length * 0
-        )  # the embedding is a lookup
+        # the language embedding is a lookup: no FLOPs
+        vision, projector = policy.understanding.vision, policy.understanding.projector
+        flops["image_encode"] = _meta_flops(lambda: projector(vision(images)))
     und = policy.understanding.length
     flops["prefix"] = _trunk_flops(config, und, und, trunk.understanding_width, trunk.understanding_mlp)
     keys = und
