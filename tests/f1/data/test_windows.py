@@ -159,3 +159,16 @@ def test_pad_collate_pads_state_and_action_widths() -> None:
     assert batch["action_dim_mask"].tolist() == [[True, True, False, False, False], [True] * 5]
     assert batch["observation.state"][0].tolist() == [1, 1, 0, 0]
     assert batch["task"] == ["x", "y"]
+
+
+def test_windows_load_in_worker_processes(write_dataset) -> None:
+    """Two DataLoader workers (each with its own decode cache) give the same batches as the main process."""
+    root, _, _ = write_dataset(lengths=(5, 6))
+    windows = WindowedDataset(LeRobotDataset(root), WindowConfig((-3, 0), 2, action_horizon=3))
+    serial = list(torch.utils.data.DataLoader(windows, batch_size=4))
+    parallel = list(torch.utils.data.DataLoader(windows, batch_size=4, num_workers=2))
+    assert len(serial) == len(parallel) == 3
+    for a, b in zip(serial, parallel):
+        assert torch.equal(a[FRONT], b[FRONT])
+        assert torch.equal(a["action"], b["action"])
+        assert a["task"] == b["task"]
