@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GeGLU", "RMSNorm", "apply_rotary", "rotary_cos_sin"]
+__all__ = ["GeGLU", "RMSNorm", "apply_rotary", "rotary_cos_sin", "rotary_table"]
 
 
 class RMSNorm(nn.Module):
@@ -50,12 +50,35 @@ class GeGLU(nn.Module):
         return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
 
 
-def rotary_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """Cosine and sine tables of split-half rotary embeddings, in fp32.
+_ROTARY_TABLES: dict[tuple[str, int, float], tuple[Tensor, Tensor]] = {}
 
-    The table is computed for positions ``0 .. P-1`` (``P`` a power of two) and then looked up, so that the
-    value for a position never depends on how many tokens are in the call (vectorised and scalar ``cos``
-    may differ in the last bit); this keeps cached and uncached runs bit-identical.
+
+def rotary_table(length: int, head_dim: int, base: float = 10000.0, device: torch.device | str = "cpu"):
+    """Cosine and sine of positions ``0 .. length-1``: ``(P, D)`` fp32 each with ``P >= length``.
+
+    Computed for ``P`` a power of two (at least 64) and kept per device, so the value for a position never
+    depends on how many tokens a call has (vectorised and scalar ``cos`` may differ in the last bit); this
+    keeps cached and uncached runs bit-identical and makes the table free after the first call.
+    """
+    if head_dim % 2:
+        raise ValueError(f"head_dim: expected an even number, received {head_dim}")
+    key = (str(torch.device(device)), head_dim, float(base))
+    table = _ROTARY_TABLES.get(key)
+    if table is None or table[0].shape[0] < length:
+        size = 64
+        while size < length:
+            size *= 2
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
+        inv_freq = 1.0 / (base**exponents)
+        angles = torch.arange(size, device=device).float()[:, None] * inv_freq
+        angles = torch.cat((angles, angles), dim=-1)
+        table = (angles.cos(), angles.sin())
+        _ROTARY_TABLES[key] = table
+    return table
+
+
+def rotary_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """Cosine and sine tables of split-half rotary embeddings for given positions, in fp32.
 
     Args:
         positions: ``(B, L)`` integer positions (negative values, which only padding can have, read 0).
@@ -65,18 +88,10 @@ def rotary_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> t
     Returns:
         ``cos, sin``, each ``(B, L, D)`` fp32, the frequency table repeated for both halves.
     """
-    if head_dim % 2:
-        raise ValueError(f"head_dim: expected an even number, received {head_dim}")
     positions = positions.clamp(min=0)
-    table_length = 64
     largest = int(positions.max()) if positions.numel() else 0
-    while table_length <= largest:
-        table_length *= 2
-    exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim
-    inv_freq = 1.0 / (base**exponents)
-    angles = torch.arange(table_length, device=positions.device).float()[:, None] * inv_freq
-    angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos()[positions], angles.sin()[positions]
+    cos, sin = rotary_table(largest + 1, head_dim, base, positions.device)
+    return cos[positions], sin[positions]
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -84,12 +99,13 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
     Args:
         x: ``(B, H, L, D)`` queries or keys.
-        cos, sin: ``(B, L, D)`` from :func:`rotary_cos_sin`.
+        cos, sin: ``(B or 1, L, D)`` from :func:`rotary_cos_sin` (or rows of :func:`rotary_table`).
 
     Returns:
         ``(B, H, L, D)`` in the dtype of ``x``.
     """
-    xf = x.float()
+    xf = x if x.dtype == torch.float32 else x.float()
     first, second = xf.chunk(2, dim=-1)
     rotated = torch.cat((-second, first), dim=-1)
-    return (xf * cos[:, None] + rotated * sin[:, None]).to(x.dtype)
+    out = xf * cos[:, None] + rotated * sin[:, None]
+    return out if out.dtype == x.dtype else out.to(x.dtype)

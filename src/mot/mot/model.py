@@ -20,6 +20,7 @@ uncached ones exactly when the chunks line up with query groups:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from mot.attention import joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
 from mot.expert import Expert
-from mot.layers import apply_rotary, rotary_cos_sin
+from mot.layers import apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ChunkPlan, ValidLengths, check_cut, plan_chunk, positions_from_valid, token_valid
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
 from mot.spec import AttentionSpec, SpecError
@@ -207,47 +208,56 @@ class MixtureOfTransformers(nn.Module):
             raise SpecError("spec: expected the spec the cache was built with, received a different spec")
         if cache.batch_size is not None and cache.batch_size != batch:
             raise SpecError(f"inputs: expected batch size {cache.batch_size} (the cache's), received {batch}")
-        plan = plan_chunk(spec, {name: x.shape[1] for name, x in inputs.items()}, cache.length)
-        check_cut(spec, plan.end)
+        layout = _chunk_layout(spec, tuple((name, x.shape[1]) for name, x in inputs.items()), cache.length)
+        plan, runs, groups = layout.plan, layout.runs, layout.groups
         merged = self._merge_valid_lengths(spec, cache, plan, valid_lengths)
-        valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
+        padded = bool(merged)
+        if padded:
+            valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
+        else:  # no padding anywhere so far: positions are slot indices
+            valid = torch.ones(batch, plan.end, dtype=torch.bool, device=param.device)
+        cos = sin = None
         if self.config.use_rotary:
-            positions = positions_from_valid(valid)[:, plan.start :]
-            cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
-
-        runs = self._runs(spec, plan)
-        groups = self._query_groups(spec, plan)
-        masks = self._masks(spec, plan, groups, valid)
-        xs = [self._gather(inputs, run) for run in runs]
+            if padded:
+                positions = positions_from_valid(valid)[:, plan.start :]
+                cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+            else:
+                cos, sin = rotary_table(plan.end, self.config.head_dim, self.config.rope_base, param.device)
+                cos, sin = cos[None, plan.start : plan.end], sin[None, plan.start : plan.end]
+        masks = self._masks(spec, plan, groups, valid, padded)
+        xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
         run_lengths = [sum(run.lengths) for run in runs]
-        n_rows = plan.end - plan.start
         heads = self.config.n_heads * self.config.head_dim
+        backend = self.config.attention_backend
 
         new_keys, new_values = [], []
         for layer_index in range(self.config.n_layers):
             layers = [self.experts[run.expert].layers[layer_index] for run in runs]
             projected = [layer.project(x) for layer, x in zip(layers, xs)]
             q, k = _cat([p[0] for p in projected]), _cat([p[1] for p in projected])
-            if self.config.use_rotary:
+            if cos is not None:
                 q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
             v = _cat([p[2] for p in projected])
             if cache.length:
                 k = torch.cat((cache.keys[layer_index], k), dim=2)
                 v = torch.cat((cache.values[layer_index], v), dim=2)
-            new_keys.append(k)
-            new_values.append(v)
+            if append:
+                new_keys.append(k)
+                new_values.append(v)
 
-            attended = q.new_empty(batch, n_rows, heads)
-            for group, mask in zip(groups, masks):
-                out = joint_attention(
-                    q[:, :, group.row_start : group.row_end],
-                    k[:, :, : group.horizon],
-                    v[:, :, : group.horizon],
-                    mask,
-                    self.config.attention_backend,
-                )
-                attended[:, group.row_start : group.row_end] = out.transpose(1, 2).reshape(batch, -1, heads)
-            parts = attended.split(run_lengths, dim=1)
+            if len(groups) == 1:
+                horizon = groups[0].horizon
+                out = joint_attention(q, k[:, :, :horizon], v[:, :, :horizon], masks[0], backend)
+                attended = out.transpose(1, 2).reshape(batch, -1, heads)
+            else:
+                attended = q.new_empty(batch, plan.end - plan.start, heads)
+                for group, mask in zip(groups, masks):
+                    rows = slice(group.row_start, group.row_end)
+                    out = joint_attention(
+                        q[:, :, rows], k[:, :, : group.horizon], v[:, :, : group.horizon], mask, backend
+                    )
+                    attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
+            parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
             xs = [layer.finish(x, part) for layer, x, part in zip(layers, xs, parts)]
 
         if append:
@@ -255,40 +265,20 @@ class MixtureOfTransformers(nn.Module):
         outputs: dict[str, Tensor] = {}
         for run, x in zip(runs, xs):
             norm = self.experts[run.expert].norm
-            for name, piece in zip(run.names, x.split(list(run.lengths), dim=1)):
+            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
+            for name, piece in zip(run.names, pieces):
                 outputs[name] = norm(piece)
         return outputs
 
-    @staticmethod
-    def _runs(spec: AttentionSpec, plan: ChunkPlan) -> list[_Run]:
-        runs: list[_Run] = []
-        for piece in plan.pieces:
-            if runs and runs[-1].expert == piece.expert:
-                last = runs.pop()
-                runs.append(_Run(last.expert, (*last.names, piece.name), (*last.lengths, piece.length)))
-            else:
-                runs.append(_Run(piece.expert, (piece.name,), (piece.length,)))
-        return runs
-
-    @staticmethod
-    def _query_groups(spec: AttentionSpec, plan: ChunkPlan) -> list[_QueryGroup]:
-        groups: list[_QueryGroup] = []
-        row = 0
-        for piece in plan.pieces:
-            horizon = min(_horizon(spec, piece.name), plan.end)
-            if groups and groups[-1].horizon == horizon:
-                last = groups.pop()
-                groups.append(_QueryGroup(last.row_start, row + piece.length, horizon))
-            else:
-                groups.append(_QueryGroup(row, row + piece.length, horizon))
-            row += piece.length
-        return groups
-
     def _masks(
-        self, spec: AttentionSpec, plan: ChunkPlan, groups: list[_QueryGroup], valid: Tensor
+        self,
+        spec: AttentionSpec,
+        plan: ChunkPlan,
+        groups: tuple[_QueryGroup, ...],
+        valid: Tensor,
+        padded: bool,
     ) -> list[object | None]:
         masks: list[object | None] = []
-        padded = not bool(valid.all())
         for group in groups:
             queries = (plan.start + group.row_start, plan.start + group.row_end)
             if self.config.attention_backend == "flex":
@@ -299,10 +289,38 @@ class MixtureOfTransformers(nn.Module):
                 masks.append(unpadded_mask(spec, queries, group.horizon, str(valid.device)))
         return masks
 
-    @staticmethod
-    def _gather(inputs: Mapping[str, Tensor], run: _Run) -> Tensor:
-        return _cat([inputs[name] for name in run.names], dim=1)
-
 
 def _cat(tensors: list[Tensor], dim: int = 2) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+
+
+@dataclass(frozen=True)
+class _ChunkLayout:
+    plan: ChunkPlan
+    runs: tuple[_Run, ...]
+    groups: tuple[_QueryGroup, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _chunk_layout(spec: AttentionSpec, lengths: tuple[tuple[str, int], ...], start: int) -> _ChunkLayout:
+    """Where the given segments go, which expert runs and which query groups they form (memoised)."""
+    plan = plan_chunk(spec, dict(lengths), start)
+    check_cut(spec, plan.end)
+    runs: list[_Run] = []
+    for piece in plan.pieces:  # consecutive pieces of one expert share its matmuls
+        if runs and runs[-1].expert == piece.expert:
+            last = runs.pop()
+            runs.append(_Run(last.expert, (*last.names, piece.name), (*last.lengths, piece.length)))
+        else:
+            runs.append(_Run(piece.expert, (piece.name,), (piece.length,)))
+    groups: list[_QueryGroup] = []
+    row = 0
+    for piece in plan.pieces:  # consecutive pieces with the same key horizon share one attention call
+        horizon = min(_horizon(spec, piece.name), plan.end)
+        if groups and groups[-1].horizon == horizon:
+            last = groups.pop()
+            groups.append(_QueryGroup(last.row_start, row + piece.length, horizon))
+        else:
+            groups.append(_QueryGroup(row, row + piece.length, horizon))
+        row += piece.length
+    return _ChunkLayout(plan, tuple(runs), tuple(groups))
