@@ -37,7 +37,8 @@ def test_lerobot_statistics_drive_a_normalizer() -> None:
     np.testing.assert_allclose(ds.stats["action"]["mean"], actions.mean(0), rtol=1e-5)
     normalizer = Normalizer.from_stats(ds.stats, {"action": "quantile", "observation.state": "mean_std"})
     sample = WindowedDataset(ds, WindowConfig(action_horizon=4), normalizer=normalizer)[0]
-    assert sample["observation.images.cam"].shape == (4, 3, 32, 32)
+    assert sample["history"].shape == (4, 3, 32, 32)
+    assert sample["observation.images.png"].shape == (3, 32, 32)
     assert sample["embodiment"] == "koch"
 
 

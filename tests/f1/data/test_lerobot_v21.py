@@ -167,5 +167,6 @@ def test_v21_windows(v21) -> None:
     sample = windows[4 + 5]  # episode 1, last frame
     assert sample["embodiment"] == "aloha"
     assert sample["action_is_pad"].tolist() == [False, True, True]
-    assert bool(sample[f"future.{CAMERA}_is_pad"])
+    assert bool(sample["future_image_is_pad"])
+    assert sample["history_is_pad"].tolist() == [False, False]
     np.testing.assert_array_equal(sample["action"][0].numpy(), episodes[1]["action"][5])

@@ -88,5 +88,5 @@ def test_mixture_of_lerobot_windows_with_different_action_spaces(write_dataset) 
     seen = set()
     for batch in loader:
         seen.update(batch["embodiment"])
-        assert batch["observation.images.front"].shape[1:] == (2, 3, 32, 32)
+        assert batch["history"].shape[1:] == (2, 3, 32, 32)
     assert seen == {"franka", "aloha"}

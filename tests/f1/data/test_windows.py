@@ -40,8 +40,10 @@ def test_clamp_offsets_clamps_inside_and_flags_outside(length: int, data, offset
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="history_offsets"):
-        WindowConfig(history_offsets=())
+    with pytest.raises(ValueError, match="history_offsets: expected a tuple of ints"):
+        WindowConfig(history_offsets=(-1.5, 0))
+    with pytest.raises(ValueError, match="pad_state_to"):
+        WindowConfig(pad_state_to=0)
     with pytest.raises(ValueError, match="ascending offsets <= 0"):
         WindowConfig(history_offsets=(0, -3))
     with pytest.raises(ValueError, match="ascending offsets <= 0"):
@@ -59,7 +61,7 @@ def test_config_validation() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(
-    history=st.lists(st.integers(-6, 0), min_size=1, max_size=5, unique=True).map(sorted),
+    history=st.lists(st.integers(-6, 0), min_size=0, max_size=5, unique=True).map(sorted),
     future=st.one_of(st.none(), st.integers(1, 5)),
     horizon=st.integers(1, 8),
     index=st.integers(0, 14),
@@ -71,18 +73,23 @@ def test_window_content_matches_episodes(png_dataset, history, future, horizon, 
     sample = WindowedDataset(ds, config, embodiment="franka")[index]
     episode, frame = ds.locate(index)
     raw, length = episodes[episode], ds.episodes[episode].length
-    idx, pad = clamp_offsets(frame, length, history)
-    expected = torch.from_numpy(raw[WRIST][idx]).permute(0, 3, 1, 2).float() / 255
-    assert torch.equal(sample[WRIST], expected)
-    assert sample[WRIST + "_is_pad"].tolist() == pad.tolist()
+
+    def chw(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(images).permute(*range(images.ndim - 3), -1, -3, -2).float() / 255
+
+    assert torch.equal(sample[WRIST], chw(raw[WRIST][frame]))  # the current frame
+    if history:
+        idx, pad = clamp_offsets(frame, length, history)
+        assert torch.equal(sample["history"], chw(raw[WRIST][idx]))
+        assert sample["history_is_pad"].tolist() == pad.tolist()
+    else:
+        assert "history" not in sample
     if future is None:
-        assert "future." + WRIST not in sample
+        assert "future_image" not in sample
     else:
         f_idx, f_pad = clamp_offsets(frame, length, [future])
-        assert torch.equal(
-            sample["future." + WRIST], torch.from_numpy(raw[WRIST][f_idx[0]]).permute(2, 0, 1) / 255
-        )
-        assert bool(sample["future." + WRIST + "_is_pad"]) == bool(f_pad[0])
+        assert torch.equal(sample["future_image"], chw(raw[WRIST][f_idx[0]]))
+        assert bool(sample["future_image_is_pad"]) == bool(f_pad[0])
     a_idx, a_pad = clamp_offsets(frame, length, np.arange(horizon))
     assert torch.equal(sample["action"], torch.from_numpy(raw["action"][a_idx]))
     assert sample["action_is_pad"].tolist() == a_pad.tolist()
@@ -116,9 +123,12 @@ def test_video_windows_batch_in_a_dataloader(write_dataset) -> None:
     assert windows.embodiment == "sim_arm"  # defaults to the dataset's robot_type
     loader = torch.utils.data.DataLoader(windows, batch_size=4, shuffle=False)
     batch = next(iter(loader))
-    assert batch[FRONT].shape == (4, 4, 3, 32, 32)
-    assert batch["future." + FRONT].shape == (4, 3, 32, 32)
-    assert batch[FRONT + "_is_pad"][0].tolist() == [True, True, True, False]
+    assert batch[FRONT].shape == (4, 3, 32, 32)  # every camera at t
+    assert batch[WRIST].shape == (4, 3, 32, 32)
+    assert batch["history"].shape == (4, 4, 3, 32, 32)  # the foresight camera (the first one) over time
+    torch.testing.assert_close(batch["history"][:, -1], batch[FRONT])  # offset 0 is the current frame
+    assert batch["future_image"].shape == (4, 3, 32, 32)
+    assert batch["history_is_pad"][0].tolist() == [True, True, True, False]
     assert batch["action"].shape == (4, 4, 3)
     assert batch["action_is_pad"][3].tolist() == [False, False, True, True]  # frame 3 of a 5-frame episode
     assert batch["task"] == [tasks[0]] * 4
@@ -169,6 +179,22 @@ def test_windows_load_in_worker_processes(write_dataset) -> None:
     parallel = list(torch.utils.data.DataLoader(windows, batch_size=4, num_workers=2))
     assert len(serial) == len(parallel) == 3
     for a, b in zip(serial, parallel):
-        assert torch.equal(a[FRONT], b[FRONT])
+        assert torch.equal(a["history"], b["history"])
         assert torch.equal(a["action"], b["action"])
         assert a["task"] == b["task"]
+
+
+def test_padding_to_a_common_width_and_foresight_camera_choice(write_dataset) -> None:
+    root, episodes, _ = write_dataset(lengths=(4,), storage={"front": "video", "wrist": "image"})
+    config = WindowConfig((-1, 0), 1, 2, foresight_camera=WRIST, pad_state_to=6, pad_action_to=5)
+    sample = WindowedDataset(LeRobotDataset(root), config)[1]
+    assert sample["observation.state"].shape == (6,)
+    assert sample["observation.state"][4:].tolist() == [0.0, 0.0]
+    assert torch.equal(sample["action"][:, :3], torch.from_numpy(episodes[0]["action"][1:3]))
+    assert torch.all(sample["action"][:, 3:] == 0)
+    wrist_now = torch.from_numpy(episodes[0][WRIST][1]).permute(2, 0, 1).float() / 255
+    assert torch.equal(sample["history"][-1], wrist_now)
+    with pytest.raises(ValueError, match="more than the padded width 2"):
+        WindowedDataset(LeRobotDataset(root), WindowConfig(pad_action_to=2))
+    with pytest.raises(ValueError, match=r"config\.foresight_camera"):
+        WindowedDataset(LeRobotDataset(root), WindowConfig(foresight_camera="observation.images.side"))

@@ -1,14 +1,16 @@
-"""Training samples around a frame: camera history, a future-frame target and an action chunk.
+"""Training samples around a frame: current cameras, a frame history, a future-frame target, an action chunk.
 
 For the frame t of an episode of T frames, a sample holds
 
-- each camera at the history offsets (e.g. t-9, t-6, t-3, t), any number of them;
-- each camera at the future offset (e.g. t+3): the foresight target;
+- every camera at t (the policy's observation);
+- the foresight camera at the history offsets (e.g. t-9, t-6, t-3, t), any number of them;
+- the foresight camera at the future offset (e.g. t+3): the foresight target;
 - the state at t and the action chunk t .. t+H-1;
 - the task string and the embodiment name.
 
 Frames that fall outside the episode are clamped to its first/last frame and flagged with a ``*_is_pad``
-mask, exactly as LeRobot does for ``delta_timestamps`` (so padded steps can be left out of losses).
+mask, exactly as LeRobot does for ``delta_timestamps`` (so padded steps can be left out of losses). The
+keys are the ones :class:`f1.model.F1Policy` reads.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from f1.data.features import ACTION_KEY, STATE_KEY
 from f1.data.normalize import Normalizer
 from f1.data.reader import LeRobotDataset, to_float_chw
 
-FUTURE_PREFIX = "future."
+HISTORY_KEY = "history"
+FUTURE_KEY = "future_image"
 PAD_SUFFIX = "_is_pad"
 
 
@@ -50,10 +53,14 @@ class WindowConfig:
     """Which frames a training sample holds, in steps (frames) relative to the anchor frame t.
 
     Attributes:
-        history_offsets: camera frames before/at t, ascending and <= 0, e.g. (-9, -6, -3, 0) as in F1.
-        future_offset: the camera frame to foresee (> 0), e.g. 3; None for no future target.
+        history_offsets: foresight-camera frames before/at t, ascending and <= 0, e.g. (-9, -6, -3, 0) as
+            in F1; empty for no history.
+        future_offset: the foresight-camera frame to predict (> 0), e.g. 3; None for no future target.
         action_horizon: H, the action chunk t .. t+H-1.
-        camera_keys: cameras to load (default: all cameras of the dataset).
+        camera_keys: cameras given at t (default: all cameras of the dataset).
+        foresight_camera: the camera of the history and the future target (default: the first camera).
+        pad_state_to: zero-pad the state to this width (to batch embodiments of different widths).
+        pad_action_to: zero-pad the action to this width.
         state_key: the state feature.
         action_key: the action feature.
     """
@@ -62,17 +69,22 @@ class WindowConfig:
     future_offset: int | None = 3
     action_horizon: int = 50
     camera_keys: tuple[str, ...] | None = None
+    foresight_camera: str | None = None
     state_key: str = STATE_KEY
     action_key: str = ACTION_KEY
+    pad_state_to: int | None = None
+    pad_action_to: int | None = None
 
     def __post_init__(self) -> None:
         offsets = tuple(self.history_offsets)
-        if not offsets or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
-            raise ValueError(
-                f"history_offsets: expected a non-empty tuple of ints, got {self.history_offsets!r}"
-            )
-        if list(offsets) != sorted(set(offsets)) or offsets[-1] > 0:
+        if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            raise ValueError(f"history_offsets: expected a tuple of ints, got {self.history_offsets!r}")
+        if list(offsets) != sorted(set(offsets)) or (offsets and offsets[-1] > 0):
             raise ValueError(f"history_offsets: expected distinct ascending offsets <= 0, got {offsets}")
+        for name in ("pad_state_to", "pad_action_to"):
+            width = getattr(self, name)
+            if width is not None and (not isinstance(width, int) or width < 1):
+                raise ValueError(f"{name}: expected a positive int or None, got {width!r}")
         object.__setattr__(self, "history_offsets", offsets)
         if self.future_offset is not None and (
             not isinstance(self.future_offset, int) or self.future_offset <= 0
@@ -109,20 +121,24 @@ class WindowedDataset(torch.utils.data.Dataset):
 
     A sample (before batching)::
 
-        "<camera>":                   float32 (K, 3, H, W) in [0, 1], K = len(history_offsets)
-        "<camera>_is_pad":            bool (K,)
-        "future.<camera>":            float32 (3, H, W)            (if future_offset is set)
-        "future.<camera>_is_pad":     bool ()
-        "observation.state":          float32 (S,) at t (normalized if a normalizer is given)
-        "action":                     float32 (H, A), steps t .. t+H-1 (normalized likewise)
-        "action_is_pad":              bool (H,), True past the episode end
+        "observation.images.<camera>": float32 (3, H, W) in [0, 1] at t, for every camera
+        "history":                     float32 (K, 3, H, W) foresight camera, K = len(history_offsets)
+        "history_is_pad":              bool (K,)
+        "future_image":                float32 (3, H, W) foresight camera at t + future_offset
+        "future_image_is_pad":         bool ()
+        "observation.state":           float32 (S,) at t (normalized if a normalizer is given)
+        "action":                      float32 (H, A), steps t .. t+H-1 (normalized likewise)
+        "action_is_pad":               bool (H,), True past the episode end
         "task": str, "embodiment": str, "episode_index": int, "frame_index": int
+
+    History and future keys are absent when the config asks for none (or the dataset has no camera).
 
     Args:
         dataset: the frames.
-        config: offsets and horizon.
+        config: offsets, horizon, cameras.
         embodiment: name of the robot that recorded the data (default: the dataset's robot_type).
-        normalizer: applied to state and action (and any other key it holds) of every sample.
+        normalizer: applied to state and action (and any other key it holds) of every sample. Leave it
+            out when the policy normalizes (as F1Policy does, per embodiment).
     """
 
     def __init__(
@@ -152,6 +168,12 @@ class WindowedDataset(torch.utils.data.Dataset):
                 f"config.camera_keys: {unknown} not in the dataset's cameras {dataset.camera_keys}"
             )
         self.camera_keys = cameras
+        foresight = self.config.foresight_camera
+        if foresight is not None and foresight not in dataset.camera_keys:
+            raise ValueError(
+                f"config.foresight_camera: {foresight!r} not in the dataset's cameras {dataset.camera_keys}"
+            )
+        self.foresight_camera = foresight if foresight is not None else (cameras[0] if cameras else None)
         for key in (self.config.state_key, self.config.action_key):
             if key not in dataset.features:
                 raise ValueError(
@@ -159,6 +181,15 @@ class WindowedDataset(torch.utils.data.Dataset):
                 )
         self._state = torch.from_numpy(np.asarray(dataset.column(self.config.state_key), dtype=np.float32))
         self._action = torch.from_numpy(np.asarray(dataset.column(self.config.action_key), dtype=np.float32))
+        for key, width in (
+            (self.config.state_key, self.config.pad_state_to),
+            (self.config.action_key, self.config.pad_action_to),
+        ):
+            values = self._state if key == self.config.state_key else self._action
+            if width is not None and values.shape[-1] > width:
+                raise ValueError(
+                    f"config: {key!r} has {values.shape[-1]} dims, more than the padded width {width}"
+                )
         self._action_offsets = np.arange(self.config.action_horizon)
 
     def __len__(self) -> int:
@@ -178,21 +209,14 @@ class WindowedDataset(torch.utils.data.Dataset):
         start = int(self.dataset.episode_starts[episode])
         cfg = self.config
         sample: dict[str, Any] = {}
-        history_idx, history_pad = clamp_offsets(frame, length, cfg.history_offsets)
-        future = None
-        if cfg.future_offset is not None:
-            future = clamp_offsets(frame, length, [cfg.future_offset])
         for key in self.camera_keys:
-            wanted = history_idx if future is None else np.concatenate([history_idx, future[0]])
-            frames = to_float_chw(self.dataset.camera_frames(key, episode, wanted))  # (K[+1], 3, H, W)
-            sample[key] = frames[: len(history_idx)]
-            sample[key + PAD_SUFFIX] = torch.from_numpy(history_pad)
-            if future is not None:
-                sample[FUTURE_PREFIX + key] = frames[-1]
-                sample[FUTURE_PREFIX + key + PAD_SUFFIX] = torch.tensor(bool(future[1][0]))
+            if key != self.foresight_camera:
+                sample[key] = to_float_chw(self.dataset.camera_frames(key, episode, [frame]))[0]
+        if self.foresight_camera is not None:
+            sample.update(self._foresight_frames(episode, frame, length))
         action_idx, action_pad = clamp_offsets(frame, length, self._action_offsets)
-        sample[cfg.state_key] = self._state[start + frame]
-        sample[cfg.action_key] = self._action[start + action_idx]
+        sample[cfg.state_key] = _pad_last(self._state[start + frame], cfg.pad_state_to)
+        sample[cfg.action_key] = _pad_last(self._action[start + action_idx], cfg.pad_action_to)
         sample[cfg.action_key + PAD_SUFFIX] = torch.from_numpy(action_pad)
         if self.normalizer is not None:
             sample = self.normalizer.normalize_batch(sample)
@@ -201,6 +225,32 @@ class WindowedDataset(torch.utils.data.Dataset):
         sample["episode_index"] = self.dataset.episodes[episode].episode_index
         sample["frame_index"] = frame
         return sample
+
+    def _foresight_frames(self, episode: int, frame: int, length: int) -> dict[str, torch.Tensor]:
+        """Current frame, history and future of the foresight camera, decoded in one call."""
+        cfg = self.config
+        history_idx, history_pad = clamp_offsets(frame, length, cfg.history_offsets)
+        wanted = [np.array([frame]), history_idx]
+        if cfg.future_offset is not None:
+            future_idx, future_pad = clamp_offsets(frame, length, [cfg.future_offset])
+            wanted.append(future_idx)
+        assert self.foresight_camera is not None
+        frames = to_float_chw(
+            self.dataset.camera_frames(self.foresight_camera, episode, np.concatenate(wanted))
+        )
+        out = {self.foresight_camera: frames[0]}
+        if history_idx.size:
+            out[HISTORY_KEY] = frames[1 : 1 + history_idx.size]
+            out[HISTORY_KEY + PAD_SUFFIX] = torch.from_numpy(history_pad)
+        if cfg.future_offset is not None:
+            out[FUTURE_KEY] = frames[-1]
+            out[FUTURE_KEY + PAD_SUFFIX] = torch.tensor(bool(future_pad[0]))
+        return out
+
+
+def _pad_last(x: torch.Tensor, width: int | None) -> torch.Tensor:
+    """Zero-pad the last dimension of ``x`` to ``width`` (unchanged when None)."""
+    return x if width is None else torch.nn.functional.pad(x, (0, width - x.shape[-1]))
 
 
 def pad_collate(
