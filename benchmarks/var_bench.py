@@ -1,7 +1,8 @@
 """Benchmark of var_foresight: tokenizer throughput, codebook lookups, and KV-cached vs recomputed sampling.
 
 Prints a table and writes JSON (``--out FILE``). Timings are medians of ``--repeats`` runs after one warm-up,
-measured in the same process, so ratios are comparable; absolute numbers depend on the machine and its load.
+measured in the same process; compared variants are timed alternately and their speedup is the median of
+per-repeat ratios, so load from other processes hits both alike. Absolute numbers depend on the machine.
 
     python benchmarks/var_bench.py --out var_bench.json
 """
@@ -47,6 +48,41 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_medians(
+    first: Callable[[], object], second: Callable[[], object], repeats: int
+) -> tuple[float, float, float]:
+    """Median seconds of ``first`` and ``second`` timed alternately (so load on a shared machine hits both
+    alike) and the median of the per-repeat ratios ``second / first``."""
+    first(), second()  # warm-up
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b), statistics.median(y / x for x, y in zip(a, b))
+
+
+@torch.no_grad()
+def bench_lookup(vocab_size: int, tokens: int, repeats: int) -> dict[str, float]:
+    """Nearest-code lookup alone: ``tokens`` residuals of 32 channels against a ``vocab_size`` codebook."""
+    g = torch.Generator().manual_seed(0)
+    z, codebook = torch.randn(tokens, 32, generator=g), torch.randn(vocab_size, 32, generator=g)
+    vq_lookup = VectorQuantizeLookup(vocab_size, 32)
+    same = torch.equal(direct_lookup(z, codebook), vq_lookup(z, codebook))
+    direct_s, vq_s, ratio = paired_medians(
+        lambda: direct_lookup(z, codebook), lambda: vq_lookup(z, codebook), repeats
+    )
+    return {
+        "lookup_direct_s": direct_s,
+        "lookup_vector_quantize_s": vq_s,
+        "direct_lookup_speedup": ratio,
+        "lookups_agree": float(same),
+        "lookup_vocab_size": vocab_size,
+        "lookup_tokens": tokens,
+    }
+
+
 @torch.no_grad()
 def bench_tokenizer(preset: str, batch: int, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
@@ -59,19 +95,24 @@ def bench_tokenizer(preset: str, batch: int, repeats: int) -> dict[str, float]:
     # the quantizer alone, with each lookup, on the same latent
     latent = model.encode_latent(images)
     quantizer = model.quantize
-    direct_s = median_seconds(lambda: quantizer.encode(latent), repeats)
-    quantizer.lookup = VectorQuantizeLookup(quantizer.vocab_size, quantizer.channels)
-    vq_indices = quantizer.encode(latent).indices
-    vq_s = median_seconds(lambda: quantizer.encode(latent), repeats)
+    vq_lookup = VectorQuantizeLookup(quantizer.vocab_size, quantizer.channels)
+
+    def encode_with(lookup):
+        quantizer.lookup = lookup
+        return quantizer.encode(latent)
+
+    direct_s, vq_s, ratio = paired_medians(
+        lambda: encode_with(direct_lookup), lambda: encode_with(vq_lookup), repeats
+    )
+    same = all(torch.equal(a, b) for a, b in zip(indices, encode_with(vq_lookup).indices))
     quantizer.lookup = direct_lookup
-    same = all(torch.equal(a, b) for a, b in zip(indices, vq_indices))
     return {
         "encode_images_per_s": batch / encode_s,
         "decode_images_per_s": batch / decode_s,
         "quantize_direct_s": direct_s,
         "quantize_vector_quantize_s": vq_s,
-        "direct_lookup_speedup": vq_s / direct_s,
-        "lookups_agree": float(same),
+        "quantize_direct_speedup": ratio,
+        "quantize_lookups_agree": float(same),
         "image_size": h,
     }
 
@@ -100,13 +141,12 @@ def bench_sampling(
         fn = RecomputedNextScaleLogits(predictor, predictor.embed_condition(condition))
         return sample_next_scales(fn, tokenizer.quantize, batch, sampling, torch.Generator().manual_seed(0))
 
-    cached_s = median_seconds(cached, repeats)
-    recomputed_s = median_seconds(recomputed, repeats)
+    cached_s, recomputed_s, ratio = paired_medians(cached, recomputed, repeats)
     same = all(torch.equal(a, b) for a, b in zip(cached().indices, recomputed().indices))
     return {
         "cached_sampling_latency_s": cached_s,
         "recomputed_sampling_latency_s": recomputed_s,
-        "cached_sampling_speedup": recomputed_s / cached_s,
+        "cached_sampling_speedup": ratio,
         "cached_and_recomputed_tokens_equal": float(same),
         "tokens_per_image": tokenizer.quantize.schedule.total_tokens,
         "predictor_parameters": sum(p.numel() for p in predictor.parameters()),
@@ -138,6 +178,7 @@ def main() -> None:
         "settings": vars(args) | {"out": str(args.out) if args.out else None},
     }
     results |= bench_tokenizer(args.tokenizer, args.batch, args.repeats)
+    results |= bench_lookup(4096, args.batch * 680, args.repeats)
     results |= bench_sampling(args.predictor, args.batch, args.condition_length, args.repeats)
 
     rows = [
@@ -152,7 +193,17 @@ def main() -> None:
             f"{results['quantize_vector_quantize_s'] * 1e3:.1f} ms / batch",
         ),
         (
-            "direct lookup speedup",
+            "quantize speedup, direct lookup",
+            f"{results['quantize_direct_speedup']:.2f}x "
+            f"(same tokens: {bool(results['quantize_lookups_agree'])})",
+        ),
+        (
+            f"lookup alone, direct ({results['lookup_tokens']} x 32 vs {results['lookup_vocab_size']} codes)",
+            f"{results['lookup_direct_s'] * 1e3:.1f} ms",
+        ),
+        ("lookup alone, vector-quantize-pytorch", f"{results['lookup_vector_quantize_s'] * 1e3:.1f} ms"),
+        (
+            "lookup alone, direct speedup",
             f"{results['direct_lookup_speedup']:.2f}x (same tokens: {bool(results['lookups_agree'])})",
         ),
         (
