@@ -107,11 +107,46 @@ class WeightedMixtureSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        total = self.num_samples * self.world_size
-        weights = torch.as_tensor(self.mixture.weights)
-        members = torch.multinomial(weights, total, replacement=True, generator=generator)
-        lengths = torch.as_tensor(np.diff(self.mixture.offsets))
-        offsets = torch.as_tensor(self.mixture.offsets[:-1])
-        local = (torch.rand(total, generator=generator, dtype=torch.float64) * lengths[members]).long()
-        indices = offsets[members] + local
+        indices = weighted_draws(self.mixture, self.num_samples * self.world_size, generator)
         return iter(indices[self.rank :: self.world_size].tolist())
+
+
+def weighted_draws(mixture: DatasetMixture, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` mixture indices: member ~ weights, then a uniform item of the member. Shape (count,)."""
+    members = torch.multinomial(
+        torch.as_tensor(mixture.weights), count, replacement=True, generator=generator
+    )
+    lengths = torch.as_tensor(np.diff(mixture.offsets))
+    offsets = torch.as_tensor(mixture.offsets[:-1])
+    local = (torch.rand(count, generator=generator, dtype=torch.float64) * lengths[members]).long()
+    return offsets[members] + local
+
+
+class WeightedMixtureView(torch.utils.data.Dataset):
+    """A fixed set of weighted draws from a mixture, as a plain map-style dataset.
+
+    A trainer that shuffles uniformly over any map-style dataset (as ``f1.train``'s batch stream does)
+    then samples the members by their weights without knowing about mixtures.
+
+    Args:
+        mixture: the members and weights.
+        num_samples: number of draws (the view's length).
+        seed: the draws are a function of the seed only.
+    """
+
+    def __init__(self, mixture: DatasetMixture, num_samples: int, seed: int = 0) -> None:
+        super().__init__()
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
+        self.mixture = mixture
+        self.indices = weighted_draws(mixture, num_samples, torch.Generator().manual_seed(seed))
+
+    @property
+    def embodiments(self) -> list[str]:
+        return self.mixture.embodiments
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.mixture[int(self.indices[index])]
