@@ -1,6 +1,7 @@
 """The F1 policy: configuration and presets, vision and language, embodiments, the composed model."""
 
 from f1.model.adapters import EmbodimentAdapter
+from f1.model.checkpoint import load_policy, read_policy_checkpoint, save_policy
 from f1.model.config import (
     ActionConfig,
     F1Config,
@@ -11,10 +12,14 @@ from f1.model.config import (
 )
 from f1.model.embodiment import Embodiment, EmbodimentRegistry, FeatureStats, padded_embodiment
 from f1.model.errors import CheckpointError, ConfigError, InputError, UnknownEmbodimentError
+from f1.model.latency import LATENCY_MODULES, LatencyRecorder
+from f1.model.params import count_parameters, inference_flops
+from f1.model.policy import F1Policy, Foresight, Plan, mot_config
 from f1.model.presets import PRESETS, preset, preset_names
 from f1.model.uga import uga_spec
 
 __all__ = [
+    "LATENCY_MODULES",
     "PRESETS",
     "ActionConfig",
     "CheckpointError",
@@ -23,15 +28,25 @@ __all__ = [
     "EmbodimentAdapter",
     "EmbodimentRegistry",
     "F1Config",
+    "F1Policy",
     "FeatureStats",
+    "Foresight",
     "GenerationConfig",
     "InputError",
     "LanguageConfig",
+    "LatencyRecorder",
+    "Plan",
     "TrunkConfig",
     "UnknownEmbodimentError",
     "VisionConfig",
+    "count_parameters",
+    "inference_flops",
+    "load_policy",
+    "mot_config",
     "padded_embodiment",
     "preset",
     "preset_names",
+    "read_policy_checkpoint",
+    "save_policy",
     "uga_spec",
 ]

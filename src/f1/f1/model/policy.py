@@ -340,7 +340,10 @@ class F1Policy(nn.Module):
         self, inputs: PolicyInputs, tau: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target velocity per embodiment."""
-        assert inputs.actions is not None
+        if inputs.actions is None or inputs.step_valid is None:
+            raise InputError(
+                f"action: missing from the batch (expected (B, {self.config.action.chunk_size}, A))"
+            )
         width = self.config.trunk.action_width
         horizon = self.config.action.chunk_size
         tokens = torch.zeros(
@@ -348,7 +351,14 @@ class F1Policy(nn.Module):
         )
         targets = {}
         for group in inputs.groups:
-            actions = inputs.actions[group.name]
+            # padding (masked dimensions, padded steps) is zeroed so its values can never reach the loss
+            valid = valid_entry_mask(
+                inputs.actions[group.name].shape,
+                action_dim_mask=group.embodiment.action_mask_tensor(self.device),
+                step_mask=inputs.step_valid.index_select(0, group.rows),
+                device=self.device,
+            )
+            actions = torch.where(valid, inputs.actions[group.name], 0.0)
             noise = torch.randn_like(actions)
             group_tau = tau.index_select(0, group.rows)
             noisy = interpolate(noise, actions, group_tau)
@@ -361,7 +371,8 @@ class F1Policy(nn.Module):
         self, inputs: PolicyInputs, chunk_hidden: torch.Tensor, targets: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         """Masked MSE over all embodiments: sum of squared errors over valid entries / their number."""
-        assert inputs.step_valid is not None
+        if inputs.step_valid is None:
+            raise InputError("action_is_pad: the step mask was not built (no actions in the batch)")
         total = chunk_hidden.new_zeros((), dtype=torch.float32)
         count = torch.zeros((), device=chunk_hidden.device)
         for group in inputs.groups:

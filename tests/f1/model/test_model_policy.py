@@ -1,0 +1,201 @@
+"""The composed policy: the trainer's contract, UGA at the policy level, masked flow loss, modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from f1.model import Embodiment, F1Policy, InputError, UnknownEmbodimentError, preset
+
+ALLOWED_GROUPS = {"vision", "understanding", "generation", "action", "tokenizer", "embodiment"}
+FIXTURE_SETTINGS = settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.mark.parametrize("mode", ["f1", "no_gen", "history_no_foresight"])
+def test_parameter_groups_hold_every_parameter_exactly_once(tiny_policy, mode: str) -> None:
+    policy = tiny_policy(mode)
+    groups = policy.parameter_groups()
+    assert set(groups) <= ALLOWED_GROUPS
+    grouped = [id(p) for params in groups.values() for p in params]
+    assert len(grouped) == len(set(grouped))
+    assert set(grouped) == {id(p) for p in policy.parameters()}
+    assert ("generation" in groups) == (mode != "no_gen")
+    assert all(not p.requires_grad for p in groups.get("tokenizer", []))
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("f1", {"flow", "generation"}), ("no_gen", {"flow"})])
+def test_compute_losses_returns_scalars_that_train_the_right_groups(
+    tiny_policy, batch_factory, mode: str, expected: set[str]
+) -> None:
+    policy = tiny_policy(mode, fresh=True).train()
+    losses = policy.compute_losses(batch_factory(4), generation_scales=None)
+    assert set(losses) == expected
+    assert all(loss.ndim == 0 and torch.isfinite(loss) for loss in losses.values())
+    sum(losses.values()).backward()
+    groups = policy.parameter_groups()
+    for name in ("vision", "understanding", "action", "embodiment") + (
+        ("generation",) if mode == "f1" else ()
+    ):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in groups[name]), name
+    assert all(p.grad is None for p in groups.get("tokenizer", []))
+
+
+def test_generation_loss_teacher_forces_the_requested_number_of_scales(tiny_policy, batch_factory) -> None:
+    policy = tiny_policy("f1")
+    batch = batch_factory(2)
+    for scales, tokens in ((1, 1), (2, 5), (None, 85)):  # tiny schedule 1, 2, 4, 8 -> 1, 4, 16, 64 tokens
+        assert policy.segment_outputs(batch, generation_scales=scales)["gen"].shape[1] == tokens
+    with pytest.raises(InputError, match=r"generation_scales: expected an int in \[1, 4\]"):
+        policy.compute_losses(batch, generation_scales=5)
+
+
+@FIXTURE_SETTINGS
+@given(seed=st.integers(0, 2**16), state_shift=st.floats(-5, 5), action_shift=st.floats(-5, 5))
+def test_state_noisy_actions_and_tau_never_change_the_foresight(
+    tiny_policy, batch_factory, seed: int, state_shift: float, action_shift: float
+) -> None:
+    policy = tiny_policy("f1")
+    batch = batch_factory(2)
+    torch.manual_seed(0)
+    reference = policy.segment_outputs(batch, generation_scales=None)
+    changed = dict(batch)
+    changed["observation.state"] = batch["observation.state"] + state_shift
+    changed["action"] = batch["action"] + action_shift
+    torch.manual_seed(seed)  # other flow noise and other tau
+    outputs = policy.segment_outputs(changed, generation_scales=None)
+    for segment in ("und", "hist", "gen"):
+        assert torch.equal(outputs[segment], reference[segment]), segment
+
+
+@FIXTURE_SETTINGS
+@given(seed=st.integers(0, 2**16))
+def test_history_frames_never_change_the_understanding(tiny_policy, batch_factory, seed: int) -> None:
+    policy = tiny_policy("f1")
+    batch = batch_factory(2)
+    torch.manual_seed(0)
+    reference = policy.segment_outputs(batch)
+    changed = dict(batch)
+    changed["history"] = torch.rand(batch["history"].shape, generator=torch.Generator().manual_seed(seed))
+    torch.manual_seed(0)
+    outputs = policy.segment_outputs(changed)
+    assert torch.equal(outputs["und"], reference["und"])
+    assert not torch.equal(outputs["hist"], reference["hist"])
+
+
+@FIXTURE_SETTINGS
+@given(pad_steps=st.integers(0, 7), junk=st.floats(-100, 100))
+def test_flow_loss_ignores_masked_dimensions_and_padded_steps(
+    tiny_policy, batch_factory, pad_steps: int, junk: float
+) -> None:
+    arm = Embodiment(name="padded_arm", state_dim=8, action_dim=7, action_mask=(True,) * 5 + (False,) * 2)
+    policy = _padded_policy(arm)
+    batch = batch_factory(2)
+    batch["embodiment"] = "padded_arm"
+    batch["action_is_pad"] = torch.zeros(2, 8, dtype=torch.bool)
+    batch["action_is_pad"][:, 8 - pad_steps :] = True
+    torch.manual_seed(0)
+    reference = policy.compute_losses(batch)["flow"]
+    changed = dict(batch)
+    changed["action"] = batch["action"].clone()
+    changed["action"][:, :, 5:] = junk  # masked dimensions
+    changed["action"][:, 8 - pad_steps :] = junk  # padded steps
+    torch.manual_seed(0)
+    assert torch.equal(policy.compute_losses(changed)["flow"], reference)
+
+
+_PADDED: dict[str, F1Policy] = {}
+
+
+def _padded_policy(arm: Embodiment) -> F1Policy:
+    if "policy" not in _PADDED:
+        torch.manual_seed(0)
+        _PADDED["policy"] = F1Policy(preset("tiny", mode="no_gen", embodiments=(arm,))).eval()
+    return _PADDED["policy"]
+
+
+def test_a_batch_may_mix_embodiments_of_different_dimensions(tiny_policy, batch_factory) -> None:
+    policy = tiny_policy("no_gen", fresh=True)
+    policy.add_embodiment(Embodiment(name="gripper", state_dim=3, action_dim=2))
+    batch = batch_factory(4)
+    batch["embodiment"] = ["sim_arm", "gripper", "sim_arm", "gripper"]
+    losses = policy.compute_losses(batch)
+    assert torch.isfinite(losses["flow"])
+    with pytest.raises(InputError, match=r"observation.state: expected last dimension 8"):
+        policy.compute_losses({**batch, "observation.state": torch.zeros(4, 3)})
+
+
+def test_adding_an_embodiment_leaves_the_trunk_and_existing_outputs_untouched(
+    tiny_policy, observation_factory
+) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    observation = observation_factory()
+    before = policy.plan(observation, seed=0).actions
+    trunk = {k: v.clone() for k, v in policy.state_dict().items() if not k.startswith("adapters.")}
+    policy.add_embodiment(Embodiment(name="quadruped", state_dim=12, action_dim=12, control_hz=50.0))
+    after = {k: v for k, v in policy.state_dict().items() if not k.startswith("adapters.")}
+    assert trunk.keys() == after.keys()
+    assert all(torch.equal(trunk[k], after[k]) for k in trunk)
+    assert torch.equal(policy.plan(observation, seed=0).actions, before)
+    quadruped = {**observation, "observation.state": torch.zeros(1, 12), "embodiment": "quadruped"}
+    assert policy.plan(quadruped, seed=0).actions.shape == (1, 8, 12)
+
+
+def test_frozen_gen_trains_no_generation_weight(tiny_policy, batch_factory) -> None:
+    base = preset("tiny")
+    config = base.replace(generation=base.generation.__class__(**{**vars(base.generation), "frozen": True}))
+    policy = F1Policy(config).train()
+    assert all(not p.requires_grad for p in policy.parameter_groups()["generation"])
+    losses = policy.compute_losses(batch_factory(2))
+    assert not losses["generation"].requires_grad
+    losses["flow"].backward()
+    assert all(p.grad is None for p in policy.parameter_groups()["generation"])
+    assert any(p.grad is not None for p in policy.parameter_groups()["understanding"])
+
+
+def test_no_gen_has_no_generation_expert(tiny_policy) -> None:
+    policy = tiny_policy("no_gen")
+    assert set(policy.trunk.experts) == {"und", "act"}
+    assert policy.generation is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"embodiment": "ufo"}, "unknown embodiment 'ufo'"),
+        (
+            {"observation.images.front": torch.rand(2, 3, 32, 32)},
+            r"expected \(B, 3, 64, 64\), received \(2, 3, 32, 32\)",
+        ),
+        ({"observation.state": torch.rand(2, 9)}, r"observation.state: expected last dimension 8"),
+        ({"action": torch.rand(2, 5, 7)}, r"action: expected \(B, 8, A\)"),
+        ({"task": ["only one"]}, "task: expected 2 instruction strings"),
+        ({"history": torch.rand(2, 3, 3, 64, 64)}, r"history: expected 1 to 2 frames"),
+        ({"observation.images.front": torch.full((2, 3, 64, 64), 2.0)}, r"expected float images in \[0, 1\]"),
+    ],
+)
+def test_bad_batches_raise_errors_naming_the_key(tiny_policy, batch_factory, change, message: str) -> None:
+    batch = {**batch_factory(2), **change}
+    error = UnknownEmbodimentError if "ufo" in str(change) else InputError
+    with pytest.raises(error, match=message):
+        tiny_policy("f1").compute_losses(batch)
+
+
+def test_missing_keys_are_named(tiny_policy, batch_factory) -> None:
+    batch = batch_factory(2)
+    for key in ("observation.images.front", "observation.state", "action", "history", "future_image", "task"):
+        with pytest.raises(InputError, match=key):
+            tiny_policy("f1").compute_losses({k: v for k, v in batch.items() if k != key})
+
+
+def test_uint8_images_are_accepted(tiny_policy, batch_factory) -> None:
+    batch = batch_factory(2)
+    as_bytes = {
+        **batch,
+        "observation.images.front": (batch["observation.images.front"] * 255).to(torch.uint8),
+    }
+    torch.manual_seed(0)
+    assert torch.isfinite(tiny_policy("f1").compute_losses(as_bytes)["flow"])
