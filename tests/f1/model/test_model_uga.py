@@ -43,9 +43,12 @@ def test_no_segment_ever_sees_a_downstream_segment(
 def test_generation_is_block_causal_over_scales_and_the_state_token_precedes_the_chunk() -> None:
     spec = uga_spec("f1", und_length=2, chunk_size=3, history_length=2, scale_tokens=(1, 4))
     gen = _block(compile_mask(spec), spec, "gen", "gen")
-    assert not gen[0, 1:].any() and gen[1:, :].all()
+    assert not gen[0, 1:].any()
+    assert gen[1:, :].all()
     act = _block(compile_mask(spec), spec, "act", "act")
-    assert act[0, 0] and not act[0, 1:].any() and act[1:, :].all()
+    assert act[0, 0]
+    assert not act[0, 1:].any()
+    assert act[1:, :].all()
 
 
 def test_modes_keep_only_their_segments() -> None:
