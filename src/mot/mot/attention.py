@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["joint_attention"]
+__all__ = ["additive_mask", "joint_attention"]
+
+
+def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean mask (True = may attend) to the additive form SDPA uses internally (0 or -inf).
+
+    Converting once per forward instead of letting SDPA convert it in every layer saves one op per layer.
+    """
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backend: str = "sdpa") -> Tensor:
@@ -13,10 +22,12 @@ def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backen
 
     Args:
         q: ``(B, H, Lq, D)`` queries.
-        k, v: ``(B, Hkv, Lk, D)`` keys and values, ``Hkv`` dividing ``H`` (query head ``h`` reads KV head
+        k: ``(B, Hkv, Lk, D)`` keys, ``Hkv`` dividing ``H`` (query head ``h`` reads KV head
             ``h // (H // Hkv)``).
-        mask: for ``"sdpa"`` a bool ``(B or 1, Lq, Lk)`` tensor (True = may attend) or None (attend
-            everywhere); for ``"flex"`` a FlexAttention ``BlockMask``.
+        v: ``(B, Hkv, Lk, D)`` values.
+        mask: for ``"sdpa"`` a bool ``(B or 1, Lq, Lk)`` tensor (True = may attend), the same as an
+            additive float mask (0 or -inf, see :func:`additive_mask`), or None (attend everywhere);
+            for ``"flex"`` a FlexAttention ``BlockMask``.
         backend: ``"sdpa"`` or ``"flex"`` (on CPU FlexAttention has no backward: inference only).
 
     Returns:

@@ -22,7 +22,8 @@ class KVCache:
 
     Attributes:
         spec: the spec whose leading slots are cached.
-        keys, values: per layer ``(B, Hkv, length, D)``; empty lists while nothing is cached.
+        keys: per layer ``(B, Hkv, length, D)`` rotated keys; an empty list while nothing is cached.
+        values: per layer ``(B, Hkv, length, D)``.
         valid: ``(B, length)`` bool validity of the cached slots.
         valid_lengths: the per-sample valid lengths of the segments seen so far, ``{segment: (B,)}``.
     """

@@ -53,7 +53,9 @@ class GeGLU(nn.Module):
 _ROTARY_TABLES: dict[tuple[str, int, float], tuple[Tensor, Tensor]] = {}
 
 
-def rotary_table(length: int, head_dim: int, base: float = 10000.0, device: torch.device | str = "cpu"):
+def rotary_table(
+    length: int, head_dim: int, base: float = 10000.0, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
     """Cosine and sine of positions ``0 .. length-1``: ``(P, D)`` fp32 each with ``P >= length``.
 
     Computed for ``P`` a power of two (at least 64) and kept per device, so the value for a position never
@@ -99,7 +101,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
     Args:
         x: ``(B, H, L, D)`` queries or keys.
-        cos, sin: ``(B or 1, L, D)`` from :func:`rotary_cos_sin` (or rows of :func:`rotary_table`).
+        cos: ``(B or 1, L, D)`` from :func:`rotary_cos_sin` (or rows of :func:`rotary_table`).
+        sin: ``(B or 1, L, D)``, likewise.
 
     Returns:
         ``(B, H, L, D)`` in the dtype of ``x``.

@@ -14,12 +14,16 @@ ever reads.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from mot.layout import TokenTables, ValidLengths, token_tables, token_valid
 from mot.spec import AttentionSpec, Blockwise, SpecError
+
+if TYPE_CHECKING:
+    from torch.nn.attention.flex_attention import BlockMask
 
 __all__ = [
     "check_rows_see_a_key",
@@ -116,7 +120,7 @@ def compile_block_mask(
     device: torch.device | str = "cpu",
     valid: Tensor | None = None,
     block_size: int = 128,
-):
+) -> BlockMask:
     """FlexAttention ``BlockMask`` of the same relation as :func:`compile_mask` (same arguments).
 
     The mask function indexes the spec's per-token tables, so FlexAttention can skip fully masked

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mot.attention import joint_attention
+from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
 from mot.expert import Expert
@@ -224,7 +224,7 @@ class MixtureOfTransformers(nn.Module):
             else:
                 cos, sin = rotary_table(plan.end, self.config.head_dim, self.config.rope_base, param.device)
                 cos, sin = cos[None, plan.start : plan.end], sin[None, plan.start : plan.end]
-        masks = self._masks(spec, plan, groups, valid, padded)
+        masks = self._masks(spec, plan, groups, valid, padded, param.dtype)
         xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
         run_lengths = [sum(run.lengths) for run in runs]
         heads = self.config.n_heads * self.config.head_dim
@@ -235,8 +235,8 @@ class MixtureOfTransformers(nn.Module):
             layers = [self.experts[run.expert].layers[layer_index] for run in runs]
             projected = [layer.project(x) for layer, x in zip(layers, xs)]
             q, k = _cat([p[0] for p in projected]), _cat([p[1] for p in projected])
-            if cos is not None:
-                q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            if cos is not None:  # queries and keys in one pass (elementwise, so the same floats)
+                q, k = apply_rotary(torch.cat((q, k), dim=1), cos, sin).split([q.shape[1], k.shape[1]], dim=1)
             v = _cat([p[2] for p in projected])
             if cache.length:
                 k = torch.cat((cache.keys[layer_index], k), dim=2)
@@ -277,6 +277,7 @@ class MixtureOfTransformers(nn.Module):
         groups: tuple[_QueryGroup, ...],
         valid: Tensor,
         padded: bool,
+        dtype: torch.dtype,
     ) -> list[object | None]:
         masks: list[object | None] = []
         for group in groups:
@@ -287,6 +288,8 @@ class MixtureOfTransformers(nn.Module):
                 masks.append(compile_mask(spec, queries=queries, keys_end=group.horizon, valid=valid))
             else:
                 masks.append(unpadded_mask(spec, queries, group.horizon, str(valid.device)))
+            if isinstance(masks[-1], Tensor):
+                masks[-1] = additive_mask(masks[-1], dtype)
         return masks
 
 

@@ -222,7 +222,9 @@ class AttentionSpec:
         return AttentionSpec(segments=(Segment(name, expert, length, "causal"),))
 
     @staticmethod
-    def pi0(prefix_length: int, chunk: int, prefix_expert: str = "vlm", suffix_expert: str = "act"):
+    def pi0(
+        prefix_length: int, chunk: int, prefix_expert: str = "vlm", suffix_expert: str = "act"
+    ) -> AttentionSpec:
         """pi0's layout: a bidirectional prefix, then [state | action chunk] that sees the prefix."""
         return AttentionSpec(
             segments=(
