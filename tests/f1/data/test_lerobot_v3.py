@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,9 @@ def test_decoded_episodes_are_cached(write_dataset) -> None:
         ds.camera_frames(FRONT, episode, [frame])
     assert ds.cache_info()["misses"] == 2
     assert ds.cache_info()["hits"] == 10
+    copy = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
+    assert copy.cache_info() == {"hits": 0, "misses": 0, "bytes": 0}
+    np.testing.assert_array_equal(copy.camera_frames(FRONT, 1, [2]), ds.camera_frames(FRONT, 1, [2]))
     uncached = LeRobotDataset(root, video_cache_mb=0)
     assert not uncached.cache_whole_episodes
     np.testing.assert_array_equal(uncached.camera_frames(FRONT, 1, [3]), ds.camera_frames(FRONT, 1, [3]))

@@ -67,6 +67,18 @@ def to_float_chw(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0)
 
 
+def _image_bytes(column: pa.ChunkedArray, path: Path, key: str) -> pa.Array:
+    """The encoded image bytes of an ``image`` column (LeRobot stores struct<bytes, path>)."""
+    array = column.combine_chunks()
+    if pa.types.is_struct(array.type) and array.type.get_field_index("bytes") >= 0:
+        array = array.field("bytes")
+    if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        raise DatasetFormatError(path, f"column {key!r} should hold image bytes, got type {column.type}")
+    if array.null_count:
+        raise DatasetFormatError(path, f"column {key!r} has {array.null_count} frames without image bytes")
+    return array
+
+
 def _column_to_numpy(column: pa.ChunkedArray, spec: FeatureSpec, path: Path) -> np.ndarray:
     """(N,) for scalar features, (N, D) for vectors; nulls and wrong widths are format errors."""
     array = column.combine_chunks()
@@ -306,13 +318,13 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 raise DatasetFormatError(
                     path, f"rows of episode(s) {strangers[:5]} which the episode metadata does not list"
                 )
+            image_bytes = {key: _image_bytes(table.column(key), path, key) for key in image_keys}
             for position in positions:
                 rows = self._episode_rows(path, self.episodes[position], columns)
                 for name in self._numeric_specs:
                     numeric_parts[name][position] = columns[name][rows]
                 for key in image_keys:
-                    struct = table.column(key).combine_chunks()
-                    image_parts[key][position] = struct.field("bytes").take(pa.array(rows))
+                    image_parts[key][position] = image_bytes[key].take(pa.array(rows))
         self._numeric = {n: np.concatenate(parts) for n, parts in numeric_parts.items()}  # type: ignore[arg-type]
         self._images = {k: list(parts) for k, parts in image_parts.items()}  # type: ignore[misc]
 
@@ -357,6 +369,12 @@ class LeRobotDataset(torch.utils.data.Dataset):
             self._cache.put((key, episode), frames)
             return frames[idx]
         return decode_video_frames(segment.path, segment.from_timestamp + timestamps[idx], self.tolerance_s)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for spawned DataLoader workers) without the decoded frames: each process decodes."""
+        state = self.__dict__.copy()
+        state["_cache"] = _EpisodeFrameCache(self._cache.max_bytes)
+        return state
 
     def cache_info(self) -> dict[str, int]:
         """Decoded-video cache counters: hits, misses, bytes held."""
