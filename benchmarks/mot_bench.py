@@ -5,7 +5,9 @@ Run: ``python benchmarks/mot_bench.py --out mot_bench.json`` (add ``--quick`` fo
 Measurements (each a median over interleaved repeats in one process, so ratios compare like with like):
 
 (a) a 3-expert MoT forward vs a dense (1-expert) transformer with the same per-token size on the same
-    tokens and the same attention pattern (the UGA mask written as one blockwise segment);
+    tokens and the same attention pattern (the UGA mask written as one blockwise segment); the MoT also
+    runs one attention call per query group over only the keys it may see, so a second pair with a fully
+    bidirectional pattern (one attention call each) isolates the cost of routing alone;
 (b) 10 action-suffix evaluations against a cached 512-token prefix vs recomputing the prefix each time;
 (c) the joint attention at ~1000 tokens with SDPA (boolean mask) vs FlexAttention (eager and compiled).
 """
@@ -84,9 +86,23 @@ def bench_mot_vs_dense(quick: bool, repeats: int) -> dict[str, float]:
         inputs[seg.name] = tokens[:, start : start + seg.length]
         start += seg.length
 
+    # The same three experts with one bidirectional pattern (every segment sees every other): one attention
+    # call per layer for both models, so the difference is routing alone (slices, per-expert matmuls, cats).
+    open_spec = AttentionSpec(
+        [Segment(s.name, s.expert, s.length, "full") for s in spec.segments],
+        sees={s.name: [o.name for o in spec.segments if o.name != s.name] for s in spec.segments},
+    )
+    open_dense_spec = AttentionSpec([Segment("all", "dense", spec.total_length, "full")])
+
     with torch.no_grad():
         times = interleaved_medians(
-            {"mot": lambda: mot(inputs, spec), "dense": lambda: dense({"all": tokens}, dense_spec)}, repeats
+            {
+                "mot": lambda: mot(inputs, spec),
+                "dense": lambda: dense({"all": tokens}, dense_spec),
+                "mot_open": lambda: mot(inputs, open_spec),
+                "dense_open": lambda: dense({"all": tokens}, open_dense_spec),
+            },
+            repeats,
         )
     return {
         "tokens": spec.total_length,
@@ -96,6 +112,9 @@ def bench_mot_vs_dense(quick: bool, repeats: int) -> dict[str, float]:
         "mot_ms": times["mot"],
         "dense_ms": times["dense"],
         "mot_vs_dense_time_ratio": times["mot"] / times["dense"],
+        "mot_open_ms": times["mot_open"],
+        "dense_open_ms": times["dense_open"],
+        "mot_vs_dense_time_ratio_routing_only": times["mot_open"] / times["dense_open"],
     }
 
 
@@ -259,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         ("(a) 3-expert MoT forward", f"{a['mot_ms']:.1f} ms", f"{a['tokens']} tokens, width {a['width']}"),
         ("(a) dense forward, same tokens/mask", f"{a['dense_ms']:.1f} ms", ""),
         ("(a) MoT / dense time ratio", f"{a['mot_vs_dense_time_ratio']:.3f}", "target <= 1.15"),
+        (
+            "(a) ratio, bidirectional (routing only)",
+            f"{a['mot_vs_dense_time_ratio_routing_only']:.3f}",
+            f"{a['mot_open_ms']:.1f} vs {a['dense_open_ms']:.1f} ms, one attention call each",
+        ),
         (
             "(b) 10 steps, prefix recomputed",
             f"{b['uncached_10_steps_ms']:.1f} ms",
