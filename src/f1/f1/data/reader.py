@@ -138,13 +138,12 @@ class LeRobotDataset(torch.utils.data.Dataset):
         self.tolerance_s = tolerance_s
         self.episodes: tuple[EpisodeInfo, ...] = self._select(episodes)
         lengths = np.array([ep.length for ep in self.episodes], dtype=np.int64)
-        self.episode_starts = np.concatenate(
-            [[0], np.cumsum(lengths)]
-        )  # (E + 1,) positions of episode starts
+        # (E + 1,): position of each selected episode's first frame, then the total
+        self.episode_starts = np.concatenate([[0], np.cumsum(lengths)])
         self._numeric_specs = {
             name: spec
             for name, spec in self.meta.features.items()
-            if not spec.is_visual and spec.dtype not in ("string",) and len(spec.shape) == 1
+            if not spec.is_visual and spec.dtype != "string" and len(spec.shape) == 1
         }
         self._numeric: dict[str, np.ndarray] = {}
         self._images: dict[str, list[pa.Array]] = {}
