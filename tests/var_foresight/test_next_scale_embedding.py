@@ -47,3 +47,15 @@ def test_head_and_loss():
     torch.testing.assert_close(next_scale_cross_entropy(logits, targets), expected)
     with pytest.raises(ValueError, match="indices"):
         next_scale_cross_entropy(logits[:, :4], targets)
+
+
+def test_loss_over_a_subset_of_scales_counts_only_their_tokens():
+    logits = torch.randn(2, 14, 10)
+    targets = [torch.randint(0, 10, (2, n)) for n in (1, 4, 9)]
+    ce = torch.nn.functional.cross_entropy
+    only_last = ce(logits[:, 5:].reshape(-1, 10), targets[2].reshape(-1))
+    torch.testing.assert_close(next_scale_cross_entropy(logits, targets, loss_scales=[2]), only_last)
+    first_two = ce(logits[:, :5].reshape(-1, 10), torch.cat(targets[:2], 1).reshape(-1))
+    torch.testing.assert_close(next_scale_cross_entropy(logits, targets, loss_scales=[1, 0]), first_two)
+    with pytest.raises(ValueError, match="loss_scales"):
+        next_scale_cross_entropy(logits, targets, loss_scales=[3])

@@ -124,3 +124,18 @@ def test_mismatched_tokenizer_and_bad_condition_are_named(predictor):
 def test_config_round_trips():
     config = NextScalePredictorConfig.tiny(scales=((1, 1), (2, 3)))
     assert NextScalePredictorConfig.from_dict(config.to_dict()) == config
+
+
+def test_rectangular_schedules_train_and_generate():
+    scales = ((1, 1), (2, 3), (4, 6), (16, 24))
+    tokenizer = VQVAE(tiny_vqvae_config().replace(scales=scales)).eval()
+    model = NextScalePredictor(NextScalePredictorConfig.tiny(scales=scales)).eval()
+    images = torch.rand(1, 3, 32, 48) * 2 - 1
+    indices = tokenizer.encode_indices(images)
+    assert [i.shape[1] for i in indices] == [1, 6, 24, 384]
+    condition = torch.randn(1, 2, 64)
+    assert torch.isfinite(model.loss(condition, indices, tokenizer.quantize, loss_scales=[1, 3]))
+    foresight = model.generate(
+        condition, tokenizer, SamplingConfig(top_k=20), torch.Generator().manual_seed(0)
+    )
+    assert foresight.image.shape == (1, 3, 32, 48)

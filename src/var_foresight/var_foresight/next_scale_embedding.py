@@ -8,6 +8,8 @@ absolute position embedding and the embedding of its scale (level).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -36,7 +38,9 @@ class NextScaleEmbedding(nn.Module):
         end = self._check(num_scales, teacher_inputs, batch)
         tokens = self.sos.expand(batch, -1, -1)
         if teacher_inputs is not None and teacher_inputs.shape[1]:
-            tokens = torch.cat([tokens, self.word_embed(teacher_inputs)], dim=1)
+            tokens = torch.cat(
+                [tokens, self.word_embed(teacher_inputs.to(self.word_embed.weight.dtype))], dim=1
+            )
         levels = self.schedule.level_ids(num_scales).to(tokens.device)
         return tokens + self.pos_embed[:end] + self.level_embed(levels)
 
@@ -52,7 +56,7 @@ class NextScaleEmbedding(nn.Module):
             if inputs is None or inputs.shape != (batch, end - begin, self.z_channels):
                 got = None if inputs is None else tuple(inputs.shape)
                 raise ValueError(f"inputs: expected shape {(batch, end - begin, self.z_channels)}, got {got}")
-            tokens = self.word_embed(inputs)
+            tokens = self.word_embed(inputs.to(self.word_embed.weight.dtype))
         return tokens + self.pos_embed[begin:end] + self.level_embed.weight[scale]
 
     def _check(self, num_scales: int, teacher_inputs: torch.Tensor | None, batch: int) -> int:
@@ -78,20 +82,33 @@ class NextScaleHead(nn.Module):
         return self.proj(self.norm(hidden))
 
 
-def next_scale_cross_entropy(logits: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy over all tokens of the first ``K`` scales, uniform per token (as VAR trains).
+def next_scale_cross_entropy(
+    logits: torch.Tensor, indices: Sequence[torch.Tensor], loss_scales: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Cross-entropy over the tokens of the first ``K`` scales, uniform per token (as VAR trains).
 
-    logits: ``(B, L_K, V)``; indices: the per-scale targets ``(B, l_k)`` of (at least) those ``K`` scales.
+    logits: ``(B, L_K, V)``; indices: the per-scale targets ``(B, l_k)`` of (at least) those ``K`` scales;
+    loss_scales: which of the ``K`` scales count (default: all), e.g. ``[K - 1]`` to train the last one only.
     """
-    length, taken = logits.shape[1], []
+    sizes, length = [], logits.shape[1]
     for idx in indices:
-        if sum(t.shape[1] for t in taken) >= length:
+        if sum(sizes) >= length:
             break
-        taken.append(idx)
-    targets = torch.cat(taken, dim=1)
+        sizes.append(idx.shape[1])
+    targets = torch.cat(list(indices[: len(sizes)]), dim=1)
     if targets.shape != logits.shape[:2]:
         raise ValueError(
             f"indices: expected scales covering the logits' {tuple(logits.shape[:2])} tokens, "
             f"got {tuple(targets.shape)}"
         )
-    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+    per_token = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    per_token = per_token.view(targets.shape)
+    if loss_scales is None:
+        return per_token.mean()
+    chosen = sorted(set(loss_scales))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(sizes):
+        raise ValueError(
+            f"loss_scales: expected a non-empty subset of 0..{len(sizes) - 1}, got {list(loss_scales)}"
+        )
+    pieces = per_token.split(sizes, dim=1)
+    return torch.cat([pieces[k] for k in chosen], dim=1).mean()

@@ -9,6 +9,7 @@ at a time to a KV cache (`CachedNextScaleLogits`) and samples with `sample_next_
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,15 +173,17 @@ class NextScalePredictor(nn.Module):
         quantizer: MultiScaleResidualQuantizer,
         num_scales: int | None = None,
         generator: torch.Generator | None = None,
+        loss_scales: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Cross-entropy of teacher-forced predictions of the first ``K`` scales of ``indices``."""
+        """Cross-entropy of teacher-forced predictions of the first ``K`` scales of ``indices`` (only the
+        scales in ``loss_scales`` count, if given)."""
         num_scales = num_scales or self.schedule.num_scales
         if len(indices) < num_scales:
             raise ValueError(f"indices: expected at least {num_scales} scales, got {len(indices)}")
         with torch.no_grad():
             teacher = quantizer.teacher_forcing_inputs(indices[: num_scales - 1]) if num_scales > 1 else None
         logits = self(condition, teacher, num_scales, generator)
-        return next_scale_cross_entropy(logits, indices[:num_scales])
+        return next_scale_cross_entropy(logits, indices[:num_scales], loss_scales)
 
     # ---- generation ---------------------------------------------------------------------------------------
     def logits_fn(

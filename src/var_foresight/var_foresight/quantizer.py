@@ -119,6 +119,9 @@ class MultiScaleResidualQuantizer(nn.Module):
         Teacher forcing (`teacher_forcing_inputs`) is this step applied to every scale, so the two agree.
         """
         self._check_indices(indices, scale)
+        expected = (indices.shape[0], self.channels, *self.schedule.latent_size)
+        if tuple(f_hat.shape) != expected:
+            raise ValueError(f"f_hat: expected shape {expected}, got {tuple(f_hat.shape)}")
         f_hat = f_hat + self.scale_contribution(indices, scale)
         if scale == self.schedule.num_scales - 1:
             return f_hat, None

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from var_foresight.config import VQVAEConfig
-from var_foresight.quantizer import MultiScaleResidualQuantizer, QuantizerTrainingOutput
+from var_foresight.quantizer import MultiScaleResidualQuantizer, QuantizerEncoding, QuantizerTrainingOutput
 from var_foresight.vqvae_blocks import Level, MidBlock, group_norm
 
 
@@ -129,7 +129,9 @@ class VQVAE(nn.Module):
         return self.quantize.encode(self.encode_latent(images), scales=scales).indices
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, scales: tuple[tuple[int, int], ...] | None = None):
+    def encode(
+        self, images: torch.Tensor, scales: tuple[tuple[int, int], ...] | None = None
+    ) -> QuantizerEncoding:
         """Images -> `QuantizerEncoding` (per-scale indices and the final ``f_hat`` ``(B, Cz, h, w)``)."""
         return self.quantize.encode(self.encode_latent(images), scales=scales)
 
