@@ -245,3 +245,21 @@ def test_writer_accepts_torch_tensors(tmp_path: Path, episode_maker) -> None:
     with pytest.raises(RuntimeError, match="finalized"):
         writer.add_episode(episode, task="pick")
     assert torch.equal(torch.from_numpy(LeRobotDataset(tmp_path / "t").column("action")), episode["action"])
+
+
+def test_av1_video_round_trip(tmp_path: Path) -> None:
+    """AV1 (LeRobot 0.4's default codec, SVT-AV1 encoder, dav1d decoder) writes and reads back."""
+    features = standard_features({"front": (64, 64)}, 2, 2)
+    levels = [np.arange(6) * 30, np.arange(5) * 30 + 10]
+    with LeRobotDatasetWriter(
+        tmp_path / "av1", fps=10, features=features, video_encoding=VideoEncoding(codec="libsvtav1")
+    ) as writer:
+        for level in levels:
+            frames = np.broadcast_to(level.astype(np.uint8)[:, None, None, None], (len(level), 64, 64, 3))
+            zeros = np.zeros((len(level), 2), np.float32)
+            writer.add_episode({FRONT: frames.copy(), "observation.state": zeros, "action": zeros}, "t")
+    ds = LeRobotDataset(tmp_path / "av1")
+    assert ds.features[FRONT].info["video.codec"] == "av1"
+    for e, level in enumerate(levels):
+        decoded = ds.camera_frames(FRONT, e, np.arange(len(level)))[:, 32, 32, 0].astype(int)
+        assert np.abs(decoded - level).max() <= 3
