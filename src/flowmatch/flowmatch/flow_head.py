@@ -35,11 +35,13 @@ class FlowMatchingHeadConfig:
         context_dim: ``C``, feature size of the conditioning vector ``(B, C)`` or tokens ``(B, N, C)``.
         state_dim: ``S`` for an optional state token, or None for no state token.
         width: token width ``w``.
-        depth, heads, mlp_ratio: backbone shape.
+        depth: backbone blocks.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width as a multiple of ``width``.
         time_sampler: training time distribution: ``"beta"`` (pi0's), ``"uniform"`` or ``"logit_normal"``.
-        time_min_period, time_max_period: period range of the sinusoidal time embedding (pi0: 4e-3 .. 4.0).
-            A larger minimum period gives a velocity field that is smoother in ``tau``, which few-step and
-            adaptive solvers integrate with fewer evaluations (see the benchmark).
+        time_min_period: shortest period of the sinusoidal time embedding (pi0: 4e-3). A longer one gives
+            a velocity field smoother in ``tau``, which adaptive solvers integrate with fewer evaluations.
+        time_max_period: longest period of the sinusoidal time embedding (pi0: 4.0).
     """
 
     action_dim: int

@@ -116,7 +116,8 @@ def sample(
         time_grid: instead of ``steps``, an increasing ``(T,)`` grid in [0, 1]; for a fixed-step solver
             the steps go between its points, for an adaptive solver it sets the start, end and the times of
             ``trajectory`` (default ``[0, 1]``).
-        rtol, atol: tolerances of adaptive solvers (ignored by fixed-step ones).
+        rtol: relative tolerance of adaptive solvers (ignored by fixed-step ones).
+        atol: absolute tolerance of adaptive solvers (ignored by fixed-step ones).
         return_trajectory: also return the states at every grid time.
 
     Returns:

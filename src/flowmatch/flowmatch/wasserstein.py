@@ -11,7 +11,8 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, *, p: int = 2) -> torch.Ten
     """Exact p-Wasserstein distance between equal-size empirical distributions along the last axis.
 
     Args:
-        x, y: ``(..., N)`` samples; the leading axes are independent problems.
+        x: ``(..., N)`` samples; the leading axes are independent problems.
+        y: ``(..., N)`` samples to compare with ``x``.
         p: the order (1 or 2).
 
     Returns:
