@@ -9,8 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mot import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin
-from mot.layers import rotary_table
+from mot import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 
 
 def test_rmsnorm_scales_by_one_plus_weight():

@@ -136,6 +136,7 @@ def test_valid_lengths_are_checked_against_the_segment():
         compile_mask(spec, {"txt": [1]})
 
 
+@pytest.mark.slow  # eager FlexAttention traces its mask function: ~3 s per example on this CPU
 @settings(max_examples=4, deadline=None)
 @given(specs_and_padding(max_segments=3, max_length=4))
 def test_flex_block_mask_gives_the_same_attention_as_the_boolean_mask(case):

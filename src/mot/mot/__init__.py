@@ -5,11 +5,11 @@ may see whom), build a :class:`MixtureOfTransformers` from a :class:`MoTConfig`,
 :class:`KVCache`.
 """
 
-from mot.attention import joint_attention
+from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import AttentionBackend, ExpertConfig, MoTConfig
 from mot.expert import Expert, ExpertAttention, ExpertLayer
-from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin
+from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
 from mot.model import MixtureOfTransformers
@@ -42,6 +42,7 @@ __all__ = [
     "SpecError",
     "ValidLengths",
     "WeightImportError",
+    "additive_mask",
     "apply_rotary",
     "check_rows_see_a_key",
     "compile_block_mask",
@@ -55,5 +56,6 @@ __all__ = [
     "reference_mask",
     "render_mask",
     "rotary_cos_sin",
+    "rotary_table",
     "token_valid",
 ]
