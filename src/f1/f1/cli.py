@@ -41,8 +41,8 @@ The run file (--config) says which policy and data to build, where outputs go, a
 stage recipe:
 
   output_dir: runs/my-robot-stage3              # metrics.jsonl, checkpoints/, run.yaml, stage.yaml
-  model: {factory: "f1.model:build_policy", preset: tiny}
-  data:  {factory: "f1.data:build_training_dataset", root: data/my-robot}
+  model: {preset: tiny}                         # F1Config preset (or config_file), overrides
+  data:  {root: data/my-robot}                  # a LeRobot dataset (v3.0 or v2.1)
   init_from: runs/my-robot-stage2               # optional: start from the weights of an earlier stage
   train: {steps: 2000, batch_size: 32}          # optional: overrides of the stage recipe
   num_workers: 2                                # optional: data-loading processes per trainer process

@@ -114,6 +114,7 @@ def test_an_exception_halfway_through_a_save_keeps_the_previous_checkpoint(tmp_p
     assert read_checkpoint(tmp_path).step == 1
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path: Path) -> None:
     marker = tmp_path / "halfway"
     script = textwrap.dedent(

@@ -98,6 +98,8 @@ def test_metrics_are_written_as_jsonl(tiny_policy, tiny_dataset, tiny_stage, tmp
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert {"loss", "loss/flow", "loss/generation", "grad_norm", "lr/vision", "lr/action"} <= set(records[0])
+    assert records[0]["lr/action"] == pytest.approx(1e-2 / 2)  # the rate step 1 used: half-way up the warmup
+    assert records[0]["lr/vision"] == pytest.approx(5e-3 / 2)
 
 
 def test_a_loss_the_stage_weights_but_the_policy_omits_is_a_clear_error(
@@ -153,6 +155,7 @@ def _fresh_trainer(stage: StageConfig, output_dir: Path, init_seed: int) -> Trai
     )
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_training_is_bitwise_identical(tiny_stage, tmp_path: Path) -> None:
     # 40 samples, batch 8: 5 batches per epoch, so 12 steps cross two epoch boundaries; the tiny policy draws
     # flow noise and time from the global RNG, so exactness needs the RNG and data order restored.

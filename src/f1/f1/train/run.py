@@ -3,19 +3,22 @@
 The run file names the code that builds the policy and the dataset as ``"package.module:function"`` factories,
 so the trainer depends on no particular model or dataset::
 
-    model: {factory: "f1.model:build_policy", preset: tiny}     # factory(config: dict) -> TrainablePolicy
-    data: {factory: "f1.data:build_training_dataset", root: ...}  # factory(config: dict) -> map-style Dataset
+    model: {preset: tiny}                # factory(config: dict) -> TrainablePolicy
+    data: {root: data/my-robot}          # factory(config: dict[, policy=...]) -> map-style Dataset
     output_dir: runs/stage3
     init_from: runs/stage2          # optional: start from these weights (ignored when resuming)
     train: {steps: 1000, batch_size: 64}   # optional overrides of the stage config
 
-Everything except ``factory`` in ``model``/``data`` is passed to the factory as a plain dict.
+``factory`` defaults to ``f1.train.factories:build_f1_policy`` and ``:build_training_data``; everything
+else in ``model``/``data`` is passed to the factory as a plain dict. A data factory that takes a ``policy``
+keyword gets the built policy (to follow its history, chunk and camera settings).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -44,8 +47,8 @@ from .trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY_FACTORY = "f1.model:build_policy"
-DEFAULT_DATASET_FACTORY = "f1.data:build_training_dataset"
+DEFAULT_POLICY_FACTORY = "f1.train.factories:build_f1_policy"
+DEFAULT_DATASET_FACTORY = "f1.train.factories:build_training_data"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -147,6 +150,18 @@ def _factory_arguments(section: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k != "factory"}
 
 
+def _call_factory(
+    factory: Callable[..., Any], reference: str, section: str, arguments: dict[str, Any], **extra: Any
+) -> Any:
+    """``factory(arguments, **extra)``; its configuration errors are reported as errors of ``section``."""
+    try:
+        return factory(arguments, **extra)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the factories' own configuration errors (e.g. f1.model.ConfigError)
+        raise ConfigError(f"{section} ({reference}): {error}") from error
+
+
 def build_stage_config(run: RunConfig, stage: int | Path) -> StageConfig:
     """The shipped stage (1, 2, 3) or a stage YAML file, with the run's ``train`` overrides applied."""
     return load_stage_config(stage, run.train)
@@ -185,11 +200,15 @@ def run_training(
     context = init_distributed(None if run.device == "auto" else run.device)
     try:
         seed_everything(stage_config.seed)  # the same initial weights on every process
-        policy = build_policy(_factory_arguments(run.model))
+        policy = _call_factory(build_policy, run.policy_factory, "model", _factory_arguments(run.model))
         if run.init_from is not None and previous is None:
             loaded = load_policy_weights(policy, Path(run.init_from))
             log.info("initialised the policy from %s", loaded)
-        dataset = build_dataset(_factory_arguments(run.data))
+        data_arguments = _factory_arguments(run.data)
+        if "policy" in inspect.signature(build_dataset).parameters:
+            dataset = _call_factory(build_dataset, run.dataset_factory, "data", data_arguments, policy=policy)
+        else:
+            dataset = _call_factory(build_dataset, run.dataset_factory, "data", data_arguments)
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"{run.dataset_factory} must return a torch Dataset, received {type(dataset).__name__}"

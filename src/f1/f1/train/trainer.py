@@ -156,6 +156,7 @@ class Trainer:
         self.tensorboard = tensorboard
         self.bf16 = use_bf16_autocast(config.precision, self.context.device)
         self.step = 0
+        self._step_lrs: dict[str, float] = {}
         self._resumed_from_step = 0
         self._saved_step: int | None = None  # step of the newest checkpoint this run wrote or resumed from
         seed_everything(config.seed + self.context.rank)
@@ -239,6 +240,7 @@ class Trainer:
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, max_norm)
         self.optimizer.step()
+        self._step_lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}  # the rates this step used
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -342,9 +344,9 @@ class Trainer:
             ("loss" if k == "loss" else "grad_norm" if k == "grad_norm" else f"loss/{k}"): v
             for k, v in means.items()
         }
-        for group in self.optimizer.param_groups:
-            if not group["name"].endswith("/no_decay"):
-                values[f"lr/{group['name']}"] = group["lr"]
+        for name, lr in self._step_lrs.items():
+            if not name.endswith("/no_decay"):
+                values[f"lr/{name}"] = lr
         values["steps_per_s"] = speed
         values["samples_per_s"] = speed * self.config.batch_size
         if logger is not None:

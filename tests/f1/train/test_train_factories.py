@@ -1,0 +1,85 @@
+"""The default factories: `f1 train` builds the real F1 policy and LeRobot windows that match it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from f1.train import ConfigError, RunConfig, read_checkpoint, read_metrics, run_training
+from f1.train.factories import build_f1_policy, f1_config_from, window_settings_of
+
+
+@pytest.fixture(scope="module")
+def tiny_f1():
+    return build_f1_policy({"preset": "tiny"})
+
+
+def test_windows_follow_the_policy_history_chunk_and_cameras(tiny_f1) -> None:
+    model = tiny_f1.config
+    settings = window_settings_of(tiny_f1)
+    frames, stride = model.generation.history_frames, model.generation.history_stride
+    assert settings["history_offsets"] == [-(frames - 1 - i) * stride for i in range(frames)]
+    assert settings["history_offsets"][-1] == 0
+    assert settings["future_offset"] == stride
+    assert settings["action_horizon"] == model.action.chunk_size
+    assert settings["cameras"] == [f"observation.images.{c}" for c in model.cameras]
+
+
+def test_the_policy_satisfies_the_trainer_contract(tiny_f1) -> None:
+    groups = tiny_f1.parameter_groups()
+    assert {"vision", "understanding", "generation", "action", "tokenizer", "embodiment"} == set(groups)
+    grouped = sum(p.numel() for params in groups.values() for p in params)
+    assert grouped == sum(p.numel() for p in tiny_f1.parameters())
+
+
+def test_model_section_overrides_merge_into_the_preset_and_typos_are_caught() -> None:
+    config = f1_config_from({"preset": "tiny", "overrides": {"mode": "no_gen", "action": {"chunk_size": 4}}})
+    assert config.mode == "no_gen"
+    assert config.action.chunk_size == 4
+    with pytest.raises(ConfigError, match="did you mean 'preset'"):
+        f1_config_from({"presett": "tiny"})
+    with pytest.raises(ConfigError, match=r"model.overrides.action.*did you mean 'chunk_size'"):
+        f1_config_from({"preset": "tiny", "overrides": {"action": {"chunk_sise": 4}}})
+    with pytest.raises(ConfigError, match="either preset or config_file"):
+        f1_config_from({"preset": "tiny", "config_file": "x.yaml"})
+
+
+def _write_tiny_lerobot_dataset(root: Path) -> None:
+    from f1.data import LeRobotDatasetWriter, standard_features
+
+    rng = np.random.default_rng(0)
+    features = standard_features({"front": (64, 64)}, state_dim=8, action_dim=7, image_storage="image")
+    with LeRobotDatasetWriter(root, fps=10, features=features, robot_type="sim_arm") as writer:
+        for _ in range(2):
+            length = 10
+            frames = {
+                "observation.images.front": rng.integers(0, 255, (length, 64, 64, 3), dtype=np.uint8),
+                "observation.state": rng.standard_normal((length, 8)).astype(np.float32),
+                "action": rng.standard_normal((length, 7)).astype(np.float32),
+            }
+            writer.add_episode(frames, task="put the red block on the blue one")
+
+
+@pytest.mark.slow
+def test_f1_train_runs_the_tiny_f1_policy_on_a_lerobot_dataset(tmp_path: Path) -> None:
+    _write_tiny_lerobot_dataset(tmp_path / "data")
+    run = RunConfig.from_dict(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "model": {"preset": "tiny"},
+            "data": {"root": str(tmp_path / "data")},
+            "train": {"steps": 2, "batch_size": 2, "log_interval": 1, "precision": "fp32"},
+            "device": "cpu",
+        }
+    )
+    result = run_training(run, 3, progress=False)
+    assert result.step == 2
+    records = read_metrics(tmp_path / "out")
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["loss/flow"]) and np.isfinite(r["loss/generation"]) for r in records)
+    assert records[0]["loss"] == pytest.approx(records[0]["loss/flow"] + 0.1 * records[0]["loss/generation"])
+    checkpoint = read_checkpoint(tmp_path / "out")
+    assert checkpoint.step == 2
+    assert checkpoint.metadata["run"]["model"] == {"preset": "tiny"}
