@@ -123,7 +123,8 @@ class TableTaskEnv:
     @property
     def instruction(self) -> str:
         """The current episode's instruction."""
-        return self._require_scene().instruction
+        self._require_scene()
+        return self._instruction
 
     # -- episode ----------------------------------------------------------------------------------------
 
@@ -144,6 +145,7 @@ class TableTaskEnv:
         if options:
             scene = self._apply_options(scene, options)
         self._scene = scene
+        self._instruction = scene.instruction
         self._positions = scene.object_positions.copy()
         self._on_belt = np.array([is_on_belt(y) for y in self._positions[:, 1]], dtype=bool)
         self._object_rgb = [self.renderer.colour_rgb[c] for c in scene.object_colours]
@@ -297,7 +299,7 @@ class TableTaskEnv:
         return {
             "image": self.render(),
             "state": self.embodiment.state_vector(),
-            "instruction": self._require_scene().instruction,
+            "instruction": self._instruction,
         }
 
     def _info(self) -> dict[str, Any]:

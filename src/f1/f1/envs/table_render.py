@@ -62,6 +62,8 @@ class TableRenderer:
         self.line_width = 1 if resolution <= 64 else 2
         self.colour_rgb = {name: np.array(rgb, dtype=np.uint8) for name, rgb in COLOURS.items()}
         self._line_samples: dict[int, np.ndarray] = {}
+        # Whether each of the renderer's own masks is all true (checked once, not per stamp).
+        self._full_masks = {id(mask): bool(mask.all()) for mask in (*self.masks.values(), self.marker)}
 
     def background(self, bins: tuple[Bin, ...]) -> np.ndarray:
         """Table, conveyor belt and bins, uint8 of shape (H, W, 3)."""
@@ -93,12 +95,15 @@ class TableRenderer:
         size = mask.shape[0]
         x0 = math.floor(x * res - 0.5 * size + 0.5)
         y0 = math.floor(y * res - 0.5 * size + 0.5)
-        _paint(image, mask, x0, y0, rgb)
+        full = self._full_masks.get(id(mask))
+        if full is None:
+            full = bool(mask.all())
+        _paint(image, mask, x0, y0, rgb, full)
         if wrap:
             if x0 < 0:
-                _paint(image, mask, x0 + res, y0, rgb)
+                _paint(image, mask, x0 + res, y0, rgb, full)
             elif x0 + size > res:
-                _paint(image, mask, x0 - res, y0, rgb)
+                _paint(image, mask, x0 - res, y0, rgb, full)
 
     def polyline(self, image: np.ndarray, points: tuple[tuple[float, float], ...], rgb: np.ndarray) -> None:
         """Draw straight segments through ``points`` (table widths), ``line_width`` pixels thick."""
@@ -118,7 +123,7 @@ class TableRenderer:
             image[rows[inside], cols[inside]] = rgb
 
 
-def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarray) -> None:
+def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarray, full: bool) -> None:
     height, width = image.shape[:2]
     size = mask.shape[0]
     xa, ya = max(x0, 0), max(y0, 0)
@@ -126,7 +131,7 @@ def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarra
     if xa >= xb or ya >= yb:
         return
     window = image[ya:yb, xa:xb]
-    if mask.all():  # squares: a slice assignment, no boolean indexing
+    if full:  # squares: a slice assignment, no boolean indexing
         window[:] = rgb
     else:
         window[mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = rgb
