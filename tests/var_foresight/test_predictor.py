@@ -44,7 +44,10 @@ def test_teacher_forced_logits_equal_kv_cached_step_by_step_logits(
     assert (forced - cached).abs().max() <= 1e-5
 
 
-def test_recomputed_prefix_logits_equal_cached_logits(predictor, shared_golden_vqvae):
+@pytest.mark.parametrize("rotary", [False, True])
+def test_recomputed_prefix_logits_equal_cached_logits(shared_golden_vqvae, rotary):
+    torch.manual_seed(0)
+    predictor = NextScalePredictor(NextScalePredictorConfig.tiny(rotary=rotary)).eval()
     quantizer = shared_golden_vqvae.quantize
     indices = _random_indices(quantizer.schedule, 1, 3)
     condition = torch.randn(1, 3, 64)

@@ -28,7 +28,8 @@ GEN_EXPERT = "gen"
 
 @dataclass(frozen=True)
 class NextScalePredictorConfig:
-    """Sizes of the generator. ``scales``, ``vocab_size`` and ``z_channels`` must match the tokenizer."""
+    """Sizes of the generator. ``scales``, ``vocab_size`` and ``z_channels`` must match the tokenizer;
+    ``condition_dropout`` is the probability of training a sample on the null condition (for CFG)."""
 
     width: int = 512
     depth: int = 8
@@ -40,6 +41,7 @@ class NextScalePredictorConfig:
     scales: tuple[tuple[int, int], ...] = field(default=ScaleSchedule.from_sides(VAR_SCALES_256).sizes)
     condition_dim: int = 512
     condition_dropout: float = 0.1
+    rotary: bool = False  # VAR positions are the learned absolute + level embeddings; rotary is optional
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scales", ScaleSchedule.from_sides(self.scales).sizes)
@@ -49,6 +51,8 @@ class NextScalePredictorConfig:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
         if not isinstance(self.condition_dim, int) or self.condition_dim < 1:
             raise ValueError(f"condition_dim: expected a positive int, got {self.condition_dim!r}")
+        if not isinstance(self.rotary, bool):
+            raise ValueError(f"rotary: expected a bool, got {self.rotary!r}")
         if not 0 <= self.condition_dropout < 1:
             raise ValueError(f"condition_dropout: expected a value in [0, 1), got {self.condition_dropout}")
 
@@ -109,6 +113,7 @@ class NextScalePredictor(nn.Module):
                 n_kv_heads=config.num_heads,
                 head_dim=config.head_dim,
                 experts={GEN_EXPERT: ExpertConfig(width=config.width, mlp_width=config.mlp_width)},
+                use_rotary=config.rotary,
             )
         )
         self.head = NextScaleHead(config.width, config.vocab_size)
