@@ -36,7 +36,7 @@ from f1.model._checks import (
 )
 from f1.model.embodiment import Embodiment
 from f1.model.errors import ConfigError
-from var_foresight.config import VQVAEConfig
+from var_foresight import VQVAEConfig
 
 __all__ = [
     "ActionConfig",

@@ -14,9 +14,13 @@ from torch import nn
 
 from f1.model.config import F1Config
 from f1.model.errors import InputError
-from var_foresight import VQVAE
-from var_foresight.history import HistoryEncoderConfig, TemporalHistoryEncoder
-from var_foresight.next_scale_embedding import NextScaleEmbedding, NextScaleHead
+from var_foresight import (
+    VQVAE,
+    HistoryEncoderConfig,
+    NextScaleEmbedding,
+    NextScaleHead,
+    TemporalHistoryEncoder,
+)
 
 __all__ = ["GenerationIO"]
 

@@ -48,8 +48,7 @@ from flowmatch import (
     valid_entry_mask,
 )
 from mot import AttentionSpec, ExpertConfig, MixtureOfTransformers, MoTConfig
-from var_foresight.next_scale_embedding import next_scale_cross_entropy
-from var_foresight.sampling import SamplingConfig, sample_next_scales
+from var_foresight import SamplingConfig, next_scale_cross_entropy, sample_next_scales
 
 __all__ = ["F1Policy", "Foresight", "Plan"]
 

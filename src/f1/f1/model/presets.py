@@ -22,7 +22,7 @@ from f1.model.config import (
 )
 from f1.model.embodiment import Embodiment, padded_embodiment
 from f1.model.errors import ConfigError
-from var_foresight.config import VQVAEConfig
+from var_foresight import VQVAEConfig
 
 __all__ = ["PRESETS", "preset", "preset_names"]
 
