@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
+
 import pytest
 import torch
 
@@ -109,3 +113,12 @@ def test_a_none_rule_segment_reads_only_the_segments_it_sees():
     mask = reference_mask(spec)[0]
     assert mask[3:, :3].all()
     assert not mask[3:, 3:].any()
+
+
+def test_specs_round_trip_through_json_pickle_and_deepcopy():
+    spec = AttentionSpec.uga(und_length=3, gen_scale_sizes=(1, 4), chunk=2)
+    assert AttentionSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert hash(copy.deepcopy(spec)) == hash(spec)
+    with pytest.raises(SpecError, match=r"unknown keys \['mask'\]"):
+        AttentionSpec.from_dict({**spec.to_dict(), "mask": []})

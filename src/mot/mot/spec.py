@@ -18,9 +18,9 @@ Across segments, token ``i`` of segment ``A`` may attend to every token of segme
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["AttentionSpec", "Blockwise", "IntraRule", "Segment", "SpecError"]
 
@@ -215,6 +215,43 @@ class AttentionSpec:
         """Whether tokens of ``viewer`` may attend to tokens of a different segment ``target``."""
         return target in self.sees.get(viewer, ())
 
+    # --- serialisation --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-serialisable form (inverse of :meth:`from_dict`)."""
+        return {
+            "segments": [
+                {
+                    "name": s.name,
+                    "expert": s.expert,
+                    "length": s.length,
+                    "rule": {"blockwise": list(s.rule.sizes)} if isinstance(s.rule, Blockwise) else s.rule,
+                }
+                for s in self.segments
+            ],
+            "sees": {viewer: list(targets) for viewer, targets in self.sees.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttentionSpec:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`SpecError`."""
+        unknown = sorted(set(data) - {"segments", "sees"})
+        if unknown:
+            raise SpecError(f"AttentionSpec.from_dict: unknown keys {unknown}, expected 'segments', 'sees'")
+        segments = []
+        for entry in data.get("segments", []):
+            extra = sorted(set(entry) - {"name", "expert", "length", "rule"})
+            if extra:
+                raise SpecError(f"AttentionSpec.from_dict: unknown segment keys {extra}")
+            rule = entry.get("rule", "full")
+            if isinstance(rule, Mapping):
+                if set(rule) != {"blockwise"}:
+                    raise SpecError(
+                        f"AttentionSpec.from_dict: expected rule {{'blockwise': sizes}}, got {rule}"
+                    )
+                rule = Blockwise(tuple(rule["blockwise"]))
+            segments.append(Segment(entry["name"], entry["expert"], entry["length"], rule))
+        return cls(segments=tuple(segments), sees=dict(data.get("sees", {})))
+
     # --- ready-made specs -----------------------------------------------------------------------------
     @staticmethod
     def causal_lm(length: int, expert: str = "lm", name: str = "text") -> AttentionSpec:
@@ -265,13 +302,34 @@ class AttentionSpec:
         )
 
 
-class _FrozenSees(dict):
-    """A hashable, read-only ``sees`` mapping so that specs can be compared and used as cache keys."""
+class _FrozenSees(Mapping[str, tuple[str, ...]]):
+    """Hashable, read-only, picklable ``sees`` mapping: specs compare by value and serve as cache keys."""
 
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted(self.items())))
+    __slots__ = ("_items",)
 
-    def _read_only(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, items: Mapping[str, tuple[str, ...]]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> tuple[str, ...]:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._items == dict(other.items())
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, tuple[str, ...]]]]:
+        return (_FrozenSees, (self._items,))
+
+    def __setitem__(self, key: str, value: object) -> None:
         raise TypeError("AttentionSpec.sees is read-only; build a new AttentionSpec instead")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
