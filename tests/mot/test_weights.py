@@ -96,12 +96,13 @@ def test_paligemma_language_model_loads_from_the_full_state_dict():
     assert (got - expected).abs().max() <= 1e-5
 
 
-def _pi0_state_dict(vlm, expert) -> dict[str, torch.Tensor]:
+NEW_VLM = "model.paligemma_with_expert.paligemma.model.language_model."  # transformers >= 4.52
+OLD_VLM = "model.paligemma_with_expert.paligemma.language_model.model."  # older LeRobot / F1 checkpoints
+
+
+def _pi0_state_dict(vlm, expert, vlm_prefix: str = NEW_VLM) -> dict[str, torch.Tensor]:
     """A pi0 policy state dict in LeRobot's layout, built from two transformers decoders."""
-    state = {
-        f"model.paligemma_with_expert.paligemma.model.language_model.{k}": v
-        for k, v in vlm.state_dict().items()
-    }
+    state = {f"{vlm_prefix}{k}": v for k, v in vlm.state_dict().items()}
     state.update(
         {f"model.paligemma_with_expert.gemma_expert.model.{k}": v for k, v in expert.state_dict().items()}
     )
@@ -113,7 +114,8 @@ def _pi0_state_dict(vlm, expert) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_pi0_state_dict_maps_onto_a_two_expert_model():
+@pytest.mark.parametrize("vlm_prefix", [NEW_VLM, OLD_VLM])
+def test_pi0_state_dict_maps_onto_a_two_expert_model(vlm_prefix):
     vlm, expert = _random_gemma(TEXT, seed=0), _random_gemma(EXPERT, seed=1)
     config = MoTConfig(
         n_layers=2,
@@ -123,10 +125,10 @@ def test_pi0_state_dict_maps_onto_a_two_expert_model():
         experts={"vlm": ExpertConfig(32, 48), "act": ExpertConfig(16, 24)},
     )
     model = MixtureOfTransformers(config).eval()
-    rest = load_pi0(model, _pi0_state_dict(vlm, expert))
+    rest = load_pi0(model, _pi0_state_dict(vlm, expert, vlm_prefix))
     assert sorted(rest) == sorted(
         [
-            "model.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight",
+            f"{vlm_prefix}embed_tokens.weight",
             "model.paligemma_with_expert.gemma_expert.model.embed_tokens.weight",
             "model.state_proj.weight",
             "model.action_in_proj.weight",
