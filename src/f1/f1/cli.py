@@ -47,6 +47,7 @@ stage recipe:
   train: {steps: 2000, batch_size: 32}          # optional: overrides of the stage recipe
   num_workers: 2                                # optional: data-loading processes per trainer process
   device: auto                                  # optional: auto (CUDA when available), cpu or cuda
+  find_unused_parameters: true                  # optional: false only if every parameter gets a gradient
 
 Checkpoints are written atomically every `checkpoint_interval` steps and at the end; --resume continues
 exactly where the last one left off. For several processes (GPUs, or CPU processes with gloo), launch

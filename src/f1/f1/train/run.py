@@ -63,6 +63,9 @@ class RunConfig:
     train: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
     device: str = "auto"
+    # F1 always has trainable parameters without a gradient (the understanding expert's last-layer output
+    # path: downstream experts read only its keys and values), which DDP must be told about.
+    find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
@@ -87,6 +90,10 @@ class RunConfig:
             or self.num_workers < 0
         ):
             raise ConfigError(f"num_workers must be an integer >= 0, received {self.num_workers!r}")
+        if not isinstance(self.find_unused_parameters, bool):
+            raise ConfigError(
+                f"find_unused_parameters must be true or false, received {self.find_unused_parameters!r}"
+            )
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
 
@@ -232,6 +239,7 @@ def run_training(
             context=context,
             metadata={"run": run.to_dict(), "stage": stage_name},
             progress=progress,
+            find_unused_parameters=run.find_unused_parameters,
         )
         if previous is not None:
             used = trainer.resume(checkpoints_dir)
