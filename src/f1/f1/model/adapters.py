@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from f1.model.embodiment import Embodiment
-from flowmatch import ActionDecoder, ActionEncoder, StateEncoder
+from flowmatch import ActionDecoder, ActionEncoder, StateEncoder, pi0_time_from_tau, velocity_from_pi0
 
 __all__ = ["EmbodimentAdapter"]
 
@@ -23,11 +23,14 @@ class EmbodimentAdapter(nn.Module):
     Args:
         embodiment: dimensions ``S`` (state) and ``A`` (action).
         width: the action expert's width ``w``.
+        time_convention: ``"tau"`` (ours) or ``"pi0"`` (weights imported from pi0/F1, which embed
+            ``t = 1 - tau`` and predict ``eps - a``); converted here, at the edge.
     """
 
-    def __init__(self, embodiment: Embodiment, width: int) -> None:
+    def __init__(self, embodiment: Embodiment, width: int, time_convention: str = "tau") -> None:
         super().__init__()
         self.embodiment_name = embodiment.name
+        self.pi0_convention = time_convention == "pi0"
         self.state_encoder = StateEncoder(embodiment.state_dim, width)
         self.action_encoder = ActionEncoder(embodiment.action_dim, width)
         self.action_decoder = ActionDecoder(width, embodiment.action_dim)
@@ -40,8 +43,10 @@ class EmbodimentAdapter(nn.Module):
             noisy_actions: ``(B, H, A)`` the flow's current point ``a_tau``.
             tau: ``(B,)`` flow time (0 noise, 1 data).
         """
-        return torch.cat([self.state_encoder(state), self.action_encoder(noisy_actions, tau)], dim=1)
+        time = pi0_time_from_tau(tau) if self.pi0_convention else tau
+        return torch.cat([self.state_encoder(state), self.action_encoder(noisy_actions, time)], dim=1)
 
     def decode(self, action_tokens: torch.Tensor) -> torch.Tensor:
-        """Velocity ``(B, H, A)`` from the action expert's chunk outputs ``(B, H, w)``."""
-        return self.action_decoder(action_tokens)
+        """Velocity ``d a_tau / d tau`` ``(B, H, A)`` from the action expert's chunk outputs ``(B, H, w)``."""
+        velocity = self.action_decoder(action_tokens)
+        return velocity_from_pi0(velocity) if self.pi0_convention else velocity

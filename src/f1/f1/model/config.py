@@ -249,6 +249,9 @@ class ActionConfig:
         flow_steps: ODE steps at inference (pi0/F1: 10).
         solver: a ``flowmatch`` fixed-step solver name (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``).
         time_sampler: training time distribution: ``"beta"`` (pi0's), ``"uniform"``, ``"logit_normal"``.
+        time_convention: what the adapters' weights expect: ``"tau"`` (ours: time ``tau``, 0 noise,
+            velocity ``a - eps``) or ``"pi0"`` (imported pi0/F1 weights: time ``t = 1 - tau``, velocity
+            ``eps - a``); converted at the adapter's edge, so sampling and the loss are unchanged.
     """
 
     chunk_size: int = 50
@@ -256,9 +259,11 @@ class ActionConfig:
     flow_steps: int = 10
     solver: str = "euler"
     time_sampler: Literal["beta", "uniform", "logit_normal"] = "beta"
+    time_convention: Literal["tau", "pi0"] = "tau"
 
     def __post_init__(self) -> None:
         positive_int("action.chunk_size", self.chunk_size)
+        one_of("action.time_convention", self.time_convention, ("tau", "pi0"))
         positive_int("action.n_action_steps", self.n_action_steps)
         if self.n_action_steps > self.chunk_size:
             raise ConfigError(

@@ -154,7 +154,10 @@ class F1Policy(nn.Module):
         self.generation = GenerationIO(config) if config.has_history else None
         self.trunk = MixtureOfTransformers(mot_config(config))
         self.adapters = nn.ModuleDict(
-            {e.name: EmbodimentAdapter(e, config.trunk.action_width) for e in config.embodiments}
+            {
+                e.name: EmbodimentAdapter(e, config.trunk.action_width, config.action.time_convention)
+                for e in config.embodiments
+            }
         )
         self.time_sampler = make_time_sampler(config.action.time_sampler)
         self._given_tokenizer = tokenizer
@@ -233,7 +236,9 @@ class F1Policy(nn.Module):
         """
         config = self.config.with_embodiment(embodiment)  # validates (duplicate names, dims)
         reference = next(iter(self.adapters.values())).action_decoder.velocity_out.weight
-        adapter = EmbodimentAdapter(embodiment, self.config.trunk.action_width)
+        adapter = EmbodimentAdapter(
+            embodiment, self.config.trunk.action_width, self.config.action.time_convention
+        )
         adapter.to(device=reference.device, dtype=reference.dtype)
         self.embodiments.register(embodiment)
         self.adapters[embodiment.name] = adapter
