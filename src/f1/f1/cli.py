@@ -148,7 +148,8 @@ def _run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("f1 train: interrupted; the last checkpoint is intact, continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(summarize(result))
+    if result.is_main:
+        print(summarize(result))
     return 0
 
 

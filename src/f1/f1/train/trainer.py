@@ -48,11 +48,14 @@ RESUME_MAY_CHANGE = frozenset({"log_interval", "checkpoint_interval", "keep_chec
 class TrainResult:
     """What one ``Trainer.fit`` call did."""
 
-    step: int  # optimizer steps completed in total (including those before a resume)
-    history: list[dict[str, float]] = field(
-        default_factory=list
-    )  # per step of this call: "loss" and each loss
+    #: Optimizer steps completed in total (including those before a resume).
+    step: int
+    #: This process's losses, one dict per step of this call: "loss" (the weighted total) and each loss.
+    history: list[dict[str, float]] = field(default_factory=list)
+    #: The checkpoint written last (None on processes other than the main one).
     last_checkpoint: Path | None = None
+    #: Whether this process is the one that logs and writes checkpoints.
+    is_main: bool = True
 
 
 def move_to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
@@ -291,7 +294,7 @@ class Trainer:
             desc=self.config.name,
             dynamic_ncols=True,
         )
-        result = TrainResult(step=self.step)
+        result = TrainResult(step=self.step, is_main=self.context.is_main)
         pending: list[dict[str, torch.Tensor]] = []
         stream = iter(self.batches)
         self.loss_module.train()
