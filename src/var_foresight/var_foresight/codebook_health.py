@@ -91,14 +91,15 @@ def restart_dead_codes(
         return 0
     weight = quantizer.embedding.weight
     device = weight.device
-    scale_of = torch.randint(0, len(residuals), (dead.numel(),), generator=generator).tolist()
-    replacements = []
-    for scale in scale_of:
-        pool = residuals[scale]
-        row = int(torch.randint(0, pool.shape[0], (1,), generator=generator))
-        replacements.append(pool[row].to(device=device, dtype=weight.dtype))
+    scale_of = torch.randint(0, len(residuals), (dead.numel(),), generator=generator)
+    replacements = torch.empty(dead.numel(), weight.shape[1], dtype=weight.dtype, device=device)
+    for scale, pool in enumerate(residuals):
+        slots = (scale_of == scale).nonzero().flatten()
+        if slots.numel():
+            rows = torch.randint(0, pool.shape[0], (slots.numel(),), generator=generator)
+            replacements[slots.to(device)] = pool[rows.to(pool.device)].to(device=device, dtype=weight.dtype)
     dead = dead.to(device)
-    weight[dead] = torch.stack(replacements)
+    weight[dead] = replacements
     quantizer.ema_vocab_hit_SV[:, dead] = thresholds.to(device)[:, None]
     if optimizer is not None:
         for value in optimizer.state.get(weight, {}).values():
