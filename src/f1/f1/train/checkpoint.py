@@ -106,15 +106,8 @@ def resolve_checkpoint(path: Path) -> Path:
 # --------------------------------------------------------------------------------------------------- writing
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename), to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -149,7 +142,7 @@ def _write_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
         )
     metadata = {"format": CHECKPOINT_FORMAT, "aliases": json.dumps(aliases)}
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
-    _fsync_file(path)
+    _fsync(path)
 
 
 def _write_torch(path: Path, obj: Any) -> None:
@@ -210,11 +203,11 @@ def save_checkpoint(
             "file_sizes": {name: (temporary / name).stat().st_size for name in written},
         }
         _write_json(temporary / STATE_FILE, state)  # last: a directory with this file is complete
-        _fsync_directory(temporary)
+        _fsync(temporary)
         if final.exists():  # re-saving a step after resuming from an older checkpoint
             shutil.rmtree(final)
         os.replace(temporary, final)
-        _fsync_directory(checkpoints_dir)
+        _fsync(checkpoints_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
