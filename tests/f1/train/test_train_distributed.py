@@ -44,14 +44,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _run_file(tmp_path: Path, output_dir: Path) -> Path:
+def _run_file(tmp_path: Path, output_dir: Path, accumulation_steps: int = 1) -> Path:
     # Flow noise and time come with each sample, so both runs draw the same randomness per sample; with
     # noise from each process's own RNG, runs agree in distribution only.
     run = {
         "output_dir": str(output_dir),
         "model": {"factory": "tiny_training_policy:build_tiny_policy"},
         "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 32, "with_flow_noise": True},
-        "train": TRAIN,
+        "train": {**TRAIN, "accumulation_steps": accumulation_steps},
         "device": "cpu",
     }
     path = tmp_path / f"{output_dir.name}.yaml"
@@ -73,6 +73,7 @@ def test_one_process_does_not_wrap_and_calls_the_policy_through_the_loss_module(
 
 @pytest.mark.slow
 def test_two_processes_under_torchrun_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
+    # The 2-process run also accumulates over 2 micro-batches, so DDP's no_sync path is covered.
     two = tmp_path / "two"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     command = [
@@ -86,7 +87,7 @@ def test_two_processes_under_torchrun_match_one_process_on_the_combined_batch(tm
         "f1.cli",
         "train",
         "--config",
-        str(_run_file(tmp_path, two)),
+        str(_run_file(tmp_path, two, accumulation_steps=2)),  # 2 processes x 2 micro-batches of 2
         "--stage",
         "3",
         "--no-progress",
@@ -113,5 +114,5 @@ def test_two_processes_under_torchrun_match_one_process_on_the_combined_batch(tm
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tiny_policy, tiny_dataset) -> None:
     stage = load_stage_config(3, {**TRAIN, "batch_size": 7})
     context = DistributedContext(rank=0, world_size=2)
-    with pytest.raises(ValueError, match=r"batch_size \(global\) must be divisible.*7 % 2 != 0"):
+    with pytest.raises(ValueError, match=r"divisible by processes x accumulation_steps: 7 % \(2 x 1\) != 0"):
         Trainer(tiny_policy, [], stage, context=context, progress=False)

@@ -217,3 +217,25 @@ def test_a_stage_that_leaves_nothing_to_train_is_refused(tiny_policy, tiny_datas
     stage = tiny_stage.replace(frozen=list(PARAMETER_GROUP_NAMES))
     with pytest.raises(ConfigError, match="nothing would train"):
         Trainer(tiny_policy, _stream(tiny_dataset, stage), stage, progress=False)
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_stage) -> None:
+    # Flow noise and time come with the samples, so both runs see the same randomness per sample.
+    data = TinyEpisodes(size=40, with_flow_noise=True)
+    results = []
+    for accumulation in (1, 4):
+        stage = tiny_stage.replace(accumulation_steps=accumulation, steps=3)
+        torch.manual_seed(0)
+        policy = TinyPolicy()
+        stream = SeededBatchStream(data, stage.batch_size // accumulation, seed=stage.seed)
+        history = Trainer(policy, stream, stage, progress=False).fit().history
+        results.append((history, policy.state_dict()))
+    (big_history, big), (micro_history, micro) = results
+    assert [r["loss"] for r in micro_history] == pytest.approx([r["loss"] for r in big_history], abs=1e-6)
+    for name, value in big.items():
+        assert torch.allclose(micro[name], value, atol=1e-6, rtol=0), name
+
+
+def test_accumulation_must_split_the_batch(tiny_stage) -> None:
+    with pytest.raises(ConfigError, match=r"batch_size must be divisible by accumulation_steps: 8 % 3 != 0"):
+        tiny_stage.replace(accumulation_steps=3)

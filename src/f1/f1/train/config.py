@@ -139,8 +139,10 @@ class ScheduleConfig:
 class StageConfig:
     """One training stage: frozen groups, weighted losses and the optimisation recipe.
 
-    ``batch_size`` is the global batch (all processes together); each of ``world_size`` processes takes
-    ``batch_size / world_size`` samples per step, so one recipe gives the same run on 1 or N processes.
+    ``batch_size`` is the global batch of one optimizer step (all processes together). Each of ``world_size``
+    processes accumulates gradients over ``accumulation_steps`` micro-batches of
+    ``batch_size / (world_size * accumulation_steps)`` samples, so one recipe gives the same run on 1 or N
+    processes, with or without accumulation (up to float rounding).
     ``precision="auto"`` uses bf16 autocast on CUDA devices that support it and fp32 elsewhere.
     """
 
@@ -154,6 +156,7 @@ class StageConfig:
     precision: Precision = "auto"
     steps: int = 100_000
     batch_size: int = 32
+    accumulation_steps: int = 1
     log_interval: int = 10
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 3
@@ -193,9 +196,21 @@ class StageConfig:
                 f"precision must be one of {', '.join(PRECISIONS)}, received {self.precision!r}"
                 f"{did_you_mean(str(self.precision), PRECISIONS)}"
             )
-        for name in ("steps", "batch_size", "log_interval", "checkpoint_interval", "keep_checkpoints"):
+        for name in (
+            "steps",
+            "batch_size",
+            "accumulation_steps",
+            "log_interval",
+            "checkpoint_interval",
+            "keep_checkpoints",
+        ):
             object.__setattr__(self, name, _int(name, getattr(self, name), low=1))
         object.__setattr__(self, "seed", _int("seed", self.seed, low=0))
+        if self.batch_size % self.accumulation_steps:
+            raise ConfigError(
+                f"batch_size must be divisible by accumulation_steps: "
+                f"{self.batch_size} % {self.accumulation_steps} != 0"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:

@@ -220,7 +220,13 @@ def run_training(
             raise TypeError(
                 f"{run.dataset_factory} must return a torch Dataset, received {type(dataset).__name__}"
             )
-        per_process = stage_config.batch_size // context.world_size
+        split = context.world_size * stage_config.accumulation_steps
+        if stage_config.batch_size % split:
+            raise ConfigError(
+                f"train.batch_size {stage_config.batch_size} does not split over "
+                f"{context.world_size} processes x {stage_config.accumulation_steps} accumulation_steps"
+            )
+        per_process = stage_config.batch_size // split
         batches = SeededBatchStream(
             dataset,
             per_process,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .batches import SeededBatchStream, as_resumable
@@ -130,16 +132,17 @@ class Trainer:
             raise TypeError(f"config must be a StageConfig, received {type(config).__name__}")
         self.context = context or current_context()
         self.config = config
-        if config.batch_size % self.context.world_size:
+        split = self.context.world_size * config.accumulation_steps
+        if config.batch_size % split:
             raise ValueError(
-                f"config.batch_size (global) must be divisible by the number of processes: "
-                f"{config.batch_size} % {self.context.world_size} != 0"
+                f"config.batch_size (global) must be divisible by processes x accumulation_steps: "
+                f"{config.batch_size} % ({self.context.world_size} x {config.accumulation_steps}) != 0"
             )
-        if isinstance(batches, SeededBatchStream) and batches.batch_size != self.per_process_batch_size:
+        if isinstance(batches, SeededBatchStream) and batches.batch_size != self.micro_batch_size:
             raise ValueError(
                 f"batches yield {batches.batch_size} samples per process but the stage asks for "
-                f"{self.per_process_batch_size} "
-                f"(batch_size {config.batch_size} / {self.context.world_size} processes)"
+                f"{self.micro_batch_size} (batch_size {config.batch_size} / "
+                f"{self.context.world_size} processes / {config.accumulation_steps} accumulation steps)"
             )
         groups = validated_parameter_groups(policy)
         trainable = apply_freezing(groups, config.frozen)
@@ -165,9 +168,9 @@ class Trainer:
         seed_everything(config.seed + self.context.rank)
 
     @property
-    def per_process_batch_size(self) -> int:
-        """Samples per step on each process: the global ``config.batch_size`` split over the processes."""
-        return self.config.batch_size // self.context.world_size
+    def micro_batch_size(self) -> int:
+        """Samples per batch on each process: the global batch split over processes and accumulation steps."""
+        return self.config.batch_size // (self.context.world_size * self.config.accumulation_steps)
 
     @property
     def checkpoints_dir(self) -> Path | None:
@@ -233,13 +236,30 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- training
 
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One optimizer step on ``batch``; detached losses ("loss": the weighted sum) and "grad_norm"."""
-        batch = move_to_device(batch, self.context.device)
-        with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            losses = self.loss_module(batch)  # through the DDP wrapper: its gradient hooks are armed
-        total = self._weighted_total(losses)
-        total.backward()
+    def train_step(self, batches: Batch | Sequence[Batch]) -> dict[str, torch.Tensor]:
+        """One optimizer step on one batch, or on ``config.accumulation_steps`` micro-batches (a sequence).
+
+        Returns detached losses averaged over the micro-batches ("loss": the weighted sum) and "grad_norm"
+        (before clipping).
+        """
+        micro_batches = [batches] if isinstance(batches, Mapping) else list(batches)
+        if len(micro_batches) != self.config.accumulation_steps:
+            raise ValueError(
+                f"train_step needs accumulation_steps={self.config.accumulation_steps} micro-batches, "
+                f"received {len(micro_batches)}"
+            )
+        summed: dict[str, torch.Tensor] = {}
+        for index, batch in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            # Under DDP, gradients are all-reduced once, on the last micro-batch.
+            with self._gradient_sync(last):
+                batch = move_to_device(batch, self.context.device)
+                with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    losses = self.loss_module(batch)  # through the DDP wrapper: its gradient hooks are armed
+                total = self._weighted_total(losses)
+                (total / len(micro_batches)).backward()
+            for name, value in {**losses, "loss": total}.items():
+                summed[name] = summed.get(name, 0) + value.detach().float()
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, max_norm)
         self.optimizer.step()
@@ -247,10 +267,14 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        result = {name: value.detach().float() for name, value in losses.items()}
-        result["loss"] = total.detach().float()
+        result = {name: value / len(micro_batches) for name, value in summed.items()}
         result["grad_norm"] = grad_norm.detach().float()
         return result
+
+    def _gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+        if enabled or not isinstance(self.loss_module, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.loss_module.no_sync()
 
     def _weighted_total(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not isinstance(losses, Mapping):
@@ -301,7 +325,8 @@ class Trainer:
         started, started_step = time.perf_counter(), self.step
         try:
             while self.step < target:
-                pending.append(self.train_step(next(stream)))
+                micro_batches = [next(stream) for _ in range(self.config.accumulation_steps)]
+                pending.append(self.train_step(micro_batches))
                 bar.update(1)
                 if self.step % self.config.log_interval == 0 or self.step == target:
                     records = self._flush(pending, result)
