@@ -61,6 +61,8 @@ class VisionConfig:
         timm_model: timm model name, e.g. ``"vit_so400m_patch14_siglip_224"``.
         image_size: square input side in pixels; camera images must have exactly this size.
         patch_size, width, depth, heads, mlp_ratio: overrides of the timm model's own (None: keep).
+        act_layer: timm activation override, e.g. ``"gelu_tanh"``: PaliGemma's SigLIP uses the tanh GELU,
+            timm's ``vit_so400m_patch14_siglip_224`` the exact one (imported weights need ``"gelu_tanh"``).
         mean, std: per-channel pixel normalization applied to images in [0, 1] (SigLIP: 0.5, 0.5).
     """
 
@@ -71,6 +73,7 @@ class VisionConfig:
     depth: int | None = None
     heads: int | None = None
     mlp_ratio: float | None = None
+    act_layer: str | None = None
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 

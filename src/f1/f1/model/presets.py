@@ -126,7 +126,9 @@ def _f1_4_2b() -> F1Config:
     return F1Config(
         name="f1-4.2b",
         cameras=("base", "left_wrist", "right_wrist"),
-        vision=VisionConfig(timm_model="vit_so400m_patch14_siglip_224", image_size=224),
+        vision=VisionConfig(
+            timm_model="vit_so400m_patch14_siglip_224", image_size=224, depth=27, act_layer="gelu_tanh"
+        ),
         language=LanguageConfig(tokenizer="gemma", vocab_size=257152, max_length=48),
         trunk=TrunkConfig(),
         generation=GenerationConfig(

@@ -63,6 +63,7 @@ class VisionTower(nn.Module):
             ("depth", "depth"),
             ("heads", "num_heads"),
             ("mlp_ratio", "mlp_ratio"),
+            ("act_layer", "act_layer"),
         ):
             value = getattr(config, ours)
             if value is not None:
