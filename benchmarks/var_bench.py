@@ -161,7 +161,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--condition-length", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (0: torch's default). One by default: on a small shared CPU, several "
+        "threads per process oversubscribe the cores and the timings of small per-scale steps become noise",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
