@@ -16,6 +16,7 @@ from typing import Any
 
 EXIT_USAGE = 2  # bad arguments, paths or configs: nothing ran
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as if the signal had ended the process (after a clean checkpoint)
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 
@@ -150,6 +151,9 @@ def _run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if result.is_main:
         print(summarize(result))
+    if result.stopped_by_signal:
+        print(f"f1 train: stopped by SIGTERM at step {result.step}; continue with --resume", file=sys.stderr)
+        return EXIT_TERMINATED
     return 0
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ import yaml
 from f1.cli import build_parser, main
 from f1.train import read_checkpoint, read_metrics
 
+HERE = Path(__file__).resolve().parent
 RUN = {
     "model": {"factory": "tiny_training_policy:build_tiny_policy"},
     "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 24},
@@ -126,3 +132,33 @@ def test_init_from_starts_a_stage_from_the_previous_stage_weights(run_file: Path
     stage3 = read_checkpoint(tmp_path / "out3")
     for name, value in stage1.weights.items():
         assert (stage3.weights[name] == value).all(), name
+
+
+@pytest.mark.slow
+def test_sigterm_stops_after_the_current_step_with_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    endless = {**RUN["train"], "steps": 100_000, "checkpoint_interval": 10_000}
+    run = {**RUN, "output_dir": str(out), "train": endless}
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(run))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "f1.cli", "train", "--config", str(run_file), "--stage", "3"]
+    argv.append("--no-progress")
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_metrics(out)) < 3:
+            assert child.poll() is None, child.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "training never got going"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr
+    stopped_at = read_metrics(out)[-1]["step"]
+    assert read_checkpoint(out).step == stopped_at  # the last step is logged and checkpointed
+    resume = ["train", "--config", str(run_file), "--stage", "3", "--resume", "--no-progress"]
+    assert main([*resume, "--stop-at-step", str(stopped_at + 1)]) == 0
+    assert read_checkpoint(out).step == stopped_at + 1

@@ -121,6 +121,15 @@ def mean_across_processes(values: dict[str, float], context: DistributedContext)
     return {n: float(v) / context.world_size for n, v in zip(names, tensor.tolist())}
 
 
+def any_process(flag: bool, context: DistributedContext) -> bool:
+    """True on every process if ``flag`` is True on any (one tiny all-reduce); ``flag`` on one process."""
+    if not context.is_distributed:
+        return flag
+    tensor = torch.tensor([int(flag)], device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait for every process (no-op on one process)."""
     if context.is_distributed:

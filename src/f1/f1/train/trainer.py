@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from .distributed import (
     DistributedContext,
     LossModule,
     all_gather_objects,
+    any_process,
     barrier,
     current_context,
     mean_across_processes,
@@ -58,6 +61,8 @@ class TrainResult:
     last_checkpoint: Path | None = None
     #: Whether this process is the one that logs and writes checkpoints.
     is_main: bool = True
+    #: Whether training stopped early because the process received SIGTERM (e.g. a preempted job).
+    stopped_by_signal: bool = False
 
 
 def move_to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
@@ -95,6 +100,36 @@ def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], pr
         elif a != b:
             differences.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
     return differences
+
+
+class StopRequest:
+    """Turns SIGTERM (a scheduler preempting the job) into a request to stop after the current step.
+
+    Installed only in the main thread (Python delivers signals there); elsewhere it never fires.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    @classmethod
+    def install(cls) -> StopRequest:
+        """A request flag, raised by the next SIGTERM until ``uninstall``."""
+        request = cls()
+        if threading.current_thread() is threading.main_thread():
+            request._previous = signal.signal(signal.SIGTERM, request._handle)
+            request._installed = True
+        return request
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def uninstall(self) -> None:
+        """Give SIGTERM back to the handler that was there before."""
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
 
 
 class Trainer:
@@ -301,7 +336,8 @@ class Trainer:
         """Train until ``config.steps`` (or ``stop_at_step``, e.g. for a time-limited job), then checkpoint.
 
         Metrics are logged every ``log_interval`` steps and checkpoints written every ``checkpoint_interval``
-        steps and when it stops (main process; when ``output_dir`` is set).
+        steps and when it stops (main process; when ``output_dir`` is set). A SIGTERM to any process (a
+        preempted job) makes every process stop after the current step, log and checkpoint it.
         """
         if stop_at_step is not None and stop_at_step < 0:
             raise ValueError(f"stop_at_step must be >= 0 or None, received {stop_at_step}")
@@ -323,11 +359,16 @@ class Trainer:
         stream = iter(self.batches)
         self.loss_module.train()
         started, started_step = time.perf_counter(), self.step
+        stop_request = StopRequest.install()
         try:
             while self.step < target:
                 micro_batches = [next(stream) for _ in range(self.config.accumulation_steps)]
                 pending.append(self.train_step(micro_batches))
                 bar.update(1)
+                if any_process(stop_request.requested, self.context):  # SIGTERM: stop together, checkpoint
+                    result.stopped_by_signal = True
+                    log.warning("SIGTERM received: stopping after step %d with a checkpoint", self.step)
+                    target = self.step
                 if self.step % self.config.log_interval == 0 or self.step == target:
                     records = self._flush(pending, result)
                     elapsed = time.perf_counter() - started
@@ -341,6 +382,7 @@ class Trainer:
                 self._flush(pending, result)
                 result.last_checkpoint = self.save()
         finally:
+            stop_request.uninstall()
             bar.close()
             if logger is not None:
                 logger.close()
