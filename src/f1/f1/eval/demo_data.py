@@ -1,0 +1,140 @@
+"""Demonstrations for the demo: scripted-expert episodes of the table tasks, written as LeRobot v3.0 datasets.
+
+One dataset per embodiment (its own state and action spaces, its ``robot_type`` = the embodiment name),
+holding episodes of the requested variants interleaved (static, dynamic, static, ...). Seeds come from
+``seed_range("train")``, so no evaluation scene (``"test"``) is ever recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from f1.data import LeRobotDatasetWriter, standard_features
+from f1.envs import TableTaskEnv, episode_frames, make_env, make_expert, rollout, seed_range
+
+__all__ = ["CAMERA", "RecordedDataset", "TaskSpec", "record_demonstrations"]
+
+CAMERA = "top"
+"""The camera name of the table view (``observation.images.top``)."""
+
+# Per (embodiment, variant), the training seeds start at a different offset, so no two datasets share scenes.
+_SEED_BLOCK = 100_000
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Which member of the table task family the demo uses (see :class:`f1.envs.TableTaskConfig`).
+
+    Attributes:
+        resolution: image side in pixels.
+        num_objects: objects on the table; the instruction names one.
+        num_bins: target bins; the instruction names one.
+    """
+
+    resolution: int = 64
+    num_objects: int = 3
+    num_bins: int = 3
+
+    def make_env(self, embodiment: str, variant: str) -> TableTaskEnv:
+        """The environment of this task for ``embodiment`` and ``variant``."""
+        return make_env(
+            embodiment,
+            variant,
+            resolution=self.resolution,
+            num_objects=self.num_objects,
+            num_bins=self.num_bins,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RecordedDataset:
+    """A dataset written by :func:`record_demonstrations`.
+
+    Attributes:
+        root: its directory.
+        embodiment: the embodiment that recorded it.
+        variants: the variants it holds.
+        episodes: episodes written.
+        frames: frames written.
+        expert_success_rate: share of recorded expert episodes that succeeded (only successes are kept).
+    """
+
+    root: Path
+    embodiment: str
+    variants: tuple[str, ...]
+    episodes: int
+    frames: int
+    expert_success_rate: float
+
+
+def _training_seeds(embodiment: str, variant: str) -> range:
+    block = ("gripper", "arm").index(embodiment) * 2 + ("static", "dynamic").index(variant)
+    start = seed_range("train").start + block * _SEED_BLOCK
+    return range(start, start + _SEED_BLOCK)
+
+
+def record_demonstrations(
+    root: str | Path,
+    task: TaskSpec,
+    embodiment: str,
+    variants: Sequence[str],
+    episodes_per_variant: int,
+    *,
+    progress: bool = False,
+) -> RecordedDataset:
+    """Record ``episodes_per_variant`` successful expert episodes per variant into a new dataset at ``root``.
+
+    Failed expert episodes (rare; none at the default settings) are skipped and replaced by the next seed.
+    Images are stored losslessly (PNG) so that training frames are exactly what the policy sees at
+    evaluation time.
+    """
+    variants = tuple(variants)
+    if not variants:
+        raise ValueError("variants: expected at least one of 'static', 'dynamic'")
+    if isinstance(episodes_per_variant, bool) or not isinstance(episodes_per_variant, int):
+        raise ValueError(f"episodes_per_variant: expected a positive int, received {episodes_per_variant!r}")
+    if episodes_per_variant < 1:
+        raise ValueError(f"episodes_per_variant: expected a positive int, received {episodes_per_variant}")
+    envs = {variant: task.make_env(embodiment, variant) for variant in variants}
+    experts = {variant: make_expert(env) for variant, env in envs.items()}
+    seeds = {variant: iter(_training_seeds(embodiment, variant)) for variant in variants}
+    first = envs[variants[0]]
+    features = standard_features(
+        {CAMERA: (task.resolution, task.resolution)},
+        state_dim=first.state_space.dim,
+        action_dim=first.action_space.dim,
+        image_storage="image",
+        state_names=first.state_space.names,
+        action_names=first.action_space.names,
+    )
+    attempts = 0
+    total = episodes_per_variant * len(variants)
+    bar = tqdm(total=total, desc=f"demonstrations ({embodiment})", disable=not progress, leave=False)
+    with LeRobotDatasetWriter(root, fps=first.fps, features=features, robot_type=embodiment) as writer:
+        for _ in range(episodes_per_variant):
+            for variant in variants:
+                while True:
+                    attempts += 1
+                    record = rollout(envs[variant], experts[variant].act, seed=next(seeds[variant]))
+                    if record["success"]:
+                        break
+                writer.add_episode(episode_frames(record), record["task"])
+                bar.update(1)
+        frames = writer.num_frames
+    bar.close()
+    return RecordedDataset(
+        root=Path(root),
+        embodiment=embodiment,
+        variants=variants,
+        episodes=total,
+        frames=frames,
+        expert_success_rate=total / attempts,
+    )

@@ -1,0 +1,99 @@
+"""The demo's policy configuration: the ``tiny`` preset adapted to the table tasks.
+
+One configuration, three modes (``f1``, ``no_gen``, ``history_no_foresight``), so the controls differ from
+F1 only by the switch the ablation names. Changes to the ``tiny`` preset, and why:
+
+- one camera named ``top`` (the table view) at the environment's resolution;
+- a smaller VQ-VAE (32 px, 8 x 8 latent, scales 1-2-4-8): the foresight and the history are encoded at
+  every training step, and at 64 px the tokenizer's convolutions were a third of the step time on a CPU;
+- history of 2 frames 2 steps apart (t-2, t) and the foresight 2 steps ahead: enough to see the conveyor's
+  speed and direction, which a single frame does not show;
+- two embodiments, ``gripper`` and ``arm``, normalized (min-max to [-1, 1]) with their datasets' statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from f1.data import WindowConfig
+from f1.eval.demo_data import CAMERA
+from f1.model import Embodiment, F1Config, FeatureStats, GenerationConfig, preset
+from var_foresight import VQVAEConfig
+
+__all__ = ["MODES", "demo_policy_config", "demo_window_config", "embodiment_from_stats"]
+
+MODES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight")
+
+
+def embodiment_from_stats(name: str, stats: Mapping[str, Mapping[str, Any]], control_hz: float) -> Embodiment:
+    """An embodiment normalized min-max with a dataset's ``observation.state`` and ``action`` statistics."""
+    for key in ("observation.state", "action"):
+        if key not in stats:
+            raise ValueError(f"stats: expected the feature {key!r}, received {sorted(stats)}")
+
+    def feature(key: str) -> FeatureStats:
+        entry = stats[key]
+        return FeatureStats(
+            min=tuple(float(v) for v in entry["min"]), max=tuple(float(v) for v in entry["max"])
+        )
+
+    state, action = feature("observation.state"), feature("action")
+    assert state.min is not None
+    assert action.min is not None
+    return Embodiment(
+        name=name,
+        state_dim=len(state.min),
+        action_dim=len(action.min),
+        control_hz=control_hz,
+        normalization="min_max",
+        state_stats=state,
+        action_stats=action,
+    )
+
+
+def demo_policy_config(mode: str, resolution: int, embodiments: tuple[Embodiment, ...]) -> F1Config:
+    """The demo policy in ``mode`` for ``resolution``-pixel table images and the given embodiments."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {list(MODES)}, received {mode!r}")
+    base = preset("tiny")
+    generation = GenerationConfig(
+        vqvae=VQVAEConfig(
+            ch=16,
+            ch_mult=(1, 2, 2),
+            num_res_blocks=1,
+            z_channels=16,
+            vocab_size=256,
+            norm_groups=8,
+            scales=(1, 2, 4, 8),
+        ),
+        history_frames=2,
+        history_stride=2,
+        history_grid=(4, 4),
+        history_heads=4,
+        inference_scales=4,
+        top_k=None,
+        top_p=None,
+    )
+    vision = base.vision.__class__(**{**base.vision.__dict__, "image_size": resolution})
+    return base.replace(
+        name=f"demo-{mode}",
+        mode=mode,
+        cameras=(CAMERA,),
+        vision=vision,
+        generation=generation,
+        embodiments=embodiments,
+    )
+
+
+def demo_window_config(config: F1Config) -> WindowConfig:
+    """Training windows that match ``config``: history at ``-(T-1)*stride .. 0``, the future ``stride`` ahead
+    (mode ``f1`` only) and the action chunk."""
+    gen = config.generation
+    history = tuple(-k * gen.history_stride for k in range(gen.history_frames - 1, -1, -1))
+    return WindowConfig(
+        history_offsets=history if config.has_history else (),
+        future_offset=gen.history_stride if config.has_foresight else None,
+        action_horizon=config.action.chunk_size,
+        foresight_camera=f"observation.images.{CAMERA}",
+    )

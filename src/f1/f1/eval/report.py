@@ -1,0 +1,221 @@
+"""The demo report: ``report.json`` (machine-read contract) and ``report.md`` (for people).
+
+``report.json`` holds ``wall_time_s`` and ``cells``, a list of ``{policy, variant, embodiment, episodes,
+success_rate, ci95: [lo, hi]}`` with ``policy`` in f1 | no_gen | history_no_foresight | expert | random,
+``variant`` in static | dynamic and ``embodiment`` in gripper | arm; further keys (comparisons, budget,
+timings, machine) describe the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from f1.eval.intervals import difference_interval
+from f1.eval.plots import POLICY_LABELS
+from f1.eval.rollouts import EvaluationResult
+
+__all__ = [
+    "POLICIES",
+    "Cell",
+    "compare",
+    "machine_description",
+    "read_report",
+    "success_table",
+    "validate_report",
+    "write_report_json",
+    "write_report_markdown",
+]
+
+POLICIES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight", "expert", "random")
+VARIANTS: tuple[str, ...] = ("static", "dynamic")
+EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
+CELL_KEYS: tuple[str, ...] = ("policy", "variant", "embodiment", "episodes", "success_rate", "ci95")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One entry of the success table: a policy on one (variant, embodiment) over held-out episodes."""
+
+    policy: str
+    variant: str
+    embodiment: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    mean_steps: float
+    eval_time_s: float
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("policy", self.policy, POLICIES),
+            ("variant", self.variant, VARIANTS),
+            ("embodiment", self.embodiment, EMBODIMENTS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, received {value!r}")
+
+    @classmethod
+    def from_result(cls, result: EvaluationResult, policy: str, variant: str, embodiment: str) -> Cell:
+        return cls(
+            policy=policy,
+            variant=variant,
+            embodiment=embodiment,
+            episodes=result.episodes,
+            successes=result.successes,
+            success_rate=result.success_rate,
+            ci95=result.ci95,
+            mean_steps=sum(result.steps) / max(1, len(result.steps)),
+            eval_time_s=result.wall_time_s,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "variant": self.variant,
+            "embodiment": self.embodiment,
+            "episodes": self.episodes,
+            "successes": self.successes,
+            "success_rate": self.success_rate,
+            "ci95": [self.ci95[0], self.ci95[1]],
+            "mean_steps": self.mean_steps,
+            "eval_time_s": self.eval_time_s,
+        }
+
+
+def compare(cells: Sequence[Cell], policy_a: str, policy_b: str) -> list[dict[str, Any]]:
+    """Per (embodiment, variant): ``success_rate(a) - success_rate(b)`` with Newcombe's 95% interval."""
+    by_key = {(c.policy, c.embodiment, c.variant): c for c in cells}
+    out = []
+    for embodiment in EMBODIMENTS:
+        for variant in VARIANTS:
+            a, b = by_key.get((policy_a, embodiment, variant)), by_key.get((policy_b, embodiment, variant))
+            if a is None or b is None:
+                continue
+            lo, hi = difference_interval(a.successes, a.episodes, b.successes, b.episodes)
+            out.append(
+                {
+                    "a": policy_a,
+                    "b": policy_b,
+                    "embodiment": embodiment,
+                    "variant": variant,
+                    "difference": a.success_rate - b.success_rate,
+                    "ci95": [lo, hi],
+                    "excludes_zero": lo > 0 or hi < 0,
+                }
+            )
+    return out
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU count, load average, platform and torch version (timings depend on them)."""
+    import torch
+
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15min": load,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``report`` follows the report.json contract (see the module docstring)."""
+    if not isinstance(report.get("wall_time_s"), int | float):
+        raise ValueError(f"report['wall_time_s']: expected a number, received {report.get('wall_time_s')!r}")
+    cells = report.get("cells")
+    if not isinstance(cells, list) or not cells:
+        raise ValueError("report['cells']: expected a non-empty list")
+    for i, cell in enumerate(cells):
+        missing = [k for k in CELL_KEYS if k not in cell]
+        if missing:
+            raise ValueError(f"report['cells'][{i}]: missing keys {missing}")
+        Cell(
+            **{k: cell[k] for k in CELL_KEYS if k != "ci95"},
+            ci95=tuple(cell["ci95"]),
+            successes=round(cell["success_rate"] * cell["episodes"]),
+            mean_steps=0.0,
+            eval_time_s=0.0,
+        )
+        lo, hi = cell["ci95"]
+        if not 0 <= lo <= cell["success_rate"] <= hi <= 1:
+            raise ValueError(f"report['cells'][{i}]: expected 0 <= lo <= success_rate <= hi <= 1, got {cell}")
+
+
+def write_report_json(path: str | Path, report: Mapping[str, Any]) -> Path:
+    """Validate ``report`` and write it as indented JSON."""
+    validate_report(report)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A ``report.json`` written by :func:`write_report_json`, validated."""
+    report = json.loads(Path(path).read_text())
+    validate_report(report)
+    return report
+
+
+def _percent(cell: Mapping[str, Any]) -> str:
+    lo, hi = cell["ci95"]
+    return f"{100 * cell['success_rate']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def success_table(cells: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table: one row per policy, one column per (embodiment, variant); ``rate [lo, hi]`` in %."""
+    columns = [
+        (e, v)
+        for e in EMBODIMENTS
+        for v in VARIANTS
+        if any(c["embodiment"] == e and c["variant"] == v for c in cells)
+    ]
+    lines = [
+        "| policy | " + " | ".join(f"{e} {v}" for e, v in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for policy in POLICIES:
+        row = []
+        for embodiment, variant in columns:
+            match = [
+                c
+                for c in cells
+                if c["policy"] == policy and c["embodiment"] == embodiment and c["variant"] == variant
+            ]
+            row.append(_percent(match[0]) if match else "-")
+        if any(r != "-" for r in row):
+            lines.append(f"| {POLICY_LABELS[policy]} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_report_markdown(path: str | Path, report: Mapping[str, Any], sections: Sequence[str]) -> Path:
+    """Write ``report.md``: the title, the success table, then ``sections`` (markdown strings) in order."""
+    path = Path(path)
+    episodes = sorted({c["episodes"] for c in report["cells"]})
+    parts = [
+        f"# F1 demo report{' (quick run)' if report.get('quick') else ''}",
+        "",
+        f"Wall time: {report['wall_time_s'] / 60:.1f} min. Success rate in % on held-out seeds "
+        f"({', '.join(map(str, episodes))} episodes per cell) with the Wilson 95% interval in brackets.",
+        "",
+        success_table(report["cells"]),
+        "",
+        *sections,
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts).rstrip() + "\n")
+    return path
