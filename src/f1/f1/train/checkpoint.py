@@ -269,7 +269,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_torch(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: every process of a resumed multi-process run reads the file without its own full copy
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # unpickling errors of every kind: truncated, garbled, or holding code
         raise CheckpointError(f"{path} is corrupt or holds more than tensors and numbers: {error}") from None
 
