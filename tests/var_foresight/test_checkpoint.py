@@ -1,3 +1,4 @@
+import gzip
 from pathlib import Path
 
 import pytest
@@ -7,12 +8,12 @@ from var_foresight.checkpoint import CheckpointError, load_vqvae, read_state_dic
 from var_foresight.config import released_vqvae_config, tiny_vqvae_config
 from var_foresight.vqvae import VQVAE
 
-KEYS_TSV = Path(__file__).parent / "fixtures" / "var-vqvae-keys.tsv"
+KEYS_TSV = Path(__file__).parent / "fixtures" / "var-vqvae-keys.tsv.gz"
 
 
 def _released_layout() -> dict[str, tuple[int, ...]]:
     layout = {}
-    for line in KEYS_TSV.read_text().splitlines():
+    for line in gzip.decompress(KEYS_TSV.read_bytes()).decode().splitlines():
         key, shape, dtype = line.split("\t")
         assert dtype == "torch.float32"
         layout[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
