@@ -49,11 +49,6 @@ def test_help_lists_the_commands_and_explains_train(capsys) -> None:
         assert needle in text
 
 
-def test_demo_is_left_as_it_was(capsys) -> None:
-    assert main(["demo"]) == 2
-    assert "not built yet" in capsys.readouterr().err
-
-
 def test_every_command_registers_its_own_handler() -> None:
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"demo", "train"} <= set(subparsers.choices)
