@@ -21,14 +21,148 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as if the signal had ended the process (
 Subparsers = Any  # argparse's _SubParsersAction is private
 
 
+DEMO_DESCRIPTION = """\
+The main job, in one command: record scripted-expert demonstrations of the embedded table tasks, train F1
+(stage I and II on the point gripper, static + conveyor; stage III on the planar arm with at most 50
+demonstrations) and, with the same budget, the controls No-Gen (no generation expert) and
+History-No-Foresight (history frames, no foresight); evaluate all of them, the scripted expert and random
+actions closed loop on held-out seeds; write report.md, report.json and the figures.
+
+The full run takes about 25 minutes on 2 CPU cores; --quick runs the same pipeline at toy size (about a
+minute) to check that everything works.
+"""
+
+
 def _add_demo(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="run the main job")
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: data, training of F1 and its controls, closed-loop evaluation, report",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="toy-size run (about a minute)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), metavar="DIR", help="report directory (runs/demo)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    print("f1 demo: not built yet.", file=sys.stderr)
-    return 2
+    if args.threads < 1:
+        print(f"f1 demo: error: --threads must be >= 1, received {args.threads}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out.exists() and not args.out.is_dir():
+        print(f"f1 demo: error: --out {args.out} exists and is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from f1.eval import read_report, run_demo, success_table
+
+    try:
+        result = run_demo(
+            args.out,
+            "quick" if args.quick else "full",
+            seed=args.seed,
+            progress=not args.no_progress,
+            threads=args.threads,
+        )
+    except KeyboardInterrupt:
+        print("f1 demo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    report = read_report(result.files["report_json"])
+    print(success_table(report["cells"]))
+    print(f"wall time {report['wall_time_s'] / 60:.1f} min; report: {result.files['report_md']}")
+    return 0
+
+
+EVAL_EPILOG = """\
+examples:
+  f1 eval --policy runs/demo/work/runs/f1/stage_II/policy --embodiment gripper --variant dynamic
+  f1 eval --policy expert --embodiment arm --variant static --episodes 200
+"""
+
+
+def _add_eval(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="closed-loop success rate (Wilson 95%% interval) of a policy on a table task",
+        description="Run a policy on held-out seeds of one table task and print its success rate with the "
+        "Wilson 95%% interval as one JSON line.",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--policy",
+        required=True,
+        metavar="DIR|expert|random",
+        help="a policy directory saved by F1Policy.save, or 'expert' / 'random'",
+    )
+    parser.add_argument("--embodiment", choices=("gripper", "arm"), required=True)
+    parser.add_argument("--variant", choices=("static", "dynamic"), required=True)
+    parser.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
+    parser.add_argument("--batch-size", type=int, default=100, help="episodes run in lockstep")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="seed split (test)")
+    parser.add_argument("--resolution", type=int, default=64, help="image side in pixels (64)")
+    parser.add_argument("--objects", type=int, default=None, help="objects on the table (demo's default)")
+    parser.add_argument("--bins", type=int, default=None, help="target bins (demo's default)")
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from f1.envs import seed_range
+    from f1.eval import DEMO_BUDGETS, Cell, TaskSpec, evaluate, load_agent
+
+    def fail(message: str) -> int:
+        print(f"f1 eval: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    for name in ("episodes", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            return fail(f"--{name.replace('_', '-')} must be >= 1, received {getattr(args, name)}")
+    default = DEMO_BUDGETS["full"].task
+    try:
+        task = TaskSpec(
+            resolution=args.resolution,
+            num_objects=default.num_objects if args.objects is None else args.objects,
+            num_bins=default.num_bins if args.bins is None else args.bins,
+        )
+        task.make_env(args.embodiment, args.variant)  # validates the task before loading anything
+        agent = load_agent(args.policy, args.embodiment)
+    except Exception as error:  # bad arguments, unreadable or foreign policy files
+        return fail(str(error))
+    torch.set_num_threads(args.threads)
+    seeds = list(seed_range(args.split)[: args.episodes])
+    result = evaluate(
+        agent,
+        lambda: task.make_env(args.embodiment, args.variant),
+        seeds,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    policy = (
+        agent.name if agent.name in ("f1", "no_gen", "history_no_foresight", "expert", "random") else "f1"
+    )
+    cell = Cell.from_result(result, policy, args.variant, args.embodiment).to_dict()
+    cell["policy_path"] = args.policy
+    cell["task"] = task.to_dict()
+    cell["split"] = args.split
+    line = json.dumps(cell)
+    print(line)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(cell, indent=2) + "\n")
+    return 0
 
 
 TRAIN_DESCRIPTION = """\
@@ -162,7 +296,7 @@ def _usage_error(error: Exception) -> int:
     return EXIT_USAGE
 
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_train)
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_train, _add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ F1 only by the switch the ablation names. Changes to the ``tiny`` preset, and wh
   every training step, and at 64 px the tokenizer's convolutions were a third of the step time on a CPU;
 - history of 2 frames 2 steps apart (t-2, t) and the foresight 2 steps ahead: enough to see the conveyor's
   speed and direction, which a single frame does not show;
+- foresight sampled as in the paper (top-p 0.95; top-k 900 of 4096 codes scaled to 56 of 256);
 - two embodiments, ``gripper`` and ``arm``, normalized (min-max to [-1, 1]) with their datasets' statistics.
 """
 
@@ -72,8 +73,8 @@ def demo_policy_config(mode: str, resolution: int, embodiments: tuple[Embodiment
         history_grid=(4, 4),
         history_heads=4,
         inference_scales=4,
-        top_k=None,
-        top_p=None,
+        top_k=56,
+        top_p=0.95,
     )
     vision = base.vision.__class__(**{**base.vision.__dict__, "image_size": resolution})
     return base.replace(

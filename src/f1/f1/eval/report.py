@@ -51,6 +51,7 @@ class Cell:
     ci95: tuple[float, float]
     mean_steps: float
     eval_time_s: float
+    grasp_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -73,6 +74,7 @@ class Cell:
             ci95=result.ci95,
             mean_steps=sum(result.steps) / max(1, len(result.steps)),
             eval_time_s=result.wall_time_s,
+            grasp_rate=result.grasp_rate,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +87,7 @@ class Cell:
             "success_rate": self.success_rate,
             "ci95": [self.ci95[0], self.ci95[1]],
             "mean_steps": self.mean_steps,
+            "grasp_rate": self.grasp_rate,
             "eval_time_s": self.eval_time_s,
         }
 

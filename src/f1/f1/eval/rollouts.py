@@ -29,6 +29,7 @@ class EvaluationResult:
         seeds: the episode seeds, in order.
         success: per-episode success, aligned with ``seeds``.
         steps: per-episode steps taken.
+        grasped: per-episode whether the named object was grasped at some step (partial progress).
         wall_time_s: time the evaluation took.
     """
 
@@ -40,7 +41,13 @@ class EvaluationResult:
     seeds: tuple[int, ...] = field(repr=False)
     success: tuple[bool, ...] = field(repr=False)
     steps: tuple[int, ...] = field(repr=False)
+    grasped: tuple[bool, ...] = field(default=(), repr=False)
     wall_time_s: float = 0.0
+
+    @property
+    def grasp_rate(self) -> float:
+        """Share of episodes in which the named object was grasped (success needs more: the right bin)."""
+        return sum(self.grasped) / max(1, len(self.grasped))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (without the per-episode lists)."""
@@ -51,6 +58,7 @@ class EvaluationResult:
             "success_rate": self.success_rate,
             "ci95": list(self.ci95),
             "mean_steps": sum(self.steps) / max(1, len(self.steps)),
+            "grasp_rate": self.grasp_rate,
             "wall_time_s": self.wall_time_s,
         }
 
@@ -101,13 +109,15 @@ def evaluate(
     envs = [env_factory() for _ in range(min(batch_size, len(seeds)))]
     success: list[bool] = []
     steps: list[int] = []
+    grasped: list[bool] = []
     bar = tqdm(total=len(seeds), desc=description or agent.name, disable=not progress, leave=False)
     try:
         for first in range(0, len(seeds), batch_size):
             chunk = seeds[first : first + batch_size]
-            chunk_success, chunk_steps = _run_batch(agent, envs[: len(chunk)], chunk)
+            chunk_success, chunk_steps, chunk_grasped = _run_batch(agent, envs[: len(chunk)], chunk)
             success += chunk_success
             steps += chunk_steps
+            grasped += chunk_grasped
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -121,16 +131,20 @@ def evaluate(
         seeds=tuple(seeds),
         success=tuple(success),
         steps=tuple(steps),
+        grasped=tuple(grasped),
         wall_time_s=time.perf_counter() - started,
     )
 
 
-def _run_batch(agent: Agent, envs: list[TableTaskEnv], seeds: list[int]) -> tuple[list[bool], list[int]]:
+def _run_batch(
+    agent: Agent, envs: list[TableTaskEnv], seeds: list[int]
+) -> tuple[list[bool], list[int], list[bool]]:
     observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
     agent.reset(envs, seeds)
     done = [False] * len(envs)
     success = [False] * len(envs)
     steps = [0] * len(envs)
+    grasped = [False] * len(envs)
     while not all(done):
         actions = agent.act(observations)
         if len(actions) != len(envs):
@@ -142,7 +156,8 @@ def _run_batch(agent: Agent, envs: list[TableTaskEnv], seeds: list[int]) -> tupl
                 continue
             observations[i], _, terminated, truncated, info = env.step(actions[i])
             steps[i] += 1
+            grasped[i] = grasped[i] or bool(info.get("target_grasped", False))
             if terminated or truncated:
                 done[i] = True
                 success[i] = bool(info["success"])
-    return success, steps
+    return success, steps, grasped
