@@ -12,7 +12,7 @@ JSON written to ``--out``:
   for the presets run on this machine; ``null`` for ``f1-4.2b`` unless a GPU is present;
 - ``presets.<name>.recomputed_total_ms`` and ``presets.<name>.cached_inference_speedup``: the same call
   without the KV cache (every foresight scale and ODE step re-runs the whole prefix) and the ratio;
-- ``presets.<name>.train_step_ms``: median forward + backward + AdamW step at batch 8;
+- ``presets.<name>.train_step_ms``: median forward + backward + (fused) AdamW step at batch 8;
 - ``cached_inference_speedup``: the ratio of the first preset run (``tiny`` by default);
 - ``machine``: CPU/GPU, threads and the load average (the CPU may be shared with other processes).
 
@@ -93,7 +93,8 @@ def bench_latency(policy: F1Policy, repeats: int) -> dict[str, Any]:
 def bench_train_step(policy: F1Policy, batch_size: int, repeats: int) -> float:
     """Median ms of ``compute_losses`` + backward + AdamW step at ``batch_size``."""
     policy.train()
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-4)
+    # fused AdamW: 6x faster than the default on CPU here (the tiny preset's 3.2M-row language embedding)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-4, fused=True)
     batch = _observation(policy, batch_size, 1, training=True)
     times = []
     for i in range(repeats + 1):

@@ -1,4 +1,10 @@
-"""The F1 policy: configuration and presets, vision and language, embodiments, the composed model."""
+"""The F1 policy: configuration and presets, vision and language, embodiments, the composed model.
+
+Main entry points: :class:`F1Policy` (training contract ``parameter_groups``/``compute_losses``; inference
+``select_action``/``plan``), :func:`preset` and :class:`F1Config`, :class:`Embodiment`,
+:func:`count_parameters`/:func:`inference_flops`, :func:`save_policy`/:func:`load_policy`, and the weight
+importer :func:`convert_checkpoint`/:func:`import_weights` (published F1, LeRobot pi0, PaliGemma, VAR).
+"""
 
 from f1.model.adapters import EmbodimentAdapter
 from f1.model.checkpoint import load_policy, read_policy_checkpoint, save_policy
@@ -17,10 +23,12 @@ from f1.model.params import count_parameters, inference_flops
 from f1.model.policy import F1Policy, Foresight, Plan, mot_config
 from f1.model.presets import PRESETS, preset, preset_names
 from f1.model.uga import uga_spec
+from f1.model.weight_import import SOURCE_FORMATS, ImportReport, convert_checkpoint, import_weights
 
 __all__ = [
     "LATENCY_MODULES",
     "PRESETS",
+    "SOURCE_FORMATS",
     "ActionConfig",
     "CheckpointError",
     "ConfigError",
@@ -32,6 +40,7 @@ __all__ = [
     "FeatureStats",
     "Foresight",
     "GenerationConfig",
+    "ImportReport",
     "InputError",
     "LanguageConfig",
     "LatencyRecorder",
@@ -39,7 +48,9 @@ __all__ = [
     "TrunkConfig",
     "UnknownEmbodimentError",
     "VisionConfig",
+    "convert_checkpoint",
     "count_parameters",
+    "import_weights",
     "inference_flops",
     "load_policy",
     "mot_config",

@@ -410,8 +410,9 @@ class F1Policy(nn.Module):
             observation: batch keys as in the class docstring (cameras, state, task, embodiment and,
                 with history modes, ``history``); no actions.
             num_scales: scales of the foresight (default ``generation.inference_scales``).
-            generator, seed: the one source of randomness for both token sampling and flow noise
-                (``seed`` builds a fresh generator; default: the policy's, set by :meth:`reset`).
+            generator: the one source of randomness for both token sampling and flow noise (default:
+                the policy's, set by :meth:`reset`).
+            seed: build a fresh generator from this seed instead.
             return_foresight: also return the sampled token indices; ``decode_foresight`` also decodes the
                 image (costs a VQ-VAE decode).
             use_cache: False recomputes the whole prefix at every foresight scale and ODE step (the
@@ -421,6 +422,7 @@ class F1Policy(nn.Module):
             :class:`Plan` with raw actions ``(B, H, A)``, the foresight and the latency breakdown.
         """
         config = self.config
+        self.tokenizer  # noqa: B018 (built once, on first use, outside the timed modules)
         recorder = LatencyRecorder(self.device)
         with recorder.measure("preprocess"):
             if seed is not None:

@@ -100,12 +100,12 @@ def _small() -> F1Config:
         ),
         generation=GenerationConfig(
             vqvae=VQVAEConfig(
-                ch=32,
+                ch=16,
                 ch_mult=(1, 1, 2, 2),
                 num_res_blocks=1,
                 z_channels=32,
                 vocab_size=1024,
-                norm_groups=16,
+                norm_groups=8,
                 scales=(1, 2, 3, 4, 6, 8, 12, 16),
             ),
             history_frames=4,
