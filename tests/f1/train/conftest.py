@@ -19,6 +19,15 @@ if str(HERE) not in sys.path:
 from tiny_training_policy import FAST, TinyEpisodes, TinyPolicy  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors on a busy shared CPU: one intra-op thread is many times faster than the default."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_stage() -> StageConfig:
     """Stage III, made fast."""

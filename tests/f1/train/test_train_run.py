@@ -28,6 +28,7 @@ def test_run_file_round_trips_and_defaults_the_factories(tmp_path: Path) -> None
         ({"output_dir": "o", "device": "gpu"}, "device must be one of auto, cpu, cuda, received 'gpu'"),
         ({"output_dir": "o", "num_workers": -1}, "num_workers must be an integer >= 0"),
         ({"output_dir": "o", "train": [1]}, "train must be a mapping"),
+        ({"output_dir": "o", "threads": 0}, "threads must be an integer >= 1 or null, received 0"),
     ],
 )
 def test_bad_run_files_are_named(data: dict, message: str) -> None:

@@ -155,7 +155,6 @@ def _fresh_trainer(stage: StageConfig, output_dir: Path, init_seed: int) -> Trai
     )
 
 
-@pytest.mark.slow
 def test_interrupted_and_resumed_training_is_bitwise_identical(tiny_stage, tmp_path: Path) -> None:
     # 40 samples, batch 8: 5 batches per epoch, so 12 steps cross two epoch boundaries; the tiny policy draws
     # flow noise and time from the global RNG, so exactness needs the RNG and data order restored.

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 import yaml
 from torch.utils.data import Dataset
@@ -63,6 +64,7 @@ class RunConfig:
     train: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
     device: str = "auto"
+    threads: int | None = None  # torch intra-op threads per process (None: torch's default)
     # F1 always has trainable parameters without a gradient (the understanding expert's last-layer output
     # path: downstream experts read only its keys and values), which DDP must be told about.
     find_unused_parameters: bool = True
@@ -94,6 +96,10 @@ class RunConfig:
             raise ConfigError(
                 f"find_unused_parameters must be true or false, received {self.find_unused_parameters!r}"
             )
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ConfigError(f"threads must be an integer >= 1 or null, received {self.threads!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
 
@@ -186,6 +192,7 @@ def run_training(
 
     ``resume``: continue from the latest checkpoint in ``output_dir`` when there is one. Without it, an
     ``output_dir`` that already holds checkpoints is an error (nothing is overwritten).
+    ``run.threads``, when set, is applied with ``torch.set_num_threads`` for the rest of the process.
     Every check (configs, factories, paths) runs before training starts.
     """
     stage_config = build_stage_config(run, stage)
@@ -204,6 +211,8 @@ def run_training(
     build_policy = resolve_factory(run.policy_factory, "model.factory")
     build_dataset = resolve_factory(run.dataset_factory, "data.factory")
 
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
     context = init_distributed(None if run.device == "auto" else run.device)
     try:
         seed_everything(stage_config.seed)  # the same initial weights on every process
