@@ -4,8 +4,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from var_foresight.checkpoint import CheckpointError, load_vqvae, read_state_dict, save_vqvae
+from var_foresight.checkpoint import (
+    CheckpointError,
+    load_predictor,
+    load_vqvae,
+    read_state_dict,
+    save_predictor,
+    save_vqvae,
+)
 from var_foresight.config import released_vqvae_config, tiny_vqvae_config
+from var_foresight.predictor import NextScalePredictor, NextScalePredictorConfig
 from var_foresight.vqvae import VQVAE
 
 KEYS_TSV = Path(__file__).parent / "fixtures" / "var-vqvae-keys.tsv.gz"
@@ -68,3 +76,16 @@ def test_foreign_and_mismatched_checkpoints_are_named(golden_state_dict):
         load_vqvae(extra, tiny_vqvae_config())
     with pytest.raises(FileNotFoundError, match="path"):
         load_vqvae("/nonexistent/vae.pth")
+
+
+def test_predictor_round_trips_with_its_config(tmp_path):
+    torch.manual_seed(0)
+    model = NextScalePredictor(NextScalePredictorConfig.tiny(depth=1)).eval()
+    save_predictor(model, tmp_path / "gen")
+    reloaded = load_predictor(tmp_path / "gen")
+    assert reloaded.config == model.config
+    condition = torch.randn(1, 2, 64)
+    with torch.no_grad():
+        assert torch.equal(reloaded(condition, None, 1), model(condition, None, 1))
+    with pytest.raises(CheckpointError, match="next-scale predictor config"):
+        load_predictor(tmp_path / "gen", NextScalePredictorConfig.tiny(depth=2))

@@ -7,7 +7,14 @@ Training: `TokenizerTrainer` with codebook health and dead-code restarts. Genera
 History: `TemporalHistoryEncoder`. Metrics: `per_scale_token_accuracy`, `psnr`, `ssim`.
 """
 
-from var_foresight.checkpoint import CheckpointError, load_vqvae, read_state_dict, save_vqvae
+from var_foresight.checkpoint import (
+    CheckpointError,
+    load_predictor,
+    load_vqvae,
+    read_state_dict,
+    save_predictor,
+    save_vqvae,
+)
 from var_foresight.codebook import VectorQuantizeLookup, direct_lookup
 from var_foresight.codebook_health import (
     CodebookHealth,
@@ -78,6 +85,7 @@ __all__ = [
     "direct_lookup",
     "filter_logits",
     "guidance_weight",
+    "load_predictor",
     "load_vqvae",
     "next_scale_cross_entropy",
     "per_scale_token_accuracy",
@@ -89,6 +97,7 @@ __all__ = [
     "restart_dead_codes",
     "sample_next_scales",
     "sample_tokens",
+    "save_predictor",
     "save_vqvae",
     "ssim",
     "tiny_vqvae_config",

@@ -8,6 +8,7 @@ a file whose keys look nothing like a VAR VQ-VAE is reported as a foreign checkp
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from var_foresight.config import VQVAEConfig
+from var_foresight.predictor import NextScalePredictor, NextScalePredictorConfig
 from var_foresight.vqvae import VQVAE
 
 
@@ -49,7 +51,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def check_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "state_dict"
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "state_dict",
+    kind: str = "VAR VQ-VAE",
 ) -> None:
     """Raise `CheckpointError` naming every missing or unexpected key and every shape or dtype mismatch."""
     expected = model.state_dict()
@@ -59,7 +64,7 @@ def check_state_dict(
         raise CheckpointError(
             f"{source}: foreign checkpoint, none of its {len(state_dict)} keys "
             f"(e.g. {sorted(state_dict)[:3]}) "
-            f"belong to a VAR VQ-VAE (expected keys like {sorted(expected)[:3]})"
+            f"belong to a {kind} (expected keys like {sorted(expected)[:3]})"
         )
     problems = []
     if missing:
@@ -73,7 +78,7 @@ def check_state_dict(
         elif not got.is_floating_point():
             problems.append(f"{key}: expected a floating tensor, got {got.dtype}")
     if problems:
-        raise CheckpointError(f"{source}: does not fit this VQ-VAE config; " + "; ".join(problems[:12]))
+        raise CheckpointError(f"{source}: does not fit this {kind} config; " + "; ".join(problems[:12]))
 
 
 def load_vqvae(source: str | Path | Mapping[str, torch.Tensor], config: VQVAEConfig | None = None) -> VQVAE:
@@ -93,16 +98,12 @@ def load_vqvae(source: str | Path | Mapping[str, torch.Tensor], config: VQVAECon
     return model.eval()
 
 
-def save_vqvae(model: VQVAE, directory: str | Path) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically; returns the
-    weights path."""
-    directory = Path(directory)
+def _write_atomically(directory: Path, tensors: dict[str, torch.Tensor], config_json: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "model.safetensors"
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     for target, write in (
         (weights, lambda p: save_file(tensors, p)),
-        (directory / "config.json", lambda p: model.config.save_json(p)),
+        (directory / "config.json", lambda p: Path(p).write_text(config_json)),
     ):
         handle, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         os.close(handle)
@@ -113,3 +114,36 @@ def save_vqvae(model: VQVAE, directory: str | Path) -> Path:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return weights
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+
+def save_vqvae(model: VQVAE, directory: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically; returns the
+    weights path."""
+    return _write_atomically(Path(directory), _tensors(model), json.dumps(model.config.to_dict(), indent=2))
+
+
+def save_predictor(model: NextScalePredictor, directory: str | Path) -> Path:
+    """Write the generator's ``model.safetensors`` and ``config.json`` into ``directory`` atomically."""
+    return _write_atomically(Path(directory), _tensors(model), json.dumps(model.config.to_dict(), indent=2))
+
+
+def load_predictor(source: str | Path, config: NextScalePredictorConfig | None = None) -> NextScalePredictor:
+    """A `NextScalePredictor` (eval mode) from ``model.safetensors`` (or a directory holding it) and the
+    ``config.json`` beside it, loaded strictly."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if config is None:
+        beside = path.with_name("config.json")
+        if not beside.is_file():
+            raise FileNotFoundError(f"config: no config given and no config.json beside {path}")
+        config = NextScalePredictorConfig.from_dict(json.loads(beside.read_text()))
+    state_dict = read_state_dict(path)
+    model = NextScalePredictor(config)
+    check_state_dict(model, state_dict, source=str(path), kind="next-scale predictor")
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
