@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     entry["paper_rtx4090_ms"] = PAPER_4090_MS
     if device.type == "cuda" and big not in args.presets:
         with torch.device(device):
-            policy = F1Policy(preset(big)).to(torch.bfloat16).eval()
+            policy = F1Policy(preset(big)).to_precision(torch.bfloat16).eval()
         entry |= bench_latency(policy, args.repeats)
         entry["dtype"] = "bfloat16"
     elif big not in args.presets:

@@ -122,3 +122,18 @@ def test_bad_observations_fail_before_any_state_changes(tiny_policy, observation
     mixed = {**pair, "task": "x", "embodiment": ["sim_arm", "other_arm"]}
     with pytest.raises(InputError, match="plan takes one embodiment per call"):
         policy.plan(mixed)
+
+
+def test_bf16_precision_keeps_the_tokenizer_in_float32(
+    tiny_policy, observation_factory, batch_factory
+) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    full = policy.plan(observation_factory(), seed=0).actions
+    policy.to_precision(torch.bfloat16)
+    assert policy.trunk_dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in policy.generation.tokenizer.parameters())
+    half = policy.plan(observation_factory(), seed=0, decode_foresight=True)
+    assert half.actions.dtype == torch.float32
+    assert torch.isfinite(half.actions).all()
+    assert (half.actions - full).abs().max() < 0.5  # same model, bf16 rounding over 10 ODE steps
+    assert torch.isfinite(policy.compute_losses(batch_factory(2))["flow"])

@@ -27,7 +27,10 @@ def test_parameter_groups_hold_every_parameter_exactly_once(tiny_policy, mode: s
     assert all(not p.requires_grad for p in groups.get("tokenizer", []))
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("f1", {"flow", "generation"}), ("no_gen", {"flow"})])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("f1", {"flow", "generation"}), ("no_gen", {"flow"}), ("history_no_foresight", {"flow"})],
+)
 def test_compute_losses_returns_scalars_that_train_the_right_groups(
     tiny_policy, batch_factory, mode: str, expected: set[str]
 ) -> None:
@@ -199,3 +202,9 @@ def test_uint8_images_are_accepted(tiny_policy, batch_factory) -> None:
     }
     torch.manual_seed(0)
     assert torch.isfinite(tiny_policy("f1").compute_losses(as_bytes)["flow"])
+
+
+def test_the_frozen_tokenizer_stays_in_eval_mode(tiny_policy) -> None:
+    policy = tiny_policy("f1", fresh=True).train()
+    assert policy.trunk.training
+    assert not policy.generation.tokenizer.training

@@ -43,10 +43,14 @@ class EmbodimentAdapter(nn.Module):
             noisy_actions: ``(B, H, A)`` the flow's current point ``a_tau``.
             tau: ``(B,)`` flow time (0 noise, 1 data).
         """
-        time = pi0_time_from_tau(tau) if self.pi0_convention else tau
-        return torch.cat([self.state_encoder(state), self.action_encoder(noisy_actions, time)], dim=1)
+        dtype = self.state_encoder.state_in.weight.dtype
+        time = (pi0_time_from_tau(tau) if self.pi0_convention else tau).to(dtype)
+        state_token = self.state_encoder(state.to(dtype))
+        return torch.cat([state_token, self.action_encoder(noisy_actions.to(dtype), time)], dim=1)
 
     def decode(self, action_tokens: torch.Tensor) -> torch.Tensor:
         """Velocity ``d a_tau / d tau`` ``(B, H, A)`` from the action expert's chunk outputs ``(B, H, w)``."""
-        velocity = self.action_decoder(action_tokens)
+        velocity = self.action_decoder(
+            action_tokens.to(self.action_decoder.velocity_out.weight.dtype)
+        ).float()
         return velocity_from_pi0(velocity) if self.pi0_convention else velocity

@@ -81,12 +81,21 @@ class GenerationIO(nn.Module):
     @torch.no_grad()
     def quantized_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` of all scales (frozen tokenizer)."""
-        return self.tokenizer.encode(frames).f_hat
+        return self.tokenizer.encode(frames.to(self._tokenizer_dtype)).f_hat
 
     @torch.no_grad()
     def target_indices(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """``(B, 3, H, W)`` in [-1, 1] -> per-scale token indices ``[(B, h_k * w_k)]``."""
-        return self.tokenizer.encode_indices(frames)
+        return self.tokenizer.encode_indices(frames.to(self._tokenizer_dtype))
+
+    @property
+    def _tokenizer_dtype(self) -> torch.dtype:
+        return self.tokenizer.quant_conv.weight.dtype
+
+    @torch.no_grad()
+    def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
+        """``f_hat`` ``(B, Cz, h, w)`` -> image ``(B, 3, H, W)`` in [0, 1] (float32)."""
+        return (self.tokenizer.decode_fhat(f_hat.to(self._tokenizer_dtype)).float() + 1) / 2
 
     def history_tokens(self, frames: torch.Tensor, frame_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` in [-1, 1], oldest first -> ``(B, h * w, D_gen)`` tokens of ``hist``.

@@ -229,6 +229,19 @@ class F1Policy(nn.Module):
         groups["embodiment"] += list(self.adapters.parameters())
         return {name: params for name, params in groups.items() if params}
 
+    def to_precision(self, dtype: torch.dtype = torch.bfloat16) -> F1Policy:
+        """Cast every weight to ``dtype`` except the VQ-VAE tokenizer, which stays float32 (as published:
+        its nearest-code search is exact only in full precision). Returns ``self``."""
+        tokenizer = self.generation.tokenizer if self.generation is not None else None
+        for module in self.children():
+            if module is not self.generation:
+                module.to(dtype)
+        if self.generation is not None:
+            for child in self.generation.children():
+                if child is not tokenizer:
+                    child.to(dtype)
+        return self
+
     def add_embodiment(self, embodiment: Embodiment) -> None:
         """Register a new embodiment and give it a fresh adapter; no trunk weight changes.
 
@@ -453,8 +466,7 @@ class F1Policy(nn.Module):
                 foresight = Foresight(indices=indices)
             if foresight is not None and decode_foresight:
                 with recorder.measure("decode_foresight"):
-                    image = self._generation_io().tokenizer.decode_fhat(f_hat.to(torch.float32))
-                    foresight.image = (image + 1) / 2
+                    foresight.image = self._generation_io().decode(f_hat)
         with recorder.measure("flow_steps"):
             normalized = self._sample_actions(runner, group.name, inputs.state[group.name], generator)
         actions = group.embodiment.unnormalize_action(normalized)

@@ -99,7 +99,7 @@ class VisionTower(nn.Module):
             raise InputError(f"images: expected (N, 3, {size}, {size}), received {tuple(images.shape)}")
         mean = torch.tensor(self.pixel_mean, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
         std = torch.tensor(self.pixel_std, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
-        pixels = (images - mean) / std
+        pixels = ((images - mean) / std).to(next(self.backbone.parameters()).dtype)
         return self._tokens(pixels)
 
 
@@ -111,5 +111,5 @@ class ImageProjector(nn.Module):
         self.linear = nn.Linear(vision_width, width)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(N, P, D_v) -> (N, P, D_und)``."""
-        return self.linear(tokens)
+        """``(N, P, D_v) -> (N, P, D_und)`` in the projector's dtype."""
+        return self.linear(tokens.to(self.linear.weight.dtype))
