@@ -157,3 +157,12 @@ def test_sigterm_stops_after_the_current_step_with_a_checkpoint_to_resume_from(t
     resume = ["train", "--config", str(run_file), "--stage", "3", "--resume", "--no-progress"]
     assert main([*resume, "--stop-at-step", str(stopped_at + 1)]) == 0
     assert read_checkpoint(out).step == stopped_at + 1
+
+
+def test_resume_from_a_corrupt_checkpoint_names_the_file_and_exits_2(run_file: Path, tmp_path: Path, capsys):
+    start = ["train", "--config", str(run_file), "--stage", "3", "--no-progress"]
+    assert main([*start, "--stop-at-step", "2"]) == 0
+    weights = tmp_path / "out" / "checkpoints" / "step_00000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main([*start, "--resume"]) == 2
+    assert f"{weights} is corrupt" in capsys.readouterr().err

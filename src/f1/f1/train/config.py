@@ -236,10 +236,7 @@ class StageConfig:
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     reject_unknown_keys(data, names, where)
-    try:
-        return cls(**data)
-    except TypeError as error:  # pragma: no cover - keys are checked above; kept for a clear message anyway
-        raise ConfigError(f"{where}: {error}") from None
+    return cls(**data)
 
 
 def merge_overrides(
