@@ -33,7 +33,7 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 test: lint docs
-	$(PY) -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) build site .pytest_cache .ruff_cache .hypothesis

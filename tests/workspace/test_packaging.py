@@ -55,11 +55,36 @@ def run_in(python: Path, script: str) -> subprocess.CompletedProcess[str]:
 
 
 COMPOSE_TWO_EXPERTS_WITH_FLOW_HEAD = """
-import importlib.util, torch
+import importlib.util
+import torch
 for absent in ("var_foresight", "f1", "timm", "open_clip"):
     assert importlib.util.find_spec(absent) is None, f"{absent} leaked into the isolated environment"
-import mot, flowmatch
-print("imported", mot.__name__, flowmatch.__name__)
+from mot import AttentionSpec, Blockwise, ExpertConfig, MixtureOfTransformers, MoTConfig, Segment
+from flowmatch import ActionDecoder, ActionEncoder, flow_matching_loss, gaussian_noise, interpolate, sample
+
+torch.manual_seed(0)
+B, P, H, D = 2, 6, 4, 3
+spec = AttentionSpec(
+    segments=[Segment("ctx", "ctx", P), Segment("act", "act", H, Blockwise((H,)))], sees={"act": ["ctx"]}
+)
+trunk = MixtureOfTransformers(MoTConfig(n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8,
+    experts={"ctx": ExpertConfig(32, 64), "act": ExpertConfig(16, 32)}))
+encoder, decoder = ActionEncoder(D, 16), ActionDecoder(16, D)
+context, actions = torch.randn(B, P, 32), torch.randn(B, H, D)
+
+tau = torch.rand(B)
+noise = torch.randn(B, H, D)
+out = trunk({"ctx": context, "act": encoder(interpolate(noise, actions, tau), tau)}, spec)
+loss = flow_matching_loss(decoder(out["act"]), actions - noise)
+loss.backward()
+assert torch.isfinite(loss) and encoder.parameters().__next__().grad is not None
+
+with torch.no_grad():
+    cache = trunk.prefill({"ctx": context}, spec)
+    field = lambda x, t: decoder(trunk.extend({"act": encoder(x, t)}, spec, cache)["act"])
+    result = sample(field, gaussian_noise((B, H, D), generator=torch.Generator().manual_seed(1)), steps=10)
+assert result.x.shape == (B, H, D) and result.nfe == 10
+print("composed a two-expert MoT with a flow-matching head; nfe =", result.nfe)
 """
 
 
