@@ -208,3 +208,14 @@ def test_the_frozen_tokenizer_stays_in_eval_mode(tiny_policy) -> None:
     policy = tiny_policy("f1", fresh=True).train()
     assert policy.trunk.training
     assert not policy.generation.tokenizer.training
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_any_number_of_history_frames_up_to_the_configured_maximum(
+    tiny_policy, batch_factory, frames
+) -> None:
+    policy = tiny_policy("f1")
+    batch = batch_factory(2, history_frames=frames)
+    assert policy.segment_outputs(batch)["hist"].shape == (2, 16, 64)  # 4 x 4 cells whatever the frame count
+    padded = {**batch, "history_is_pad": torch.tensor([[False] * frames, [True] * (frames - 1) + [False]])}
+    assert torch.isfinite(policy.compute_losses(padded)["flow"])

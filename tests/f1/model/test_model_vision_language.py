@@ -65,7 +65,7 @@ def test_a_user_supplied_gemma_tokenizer_gets_pi0s_bos_convention() -> None:
 
 
 def test_gemma_without_a_local_tokenizer_says_what_is_missing() -> None:
-    with pytest.raises(ValueError, match="gemma_tokenizer_path"):
+    with pytest.raises(ValueError, match="needs a tokenizer object passed to the policy"):
         build_tokenizer(LanguageConfig(tokenizer="gemma", vocab_size=257152))
 
 

@@ -102,17 +102,16 @@ class LanguageConfig:
     """Language tokens of the understanding expert.
 
     Attributes:
-        tokenizer: ``"open_clip"`` (offline CLIP BPE, the default) or ``"gemma"`` (a user-supplied
-            Gemma/PaliGemma tokenizer, see ``gemma_tokenizer_path``).
+        tokenizer: ``"open_clip"`` (offline CLIP BPE, the default) or ``"gemma"`` (a Gemma/PaliGemma
+            tokenizer object the user passes to the policy, e.g. ``transformers.AutoTokenizer`` loaded from
+            local files: nothing is downloaded).
         open_clip_model: the open_clip tokenizer name.
-        gemma_tokenizer_path: a local directory or ``tokenizer.model`` file for ``"gemma"``.
         vocab_size: rows of the token embedding (CLIP: 49408; pi0/F1: 257152).
         max_length: tokens per instruction (right-padded, truncated beyond).
     """
 
     tokenizer: TokenizerKind = "open_clip"
     open_clip_model: str = "ViT-B-32"
-    gemma_tokenizer_path: str | None = None
     vocab_size: int = 49408
     max_length: int = 48
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -84,29 +83,18 @@ class GemmaTokenizer:
     Args:
         max_length: tokens per text.
         tokenizer: a callable ``encode(text) -> list[int]`` or an object with ``encode`` (sentencepiece,
-            transformers); or None to load ``path`` with ``transformers.AutoTokenizer`` (local files only).
-        path: local tokenizer directory or file (used when ``tokenizer`` is None).
+            or ``transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)``).
         bos_id: id prepended to every text (Gemma: 2).
         vocab_size: vocabulary of the embedding (pi0/F1: 257152).
     """
 
-    def __init__(
-        self,
-        max_length: int,
-        tokenizer: Any = None,
-        path: str | None = None,
-        bos_id: int = 2,
-        vocab_size: int = 257152,
-    ) -> None:
+    def __init__(self, max_length: int, tokenizer: Any, bos_id: int = 2, vocab_size: int = 257152) -> None:
         if tokenizer is None:
-            if path is None or not Path(path).exists():
-                raise ConfigError(
-                    "language.gemma_tokenizer_path: the 'gemma' tokenizer needs a local tokenizer path or a "
-                    f"tokenizer object (nothing is downloaded), received path={path!r}"
-                )
-            from transformers import AutoTokenizer  # optional dependency, imported only here
-
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            raise ConfigError(
+                "tokenizer: language.tokenizer='gemma' needs a tokenizer object passed to the policy, e.g. "
+                "F1Policy(config, tokenizer=AutoTokenizer.from_pretrained(path, local_files_only=True)); "
+                "received None (nothing is downloaded)"
+            )
         encode = getattr(tokenizer, "encode", tokenizer)
         if not callable(encode):
             raise ConfigError(
@@ -139,12 +127,7 @@ def build_tokenizer(config: LanguageConfig, tokenizer: Any = None) -> TextTokeni
     elif config.tokenizer == "open_clip" and tokenizer is None:
         result = OpenClipTokenizer(config.max_length, config.open_clip_model)
     else:
-        result = GemmaTokenizer(
-            config.max_length,
-            tokenizer=tokenizer,
-            path=config.gemma_tokenizer_path,
-            vocab_size=config.vocab_size,
-        )
+        result = GemmaTokenizer(config.max_length, tokenizer, vocab_size=config.vocab_size)
     if result.vocab_size > config.vocab_size:
         raise ConfigError(
             f"language.vocab_size: the tokenizer has {result.vocab_size} ids, the embedding only "
