@@ -183,6 +183,7 @@ stage recipe:
   num_workers: 2                                # optional: data-loading processes per trainer process
   device: auto                                  # optional: auto (CUDA when available), cpu or cuda
   find_unused_parameters: true                  # optional: false only if every parameter gets a gradient
+  threads: 1                                    # optional: torch threads per process (1: best on busy CPUs)
 
 Checkpoints are written atomically every `checkpoint_interval` steps and at the end; --resume continues
 exactly where the last one left off. For several processes (GPUs, or CPU processes with gloo), launch
