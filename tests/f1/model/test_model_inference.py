@@ -99,7 +99,7 @@ def test_the_history_window_pads_the_episode_start(tiny_policy, observation_fact
     observation = {k: v for k, v in observation_factory().items() if k != "history"}
     policy.reset()
     policy.select_action(observation)
-    frames, is_pad = policy._history_window()
+    frames, is_pad = policy._history_window(list(policy._frames), 2, 2)
     assert frames.shape == (1, 2, 3, 64, 64)
     assert is_pad.tolist() == [[True, False]]  # stride 2: the frame two steps back does not exist yet
 
@@ -113,6 +113,10 @@ def test_bad_observations_fail_before_any_state_changes(tiny_policy, observation
     assert len(policy._frames) == 0
     with pytest.raises(InputError, match=r"observation\.state: expected a tensor"):
         policy.select_action({**observation, "observation.state": [0.0] * 8})
+    with pytest.raises(InputError, match="task: missing"):
+        policy.select_action({k: v for k, v in observation.items() if k != "task"})
+    assert len(policy._frames) == 0
+    assert len(policy._action_queue) == 0
     with pytest.raises(InputError, match=r"num_scales: expected an int in \[1, 4\]"):
         policy.plan(observation_factory(), num_scales=0)
     policy.add_embodiment(Embodiment("other_arm", 8, 7))

@@ -530,16 +530,18 @@ class F1Policy(nn.Module):
         if seed is not None:
             self._generator = torch.Generator().manual_seed(seed)
 
-    def _history_window(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(1 or B, T, 3, H, W)`` frames at offsets ``-(T-1)*stride .. 0`` and their ``(B, T)`` padding."""
-        gen = self.config.generation
-        frames, is_pad = [], []
-        for k in range(gen.history_frames - 1, -1, -1):
-            back = k * gen.history_stride
-            index = len(self._frames) - 1 - back
-            frames.append(self._frames[max(index, 0)])
+    @staticmethod
+    def _history_window(
+        frames: list[torch.Tensor], history_frames: int, stride: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, 3, H, W)`` frames at offsets ``-(T-1)*stride .. 0`` and their ``(B, T)`` padding flags
+        (frames before the episode start repeat its first frame and are marked as padding)."""
+        window, is_pad = [], []
+        for k in range(history_frames - 1, -1, -1):
+            index = len(frames) - 1 - k * stride
+            window.append(frames[max(index, 0)])
             is_pad.append(index < 0)
-        stacked = torch.stack(frames, dim=1)
+        stacked = torch.stack(window, dim=1)
         pad = torch.tensor(is_pad, device=stacked.device).expand(stacked.shape[0], -1)
         return stacked, pad
 
@@ -550,36 +552,41 @@ class F1Policy(nn.Module):
 
         ``observation``: ``observation.images.<camera>`` ``(B, 3, H, W)`` or ``(3, H, W)``,
         ``observation.state`` ``(B, S)`` or ``(S,)``, ``task`` and optionally ``embodiment``; raw values
-        (the policy normalizes and unnormalizes).
+        (the policy normalizes and unnormalizes). A call that raises leaves the queue and the history as
+        they were.
         """
         observation, batched = self._batched(observation)
         name = observation.get("embodiment", self.config.default_embodiment_name)
         if not isinstance(name, str):  # a batch of one embodiment: ["so100", "so100"]
             names = set(name)
             name = names.pop() if len(names) == 1 else sorted(names)
-        self.embodiments.get(name)  # raises UnknownEmbodimentError before any state changes
+        self.embodiments.get(name)
         if self._episode_embodiment not in (None, name):
             raise InputError(
                 f"embodiment: the episode started with {self._episode_embodiment!r}, received {name!r}; "
                 "call reset() between episodes"
             )
+        gen = self.config.generation
+        frames = list(self._frames)
         if self.config.has_history:
-            generation = self._generation_io()
             key = IMAGE_KEY_PREFIX + self.config.foresight_camera
             if key not in observation:
                 raise InputError(f"{key}: missing from the observation (the foresight camera)")
             frame = images_to_unit_float(key, observation[key].to(self.device))
-            self._frames.append(resize_frames(frame, tuple(generation.image_size)))
-            keep = (self.config.generation.history_frames - 1) * self.config.generation.history_stride + 1
-            while len(self._frames) > keep:
-                self._frames.popleft()
+            frames.append(resize_frames(frame, tuple(self._generation_io().image_size)))
+            frames = frames[-((gen.history_frames - 1) * gen.history_stride + 1) :]
+        steps = None
         if not self._action_queue:
             request = dict(observation)
             if self.config.has_history:
-                request[HISTORY_KEY], request[HISTORY_IS_PAD_KEY] = self._history_window()
-            plan = self.plan(request)
+                window = self._history_window(frames, gen.history_frames, gen.history_stride)
+                request[HISTORY_KEY], request[HISTORY_IS_PAD_KEY] = window
+            plan = self.plan(request)  # validates everything; raises before any state below changes
             self.last_plan = plan
             steps = plan.actions[:, : self.config.action.n_action_steps]
+        # commit
+        self._frames = deque(frames)
+        if steps is not None:
             self._action_queue.extend(steps.transpose(0, 1))
         self._episode_embodiment = name
         action = self._action_queue.popleft()
