@@ -126,16 +126,17 @@ class ExpertAgent:
 
 
 class RandomAgent:
-    """Uniform random actions from each environment's action space, seeded per episode batch."""
+    """Uniform random actions from each environment's action space, one generator per episode seeded by
+    the episode's seed (so results do not depend on how episodes are batched)."""
 
     def __init__(self, name: str = "random") -> None:
         self.name = name
         self._envs: list[TableTaskEnv] = []
-        self._rng = np.random.default_rng(0)
+        self._rngs: list[np.random.Generator] = []
 
     def reset(self, envs: Sequence[TableTaskEnv], seeds: Sequence[int]) -> None:
         self._envs = list(envs)
-        self._rng = np.random.default_rng([int(s) for s in seeds])
+        self._rngs = [np.random.default_rng([int(seed), 1]) for seed in seeds]
 
     def act(self, observations: Sequence[Observation]) -> np.ndarray:
         if len(observations) != len(self._envs):
@@ -143,7 +144,7 @@ class RandomAgent:
                 f"observations: expected {len(self._envs)} (one per environment), received "
                 f"{len(observations)}; call reset() first"
             )
-        return np.stack([env.action_space.sample(self._rng) for env in self._envs])
+        return np.stack([env.action_space.sample(rng) for env, rng in zip(self._envs, self._rngs)])
 
 
 def load_agent(policy: str, embodiment: str, *, device: str = "cpu") -> Agent:

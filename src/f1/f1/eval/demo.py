@@ -78,7 +78,7 @@ class DemoBudget:
     """
 
     name: str
-    task: TaskSpec = field(default_factory=TaskSpec)
+    task: TaskSpec = field(default_factory=lambda: TaskSpec(num_objects=1, num_bins=1))
     gripper_episodes: int = 150
     arm_episodes: int = 25
     tokenizer_steps: int = 300
@@ -124,12 +124,13 @@ DEMO_BUDGETS: dict[str, DemoBudget] = {
     "full": DemoBudget(name="full"),
     "quick": DemoBudget(
         name="quick",
+        task=TaskSpec(resolution=32, num_objects=1, num_bins=1),
         gripper_episodes=6,
         arm_episodes=3,
         tokenizer_steps=10,
         tokenizer_batch=8,
         train_seconds=15.0,
-        min_steps=4,
+        min_steps=12,
         max_steps=12,
         batch_size=4,
         eval_episodes=4,
@@ -228,29 +229,21 @@ def run_demo(
     )
     configs = {mode: demo_policy_config(mode, task.resolution, embodiments) for mode in LEARNED}
 
-    # 2. sizing the stages to the budget
-    done = clock.phase("calibration")
-    probe = max(2, min(4, budget.batch_size))
-    seconds = {
-        "f1_stage1": measure_step_seconds(
-            configs["f1"], gripper, StagePlan(1, 10, budget.batch_size, budget.lr), steps=probe - 1
-        ),
-        "f1": measure_step_seconds(
-            configs["f1"], gripper, StagePlan(2, 10, budget.batch_size, budget.lr), steps=probe - 1
-        ),
-    }
-    for mode in ("no_gen", "history_no_foresight"):
-        plan = StagePlan(2, 10, budget.batch_size, budget.lr, {"flow": 1.0})
-        seconds[mode] = measure_step_seconds(configs[mode], gripper, plan, steps=probe - 1)
-    done()
-    f1, f2, f3 = budget.stage_fractions
-    per_step = (
-        f1 * seconds["f1_stage1"]
-        + (f2 + f3) * seconds["f1"]
-        + seconds["no_gen"]
-        + seconds["history_no_foresight"]
-    )
-    total_steps = int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / per_step)))
+    # 2. sizing the stages to the budget (skipped when the budget leaves no choice)
+    seconds: dict[str, float] = {}
+    total_steps = budget.max_steps
+    if budget.min_steps < budget.max_steps:
+        done = clock.phase("calibration")
+        seconds = _seconds_per_step(configs, gripper, budget)
+        done()
+        f1, f2, f3 = budget.stage_fractions
+        per_step = (
+            f1 * seconds["f1_stage1"]
+            + (f2 + f3) * seconds["f1"]
+            + seconds["no_gen"]
+            + seconds["history_no_foresight"]
+        )
+        total_steps = int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / per_step)))
     steps = _stage_steps(total_steps, budget.stage_fractions)
     log.info("steps per policy: %d (stages %s); seconds per step %s", total_steps, steps, seconds)
 
@@ -362,6 +355,24 @@ def run_demo(
     return DemoResult(out_dir=out, report=report, files=files)
 
 
+def _seconds_per_step(
+    configs: dict[str, Any], gripper: LeRobotDataset, budget: DemoBudget
+) -> dict[str, float]:
+    """Measured seconds per optimizer step of F1 (stages I and II) and of the two controls."""
+    probe = max(2, min(4, budget.batch_size))
+    f1_plan = StagePlan(2, 10, budget.batch_size, budget.lr)
+    seconds = {
+        "f1_stage1": measure_step_seconds(
+            configs["f1"], gripper, StagePlan(1, 10, budget.batch_size, budget.lr), steps=probe - 1
+        ),
+        "f1": measure_step_seconds(configs["f1"], gripper, f1_plan, steps=probe - 1),
+    }
+    for mode in ("no_gen", "history_no_foresight"):
+        plan = StagePlan(2, 10, budget.batch_size, budget.lr, {"flow": 1.0})
+        seconds[mode] = measure_step_seconds(configs[mode], gripper, plan, steps=probe - 1)
+    return seconds
+
+
 def _env_factory(task: TaskSpec, embodiment: str, variant: str) -> Callable[[], Any]:
     return lambda: task.make_env(embodiment, variant)
 
@@ -447,7 +458,11 @@ def _sections(report: dict[str, Any]) -> list[str]:
         f"Steps per policy: {t['steps_per_policy']} at batch {t['batch_size']} (F1: stage I "
         f"{t['f1_stage_steps']['I']}, II {t['f1_stage_steps']['II']}, III {t['f1_stage_steps']['III']}; "
         f"controls: II {t['control_stage_steps']['II']}, III {t['control_stage_steps']['III']}), "
-        f"sized to the budget from measured seconds per step {json.dumps(step_seconds)}.",
+        + (
+            f"sized to the budget from measured seconds per step {json.dumps(step_seconds)}."
+            if step_seconds
+            else "fixed by the budget."
+        ),
         "",
         "## Run",
         "",

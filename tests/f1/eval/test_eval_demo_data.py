@@ -1,0 +1,71 @@
+"""Demonstrations written as LeRobot datasets, and the demo's policy configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from f1.data import LeRobotDataset, WindowedDataset
+from f1.envs import split_of_seed
+from f1.eval import TaskSpec, record_demonstrations
+from f1.eval.demo_policy import demo_policy_config, demo_window_config, embodiment_from_stats
+
+
+@pytest.fixture(scope="module")
+def arm_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "arm"
+    recorded = record_demonstrations(root, TaskSpec(resolution=32), "arm", ("static", "dynamic"), 2)
+    return recorded, LeRobotDataset(root)
+
+
+def test_recorded_dataset_holds_successful_expert_episodes_of_each_variant(arm_dataset):
+    recorded, dataset = arm_dataset
+    assert recorded.episodes == dataset.num_episodes == 4
+    assert recorded.frames == dataset.num_frames
+    assert recorded.expert_success_rate == 1.0
+    assert dataset.robot_type == "arm"
+    assert dataset.camera_keys == ["observation.images.top"]
+    assert dataset.column("observation.state").shape[1] == 7
+    assert dataset.column("action").shape[1] == 3
+
+
+def test_training_seeds_are_never_evaluation_seeds():
+    from f1.eval.demo_data import _training_seeds
+
+    for embodiment in ("gripper", "arm"):
+        for variant in ("static", "dynamic"):
+            seeds = _training_seeds(embodiment, variant)
+            assert split_of_seed(seeds[0]) == split_of_seed(seeds[-1]) == "train"
+
+
+def test_frames_are_stored_losslessly(arm_dataset):
+    from f1.envs import make_expert, rollout
+    from f1.eval.demo_data import _training_seeds
+
+    _, dataset = arm_dataset
+    env = TaskSpec(resolution=32).make_env("arm", "static")
+    record = rollout(env, make_expert(env).act, seed=_training_seeds("arm", "static")[0])
+    stored = dataset.camera_frames("observation.images.top", 0, np.arange(3))
+    assert np.array_equal(stored, record["observation.images.top"][:3])
+
+
+@pytest.mark.parametrize("mode", ["f1", "no_gen", "history_no_foresight"])
+def test_demo_policy_config_windows_give_the_keys_the_policy_reads(arm_dataset, mode):
+    _, dataset = arm_dataset
+    embodiment = embodiment_from_stats("arm", dataset.stats, 10.0)
+    config = demo_policy_config(mode, 32, (embodiment,))
+    assert config.mode == mode
+    assert config.cameras == ("top",)
+    sample = WindowedDataset(dataset, demo_window_config(config))[5]
+    assert ("history" in sample) == (mode != "no_gen")
+    assert ("future_image" in sample) == (mode == "f1")
+    assert sample["action"].shape == (config.action.chunk_size, 3)
+
+
+def test_bad_arguments_raise_naming_them(tmp_path):
+    with pytest.raises(ValueError, match="variants"):
+        record_demonstrations(tmp_path / "a", TaskSpec(), "arm", (), 1)
+    with pytest.raises(ValueError, match="episodes_per_variant"):
+        record_demonstrations(tmp_path / "b", TaskSpec(), "arm", ("static",), 0)
+    with pytest.raises(ValueError, match="mode"):
+        demo_policy_config("pi0", 32, ())
