@@ -46,6 +46,12 @@ def _add_demo(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
     parser.add_argument(
+        "--train-minutes",
+        type=float,
+        metavar="M",
+        help="wall-clock budget for training the three policies (full run: 15); more trains longer",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -59,13 +65,23 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"f1 demo: error: --out {args.out} exists and is not a directory", file=sys.stderr)
         return EXIT_USAGE
+    if args.train_minutes is not None and not args.train_minutes > 0:
+        print(f"f1 demo: error: --train-minutes must be > 0, received {args.train_minutes}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from f1.eval import read_report, run_demo, success_table
+    from dataclasses import replace
 
+    from f1.eval import DEMO_BUDGETS, read_report, run_demo, success_table
+
+    budget = DEMO_BUDGETS["quick" if args.quick else "full"]
+    if args.train_minutes is not None:
+        budget = replace(
+            budget, train_seconds=60 * args.train_minutes, max_steps=max(budget.max_steps, 100_000)
+        )
     try:
         result = run_demo(
             args.out,
-            "quick" if args.quick else "full",
+            budget,
             seed=args.seed,
             progress=not args.no_progress,
             threads=args.threads,

@@ -83,12 +83,12 @@ class DemoBudget:
     arm_episodes: int = 25
     tokenizer_steps: int = 300
     tokenizer_batch: int = 32
-    train_seconds: float = 780.0
+    train_seconds: float = 900.0
     min_steps: int = 60
     max_steps: int = 4000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
-    batch_size: int = 32
-    lr: float = 1e-3
+    batch_size: int = 16
+    lr: float = 2e-3
     eval_episodes: int = 100
     eval_batch: int = 100
     foresight_samples: int = 32
