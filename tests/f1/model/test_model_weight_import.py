@@ -293,3 +293,18 @@ def test_imported_siglip_weights_reproduce_transformers_siglip() -> None:
     ours = policy.understanding.vision(images)
     theirs = hf(pixel_values=(images - 0.5) / 0.5).last_hidden_state
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_the_f1_mapping_covers_every_tensor_of_the_published_shape_but_the_history_encoder() -> None:
+    from f1.model.weight_import import _rules
+
+    config = preset("f1-4.2b")
+    config = config.replace(action=dataclasses.replace(config.action, time_convention="pi0"))
+    with torch.device("meta"):
+        policy = F1Policy(config)
+    targets = set(policy.state_dict())
+    mapped = {rule.target for rule in _rules(policy, "f1", None)}
+    assert mapped <= targets
+    assert {key.split(".")[1] for key in targets - mapped} == {"history"}
+    sources = [key for rule in _rules(policy, "f1", None) for key in rule.sources]
+    assert len(sources) == len(set(sources))  # no source tensor feeds two targets
