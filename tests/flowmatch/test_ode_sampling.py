@@ -247,8 +247,8 @@ def test_the_adaptive_solver_meets_its_tolerance_on_the_closed_form_flow(
         return ((x - exact) / (tolerance + tolerance * exact.abs())).pow(2).mean().sqrt().item()
 
     # The tolerance bounds each step's local error; the global error it allows is a small multiple of it
-    # (worst measured: 45x, over ~3,800 runs with sigma 0.4..3 and tolerances 1e-4..1e-8). Asking for 100x less must cost more
-    # evaluations and meet the tighter bound.
+    # (worst measured: 45x, over ~3,800 runs with sigma 0.4..3 and tolerances 1e-4..1e-8). Asking for
+    # 100x less must cost more evaluations and meet the tighter bound.
     assert relative_rms(loose.x, tol) <= 100
     assert relative_rms(tight.x, tol / 100) <= 100
     assert tight.nfe > loose.nfe
