@@ -97,7 +97,9 @@ def test_mot_and_flowmatch_install_and_compose_alone(wheel_dir: Path, tmp_path: 
 
 
 def test_var_foresight_installs_with_mot_only(wheel_dir: Path, tmp_path: Path) -> None:
-    python = make_isolated_env(tmp_path / "venv", visible=["torch", "einops", "vector-quantize-pytorch"])
+    python = make_isolated_env(
+        tmp_path / "venv", visible=["torch", "einops", "vector-quantize-pytorch", "safetensors"]
+    )
     installed = pip_install_offline(python, wheel_dir, "var-foresight")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     result = run_in(
