@@ -313,7 +313,98 @@ def _usage_error(error: Exception) -> int:
     return EXIT_USAGE
 
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_train, _add_eval)
+CONVERT_EPILOG = """\
+examples:
+  f1 convert F1-VLA/model.safetensors runs/f1-imported --from f1 --preset f1-4.2b
+  f1 convert pi0/model.safetensors runs/pi0-imported --from pi0 --preset f1-4.2b --embodiment my_robot
+  f1 convert vae_ch160v4096z32.pth runs/with-var --from var_vqvae --preset f1-4.2b --base runs/f1-imported
+
+Every source key is either loaded, dropped with a stated reason, or reported as an error before anything
+is written; nothing is downloaded and files are read as tensors only (never unpickled code).
+"""
+
+
+SOURCE_FORMATS = ("f1", "pi0", "paligemma", "var_vqvae")  # f1.model.weight_import.SOURCE_FORMATS (tested)
+
+
+def _add_convert(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="import published weights (F1, LeRobot pi0, PaliGemma, VAR VQ-VAE) into an f1 checkpoint",
+        description="Read a published checkpoint from a local file, import it into an F1 policy built from a "
+        "preset, and save the result as an f1 checkpoint (safetensors + config).",
+        epilog=CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", type=Path, help="the published file (model.safetensors or vae_*.pth)")
+    parser.add_argument("output", type=Path, help="directory for the f1 checkpoint")
+    parser.add_argument("--from", dest="source_format", choices=SOURCE_FORMATS, required=True)
+    parser.add_argument("--preset", default="f1-4.2b", help="policy shape to import into (f1-4.2b)")
+    parser.add_argument("--embodiment", help="embodiment adapter that receives the action heads")
+    parser.add_argument("--base", type=Path, help="an f1 checkpoint to start from instead of the preset")
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from f1.model import CheckpointError, ConfigError, convert_checkpoint, preset
+
+    if not args.source.is_file():
+        print(f"f1 convert: error: source: no such file {args.source}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.base is not None and not args.base.exists():
+        print(f"f1 convert: error: --base: no such checkpoint {args.base}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = convert_checkpoint(
+            args.source,
+            args.output,
+            source=args.source_format,
+            config=preset(args.preset),
+            embodiment=args.embodiment,
+            base=args.base,
+        )
+    except (CheckpointError, ConfigError, KeyError) as error:
+        print(f"f1 convert: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_bench(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="per-module inference latency, cached vs recomputed speedup, parameters and FLOPs per preset",
+        description="F1 policy benchmark: per-module latency of one `plan` call, cached vs recomputed "
+        "inference, a training step, parameters and FLOPs per preset. Prints a table and writes JSON.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/bench/f1_bench.json"), help="JSON file to write"
+    )
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"], help="presets timed here")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (shared CPU: 1)")
+    parser.add_argument("--train-batch", type=int, default=8, help="batch of the timed training step")
+    parser.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from f1.eval.policy_benchmark import run
+
+    try:
+        return run(args)
+    except ValueError as error:
+        print(f"f1 bench: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_demo,
+    _add_train,
+    _add_eval,
+    _add_convert,
+    _add_bench,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
