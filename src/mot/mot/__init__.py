@@ -15,6 +15,7 @@ from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, ref
 from mot.model import MixtureOfTransformers
 from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment, SpecError
 from mot.weights import (
+    GEMMA_LAYER_TENSORS,
     WeightImportError,
     find_gemma_prefix,
     gemma_config_to_mot,
@@ -25,6 +26,7 @@ from mot.weights import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GEMMA_LAYER_TENSORS",
     "AttentionBackend",
     "AttentionSpec",
     "Blockwise",

@@ -17,6 +17,7 @@ from mot.config import ExpertConfig, MoTConfig
 from mot.model import MixtureOfTransformers
 
 __all__ = [
+    "GEMMA_LAYER_TENSORS",
     "PI0_EXPERT_PREFIXES",
     "PI0_VLM_PREFIXES",
     "WeightImportError",
@@ -26,7 +27,8 @@ __all__ = [
     "load_pi0",
 ]
 
-_LAYER_TENSORS = (
+# The tensors of one Gemma decoder layer in the transformers layout (and of one mot expert layer).
+GEMMA_LAYER_TENSORS = (
     "input_layernorm.weight",
     "self_attn.q_proj.weight",
     "self_attn.k_proj.weight",
@@ -124,13 +126,13 @@ def _expert_tensors(
         raise WeightImportError(f"expert: unknown expert {expert!r}, the model has {list(model.experts)}")
     target = model.experts[expert].state_dict()
     layer_prefix = prefix + "layers."
-    depth = sum(1 for k in state_dict if k.startswith(layer_prefix) and k.endswith(_LAYER_TENSORS[0]))
+    depth = sum(1 for k in state_dict if k.startswith(layer_prefix) and k.endswith(GEMMA_LAYER_TENSORS[0]))
     if depth != model.config.n_layers:
         raise WeightImportError(
             f"state_dict: expected {model.config.n_layers} layers under {prefix!r} (the model's depth), "
             f"found {depth}"
         )
-    names = [f"layers.{i}.{name}" for i in range(model.config.n_layers) for name in _LAYER_TENSORS]
+    names = [f"layers.{i}.{name}" for i in range(model.config.n_layers) for name in GEMMA_LAYER_TENSORS]
     names.append("norm.weight")
     mapped = {}
     for name in names:

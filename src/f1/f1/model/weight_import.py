@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 
 from f1.model.config import F1Config
 from f1.model.errors import CheckpointError, ConfigError
+from mot import GEMMA_LAYER_TENSORS
 
 __all__ = ["SOURCE_FORMATS", "ImportReport", "convert_checkpoint", "import_weights", "read_state_dict"]
 
@@ -55,17 +56,6 @@ ACTION_HEADS = {
     "action_time_mlp_out": "action_encoder.fuse_out",
     "action_out_proj": "action_decoder.velocity_out",
 }
-GEMMA_LAYER = (
-    "input_layernorm.weight",
-    "self_attn.q_proj.weight",
-    "self_attn.k_proj.weight",
-    "self_attn.v_proj.weight",
-    "self_attn.o_proj.weight",
-    "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight",
-    "mlp.up_proj.weight",
-    "mlp.down_proj.weight",
-)
 
 # source keys that are deliberately unused, with the reason (glob patterns)
 DROPPED: dict[str, str] = {
@@ -171,7 +161,7 @@ def _expert_rules(expert: str, prefix: str, layers: int) -> list[_Rule]:
     for i in range(layers):
         rules += [
             _Rule(f"trunk.experts.{expert}.layers.{i}.{name}", (f"{prefix}layers.{i}.{name}",))
-            for name in GEMMA_LAYER
+            for name in GEMMA_LAYER_TENSORS
         ]
     return rules
 
