@@ -13,8 +13,8 @@ The pipeline (see ``docs/demo.md``):
    stage-III policy;
 5. ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``, ``foresight.png``.
 
-Step counts follow a wall-clock budget: a few timed steps of each policy size the stages so that training
-fits the time left after data, tokenizer and the (fixed-size) evaluation.
+Step counts follow a wall-clock budget: a few timed steps of each policy size the stages so that the
+training of all three policies fits ``DemoBudget.train_seconds``; the other phases have fixed sizes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,11 @@ class DemoBudget:
         task: the table task (resolution, objects, bins).
         gripper_episodes: expert demonstrations of the gripper per variant.
         arm_episodes: expert demonstrations of the arm per variant (at most 25: 50 in all).
+        perturbation: share of demonstration steps executed as random actions, labelled with the
+            expert's correction (DART; see :mod:`f1.eval.demo_data`).
         tokenizer_steps, tokenizer_batch: VQ-VAE training.
-        train_seconds: wall-clock budget for the policies' training (all three, all stages).
+        train_seconds: wall-clock budget for the policies' training (all three, all stages); the other
+            phases have fixed sizes (episodes, tokenizer steps, evaluation episodes).
         min_steps, max_steps: bounds of the steps per policy that the budget may choose.
         stage_fractions: share of the steps in stages I, II and III.
         batch_size, lr: optimizer batch and peak learning rate of the stages.
@@ -81,9 +84,10 @@ class DemoBudget:
     task: TaskSpec = field(default_factory=lambda: TaskSpec(num_objects=1, num_bins=1))
     gripper_episodes: int = 150
     arm_episodes: int = 25
-    tokenizer_steps: int = 300
+    perturbation: float = 0.1
+    tokenizer_steps: int = 200
     tokenizer_batch: int = 32
-    train_seconds: float = 900.0
+    train_seconds: float = 950.0
     min_steps: int = 60
     max_steps: int = 4000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
@@ -209,23 +213,24 @@ def run_demo(
 
     # 1. demonstrations
     done = clock.phase("demonstrations")
-    gripper_data = record_demonstrations(
-        work / "data" / "gripper",
-        task,
-        "gripper",
-        ("static", "dynamic"),
-        budget.gripper_episodes,
-        progress=progress,
-    )
-    arm_data = record_demonstrations(
-        work / "data" / "arm", task, "arm", ("static", "dynamic"), budget.arm_episodes, progress=progress
-    )
+    recorded = {
+        name: record_demonstrations(
+            work / "data" / name,
+            task,
+            name,
+            ("static", "dynamic"),
+            episodes,
+            perturbation=budget.perturbation,
+            progress=progress,
+        )
+        for name, episodes in (("gripper", budget.gripper_episodes), ("arm", budget.arm_episodes))
+    }
     done()
-    gripper, arm = LeRobotDataset(gripper_data.root), LeRobotDataset(arm_data.root)
-    fps = float(gripper.fps)
-    embodiments = (
-        embodiment_from_stats("gripper", gripper.stats or gripper.compute_stats(), fps),
-        embodiment_from_stats("arm", arm.stats or arm.compute_stats(), fps),
+    data = {name: LeRobotDataset(r.root) for name, r in recorded.items()}
+    fps = float(data["gripper"].fps)
+    embodiments = tuple(
+        embodiment_from_stats(name, data[name].stats or data[name].compute_stats(), fps)
+        for name in ("gripper", "arm")
     )
     configs = {mode: demo_policy_config(mode, task.resolution, embodiments) for mode in LEARNED}
 
@@ -234,16 +239,9 @@ def run_demo(
     total_steps = budget.max_steps
     if budget.min_steps < budget.max_steps:
         done = clock.phase("calibration")
-        seconds = _seconds_per_step(configs, gripper, budget)
+        seconds = _seconds_per_step(configs, data["gripper"], budget)
         done()
-        f1, f2, f3 = budget.stage_fractions
-        per_step = (
-            f1 * seconds["f1_stage1"]
-            + (f2 + f3) * seconds["f1"]
-            + seconds["no_gen"]
-            + seconds["history_no_foresight"]
-        )
-        total_steps = int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / per_step)))
+        total_steps = _steps_within(budget, seconds)
     steps = _stage_steps(total_steps, budget.stage_fractions)
     log.info("steps per policy: %d (stages %s); seconds per step %s", total_steps, steps, seconds)
 
@@ -254,7 +252,7 @@ def run_demo(
     tokenizer = policies["f1"].generation.tokenizer  # type: ignore[union-attr]
     train_tokenizer(
         tokenizer,
-        gripper,
+        data["gripper"],
         f"observation.images.{CAMERA}",
         steps=budget.tokenizer_steps,
         batch_size=budget.tokenizer_batch,
@@ -268,51 +266,14 @@ def run_demo(
     trained: dict[str, dict[str, F1Policy]] = {}
     curves: dict[str, list[tuple[str, Path, int]]] = {}
     for mode in LEARNED:
-        runs = work / "runs" / mode
-        policy = policies[mode]
-        if mode == "f1":
-            schedule = [
-                ("I", gripper, StagePlan(1, steps[0], budget.batch_size, budget.lr)),
-                ("II", gripper, StagePlan(2, steps[1], budget.batch_size, budget.lr)),
-                ("III", arm, StagePlan(3, steps[2], budget.batch_size, budget.lr)),
-            ]
-        else:
-            flow = {"flow": 1.0}
-            schedule = [
-                ("II", gripper, StagePlan(2, steps[0] + steps[1], budget.batch_size, budget.lr, flow)),
-                ("III", arm, StagePlan(3, steps[2], budget.batch_size, budget.lr, flow)),
-            ]
-        trained[mode] = {}
-        curves[mode] = []
-        offset = 0
-        for stage, data, plan in schedule:
-            stage_dir = runs / f"stage_{stage}"
-            policy = run_stage(policy, data, plan, stage_dir, seed=seed, progress=progress)
-            trained[mode][stage] = policy
-            curves[mode].append((stage, stage_dir, offset))
-            offset += plan.steps
+        trained[mode], curves[mode] = _train_policy(
+            policies[mode], _schedule(mode, steps, budget, data), work / "runs" / mode, seed, progress
+        )
     done()
 
     # 4. evaluation
     done = clock.phase("evaluation")
-    seeds = list(seed_range("test")[: budget.eval_episodes])
-    cells: list[Cell] = []
-    for embodiment, variant in CELLS:
-        stage = "II" if embodiment == "gripper" else "III"
-        agents: list[tuple[str, Agent]] = [
-            (mode, PolicyAgent(trained[mode][stage], mode, CAMERA, embodiment)) for mode in LEARNED
-        ]
-        agents += [("expert", ExpertAgent()), ("random", RandomAgent())]
-        for name, agent in agents:
-            result = evaluate(
-                agent,
-                _env_factory(task, embodiment, variant),
-                seeds,
-                batch_size=budget.eval_batch,
-                progress=progress,
-                description=f"eval {name} {embodiment} {variant}",
-            )
-            cells.append(Cell.from_result(result, name, variant, embodiment))
+    cells = _evaluate_cells(trained, task, budget, progress)
     done()
 
     # 5. foresight, figures, report
@@ -344,7 +305,7 @@ def run_demo(
             "batch_size": budget.batch_size,
             "final_losses": _final_losses(curves),
         },
-        "data": {d.embodiment: _dataset_summary(d) for d in (gripper_data, arm_data)},
+        "data": {name: _dataset_summary(r) for name, r in recorded.items()},
         "phases_s": clock.phases,
         "machine": machine_description(),
         "seed": seed,
@@ -353,6 +314,81 @@ def run_demo(
     files["report_json"] = write_report_json(out / "report.json", report)
     files["report_md"] = write_report_markdown(out / "report.md", report, _sections(report))
     return DemoResult(out_dir=out, report=report, files=files)
+
+
+def _steps_within(budget: DemoBudget, seconds: Mapping[str, float]) -> int:
+    """Steps per policy so that F1 (stages I-III) and both controls train within ``budget.train_seconds``."""
+    first, second, third = budget.stage_fractions
+    per_step = (
+        first * seconds["f1_stage1"]
+        + (second + third) * seconds["f1"]
+        + seconds["no_gen"]
+        + seconds["history_no_foresight"]
+    )
+    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / per_step)))
+
+
+_Schedule = list[tuple[str, LeRobotDataset, StagePlan]]
+
+
+def _schedule(
+    mode: str, steps: tuple[int, int, int], budget: DemoBudget, data: Mapping[str, LeRobotDataset]
+) -> _Schedule:
+    """F1: stages I, II on the gripper and III on the arm. The controls: the same steps in II and III
+    (stage I's go to stage II), flow loss only."""
+    batch, lr = budget.batch_size, budget.lr
+    if mode == "f1":
+        return [
+            ("I", data["gripper"], StagePlan(1, steps[0], batch, lr)),
+            ("II", data["gripper"], StagePlan(2, steps[1], batch, lr)),
+            ("III", data["arm"], StagePlan(3, steps[2], batch, lr)),
+        ]
+    flow = {"flow": 1.0}
+    return [
+        ("II", data["gripper"], StagePlan(2, steps[0] + steps[1], batch, lr, flow)),
+        ("III", data["arm"], StagePlan(3, steps[2], batch, lr, flow)),
+    ]
+
+
+def _train_policy(
+    policy: F1Policy, schedule: _Schedule, runs: Path, seed: int, progress: bool
+) -> tuple[dict[str, F1Policy], list[tuple[str, Path, int]]]:
+    """Train through ``schedule``; the policy after each stage, and (stage, metrics dir, step offset)."""
+    trained: dict[str, F1Policy] = {}
+    curves: list[tuple[str, Path, int]] = []
+    offset = 0
+    for stage, dataset, plan in schedule:
+        stage_dir = runs / f"stage_{stage}"
+        policy = run_stage(policy, dataset, plan, stage_dir, seed=seed, progress=progress)
+        trained[stage] = policy
+        curves.append((stage, stage_dir, offset))
+        offset += plan.steps
+    return trained, curves
+
+
+def _evaluate_cells(
+    trained: Mapping[str, Mapping[str, F1Policy]], task: TaskSpec, budget: DemoBudget, progress: bool
+) -> list[Cell]:
+    """Every policy on every cell: gripper cells with the stage-II policies, arm cells with stage III."""
+    seeds = list(seed_range("test")[: budget.eval_episodes])
+    cells: list[Cell] = []
+    for embodiment, variant in CELLS:
+        stage = "II" if embodiment == "gripper" else "III"
+        agents: list[tuple[str, Agent]] = [
+            (mode, PolicyAgent(trained[mode][stage], mode, CAMERA, embodiment)) for mode in LEARNED
+        ]
+        agents += [("expert", ExpertAgent()), ("random", RandomAgent())]
+        for name, agent in agents:
+            result = evaluate(
+                agent,
+                _env_factory(task, embodiment, variant),
+                seeds,
+                batch_size=budget.eval_batch,
+                progress=progress,
+                description=f"eval {name} {embodiment} {variant}",
+            )
+            cells.append(Cell.from_result(result, name, variant, embodiment))
+    return cells
 
 
 def _seconds_per_step(
@@ -411,8 +447,11 @@ def _plot_curves(curves: dict[str, list[tuple[str, Path, int]]], tokenizer_dir: 
             panels["action: flow-matching loss"].append((curve, "loss/flow"))
             if mode == "f1":
                 panels["F1 foresight: next-scale cross-entropy"].append((curve, "loss/generation"))
-    tokenizer = TrainingCurve("VQ-VAE", "0", read_metrics(tokenizer_dir), 0, "#9467bd")
-    panels["tokenizer (VQ-VAE): loss"] = [(tokenizer, "loss"), (tokenizer, "loss/reconstruction")]
+    records = read_metrics(tokenizer_dir)
+    panels["tokenizer (VQ-VAE): loss"] = [
+        (TrainingCurve("total", "0", records, 0, "#9467bd"), "loss"),
+        (TrainingCurve("reconstruction (MSE)", "0", records, 0, "#8c564b"), "loss/reconstruction"),
+    ]
     return plot_training_curves(panels, path)
 
 

@@ -3,6 +3,12 @@
 One dataset per embodiment (its own state and action spaces, its ``robot_type`` = the embodiment name),
 holding episodes of the requested variants interleaved (static, dynamic, static, ...). Seeds come from
 ``seed_range("train")``, so no evaluation scene (``"test"``) is ever recorded.
+
+With ``perturbation > 0`` the demonstrations are recorded the DART way (Laskey et al., 2017): on that
+share of the steps a random action is executed instead of the expert's, while the recorded label is always
+the expert's action at the frame. The data then hold the expert's corrections from states a slightly wrong
+policy reaches (a gripper closed on nothing, an end effector beside the object), which plain demonstrations
+never show; a behaviour-cloned policy that makes one such mistake otherwise cannot recover.
 """
 
 from __future__ import annotations
@@ -12,12 +18,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from f1.data import LeRobotDatasetWriter, standard_features
-from f1.envs import TableTaskEnv, episode_frames, make_env, make_expert, rollout, seed_range
+from f1.envs import (
+    EpisodeRecord,
+    ScriptedExpert,
+    TableTaskEnv,
+    episode_frames,
+    make_env,
+    make_expert,
+    seed_range,
+)
 
-__all__ = ["CAMERA", "RecordedDataset", "TaskSpec", "record_demonstrations"]
+__all__ = ["CAMERA", "RecordedDataset", "TaskSpec", "expert_episode", "record_demonstrations"]
 
 CAMERA = "top"
 """The camera name of the table view (``observation.images.top``)."""
@@ -81,6 +96,35 @@ def _training_seeds(embodiment: str, variant: str) -> range:
     return range(start, start + _SEED_BLOCK)
 
 
+def expert_episode(
+    env: TableTaskEnv, expert: ScriptedExpert, seed: int, perturbation: float = 0.0
+) -> EpisodeRecord:
+    """One episode labelled by ``expert``: frame t holds the observation before step t and the expert's
+    action there; on a ``perturbation`` share of the steps (drawn from ``seed``) a uniformly random action
+    is executed instead. Without perturbation this is :func:`f1.envs.rollout` of the expert."""
+    rng = np.random.default_rng([seed, 7])
+    observation, info = env.reset(seed=seed)
+    images, states, actions = [], [], []
+    for _ in range(env.config.max_steps):
+        label = env.validate_action(expert.act(observation)).astype(np.float32)
+        executed = label
+        if perturbation and rng.random() < perturbation:
+            executed = env.action_space.sample(rng)
+        images.append(observation["image"])
+        states.append(observation["state"])
+        actions.append(label)
+        observation, _, terminated, truncated, info = env.step(executed)
+        if terminated or truncated:
+            break
+    return {
+        "observation.images.top": np.stack(images),
+        "observation.state": np.stack(states),
+        "action": np.stack(actions),
+        "task": observation["instruction"],
+        "success": bool(info["success"]),
+    }
+
+
 def record_demonstrations(
     root: str | Path,
     task: TaskSpec,
@@ -88,14 +132,22 @@ def record_demonstrations(
     variants: Sequence[str],
     episodes_per_variant: int,
     *,
+    perturbation: float = 0.0,
     progress: bool = False,
 ) -> RecordedDataset:
     """Record ``episodes_per_variant`` successful expert episodes per variant into a new dataset at ``root``.
 
     Failed expert episodes (rare; none at the default settings) are skipped and replaced by the next seed.
     Images are stored losslessly (PNG) so that training frames are exactly what the policy sees at
-    evaluation time.
+    evaluation time. ``perturbation``: share of steps on which a random action is executed (the label stays
+    the expert's action; see the module docstring).
     """
+    if (
+        isinstance(perturbation, bool)
+        or not isinstance(perturbation, int | float)
+        or not 0 <= perturbation < 1
+    ):
+        raise ValueError(f"perturbation: expected a share in [0, 1), received {perturbation!r}")
     variants = tuple(variants)
     if not variants:
         raise ValueError("variants: expected at least one of 'static', 'dynamic'")
@@ -123,7 +175,9 @@ def record_demonstrations(
             for variant in variants:
                 while True:
                     attempts += 1
-                    record = rollout(envs[variant], experts[variant].act, seed=next(seeds[variant]))
+                    record = expert_episode(
+                        envs[variant], experts[variant], next(seeds[variant]), perturbation
+                    )
                     if record["success"]:
                         break
                 writer.add_episode(episode_frames(record), record["task"])
