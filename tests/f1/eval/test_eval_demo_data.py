@@ -69,3 +69,36 @@ def test_bad_arguments_raise_naming_them(tmp_path):
         record_demonstrations(tmp_path / "b", TaskSpec(), "arm", ("static",), 0)
     with pytest.raises(ValueError, match="mode"):
         demo_policy_config("pi0", 32, ())
+
+
+def test_unperturbed_expert_episode_is_the_expert_rollout():
+    from f1.envs import make_expert, rollout
+    from f1.eval.demo_data import expert_episode
+
+    env = TaskSpec(resolution=32).make_env("gripper", "dynamic")
+    expert = make_expert(env)
+    plain = rollout(env, expert.act, seed=11)
+    recorded = expert_episode(env, expert, 11)
+    for key in ("observation.images.top", "observation.state", "action"):
+        assert np.array_equal(plain[key], recorded[key])
+    assert recorded["success"] == plain["success"]
+
+
+def test_perturbed_episode_visits_other_states_and_keeps_expert_labels():
+    from f1.envs import make_expert
+    from f1.eval.demo_data import expert_episode
+
+    env = TaskSpec(resolution=32).make_env("gripper", "static")
+    expert = make_expert(env)
+    plain = expert_episode(env, expert, 3)
+    perturbed = expert_episode(env, expert, 3, perturbation=0.5)
+    steps = min(len(plain["action"]), len(perturbed["action"]))
+    assert not np.array_equal(plain["observation.state"][:steps], perturbed["observation.state"][:steps])
+    # Labels are the expert's: full-speed moves within the bounds and a decided grip, never random values.
+    assert np.all(np.abs(perturbed["action"][:, :2]) <= 0.04 + 1e-6)
+    assert set(np.unique(perturbed["action"][:, 2]).tolist()) <= {-1.0, 1.0}
+
+
+def test_perturbation_out_of_range_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="perturbation"):
+        record_demonstrations(tmp_path / "p", TaskSpec(), "arm", ("static",), 1, perturbation=1.0)
