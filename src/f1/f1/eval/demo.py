@@ -3,7 +3,8 @@
 The pipeline (see ``docs/demo.md``):
 
 1. demonstrations of the scripted expert: the point gripper on the static and the dynamic (conveyor)
-   variant, and at most 50 of the planar arm (half static, half dynamic);
+   variant, and at most 50 of the planar arm (half static, half dynamic), with 10% of the steps perturbed
+   (DART: a random action executed, the expert's correction recorded);
 2. a small VQ-VAE tokenizer trained on the gripper frames (shared by every policy that encodes frames);
 3. F1: stage I (foresight pre-training) and stage II on the gripper, stage III on the arm; the controls
    No-Gen and History-No-Foresight get the same number of optimizer steps and samples (stage I's steps go
