@@ -76,3 +76,8 @@ def test_demo_command_rejects_a_file_as_out(tmp_path, capsys):
     target.write_text("x")
     assert main(["demo", "--quick", "--out", str(target)]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_demo_command_rejects_a_non_positive_training_budget(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--train-minutes", "0"]) == 2
+    assert "--train-minutes" in capsys.readouterr().err

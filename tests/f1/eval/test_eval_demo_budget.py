@@ -1,0 +1,85 @@
+"""The demo's budget: validation, sizing the stages to the wall clock, the foresight numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from f1.envs import seed_range
+from f1.eval import DEMO_BUDGETS, DemoBudget, TaskSpec
+from f1.eval.demo import _schedule, _stage_steps, _steps_within
+from f1.eval.demo_policy import demo_policy_config
+from f1.eval.foresight import collect_foresight
+from f1.model import Embodiment, F1Policy
+
+SECONDS = {"f1_stage1": 0.2, "f1": 0.3, "no_gen": 0.1, "history_no_foresight": 0.2}
+
+
+def test_stage_steps_add_up_and_follow_the_fractions():
+    assert _stage_steps(1000, (0.15, 0.55, 0.30)) == (150, 550, 300)
+    assert sum(_stage_steps(13, (0.15, 0.55, 0.30))) == 13
+    assert min(_stage_steps(3, (0.15, 0.55, 0.30))) >= 1
+
+
+def test_steps_fit_the_training_budget_within_its_bounds():
+    budget = DemoBudget(name="t", train_seconds=600.0, min_steps=10, max_steps=100_000)
+    steps = _steps_within(budget, SECONDS)
+    per_step = 0.15 * 0.2 + 0.85 * 0.3 + 0.1 + 0.2
+    assert abs(steps - 600 / per_step) <= 1
+    assert _steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS) == 10
+    assert _steps_within(DemoBudget(name="t", train_seconds=1e9, min_steps=10, max_steps=50), SECONDS) == 50
+
+
+def test_controls_get_the_same_steps_as_f1():
+    budget = DEMO_BUDGETS["full"]
+    data = {"gripper": "gripper data", "arm": "arm data"}
+    steps = (30, 110, 60)
+    f1 = _schedule("f1", steps, budget, data)
+    no_gen = _schedule("no_gen", steps, budget, data)
+    assert [s for s, _, _ in f1] == ["I", "II", "III"]
+    assert [s for s, _, _ in no_gen] == ["II", "III"]
+    assert sum(p.steps for _, _, p in f1) == sum(p.steps for _, _, p in no_gen) == 200
+    assert no_gen[0][2].loss_weights == {"flow": 1.0}
+    assert f1[-1][1] == no_gen[-1][1] == "arm data"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arm_episodes": 26}, "arm_episodes"),
+        ({"stage_fractions": (0.5, 0.5, 0.5)}, "stage_fractions"),
+        ({"eval_episodes": 0}, "eval_episodes"),
+        ({"min_steps": 10, "max_steps": 5}, "max_steps"),
+    ],
+)
+def test_bad_budgets_raise_naming_the_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        DemoBudget(name="bad", **change)
+
+
+def test_full_budget_follows_the_issue():
+    full = DEMO_BUDGETS["full"]
+    assert full.eval_episodes >= 100
+    assert 2 * full.arm_episodes <= 50
+
+
+def test_foresight_numbers_of_an_untrained_policy_are_finite():
+    torch.manual_seed(0)
+    embodiment = Embodiment(name="gripper", state_dim=3, action_dim=3)
+    policy = F1Policy(demo_policy_config("f1", 32, (embodiment,)))
+    task = TaskSpec(resolution=32, num_objects=1, num_bins=1)
+    samples = collect_foresight(policy, task, "gripper", "dynamic", list(seed_range("val")[:3]), examples=2)
+    assert samples.samples == 3
+    assert len(samples.rows) == 2
+    row = samples.rows[0]
+    assert row.predicted.shape == row.real.shape == (32, 32, 3)
+    assert len(row.history) == policy.config.generation.history_frames
+    for value in (samples.psnr_imagined, samples.psnr_tokenizer, samples.psnr_no_motion):
+        assert value > 0
+
+
+def test_foresight_needs_a_policy_that_foresees():
+    embodiment = Embodiment(name="gripper", state_dim=3, action_dim=3)
+    policy = F1Policy(demo_policy_config("no_gen", 32, (embodiment,)))
+    with pytest.raises(ValueError, match="foresight"):
+        collect_foresight(policy, TaskSpec(resolution=32), "gripper", "dynamic", [1])
