@@ -45,11 +45,14 @@ def rollout(
     policy_fn: Callable[[Observation], Any],
     seed: int,
     max_steps: int | None = None,
+    execute: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EpisodeRecord:
     """Run ``policy_fn`` from ``env.reset(seed=seed)`` until the episode ends or ``max_steps`` steps.
 
     Frame t holds the observation before action t; the observation after the last action is not
     recorded. ``max_steps`` defaults to (and cannot extend) the environment's ``max_steps``.
+    ``execute`` maps the recorded (validated) action to the one sent to the environment, e.g. to
+    perturb demonstrations while keeping the policy's action as the label; by default they are the same.
     """
     if max_steps is not None and (
         isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
@@ -64,7 +67,7 @@ def rollout(
         images.append(observation["image"])
         states.append(observation["state"])
         actions.append(action.astype(np.float32))
-        observation, _, terminated, truncated, info = env.step(action)
+        observation, _, terminated, truncated, info = env.step(action if execute is None else execute(action))
         if terminated or truncated:
             break
     return {

@@ -29,6 +29,7 @@ from f1.envs import (
     episode_frames,
     make_env,
     make_expert,
+    rollout,
     seed_range,
 )
 
@@ -101,28 +102,15 @@ def expert_episode(
 ) -> EpisodeRecord:
     """One episode labelled by ``expert``: frame t holds the observation before step t and the expert's
     action there; on a ``perturbation`` share of the steps (drawn from ``seed``) a uniformly random action
-    is executed instead. Without perturbation this is :func:`f1.envs.rollout` of the expert."""
+    is executed instead (:func:`f1.envs.rollout` with a perturbed ``execute``)."""
     rng = np.random.default_rng([seed, 7])
-    observation, info = env.reset(seed=seed)
-    images, states, actions = [], [], []
-    for _ in range(env.config.max_steps):
-        label = env.validate_action(expert.act(observation)).astype(np.float32)
-        executed = label
+
+    def perturbed(label: np.ndarray) -> np.ndarray:
         if perturbation and rng.random() < perturbation:
-            executed = env.action_space.sample(rng)
-        images.append(observation["image"])
-        states.append(observation["state"])
-        actions.append(label)
-        observation, _, terminated, truncated, info = env.step(executed)
-        if terminated or truncated:
-            break
-    return {
-        "observation.images.top": np.stack(images),
-        "observation.state": np.stack(states),
-        "action": np.stack(actions),
-        "task": observation["instruction"],
-        "success": bool(info["success"]),
-    }
+            return env.action_space.sample(rng)
+        return label.astype(np.float32)
+
+    return rollout(env, expert.act, seed, execute=perturbed)
 
 
 def record_demonstrations(
