@@ -52,7 +52,16 @@ def _add_demo(subparsers: Subparsers) -> None:
         help="wall-clock budget for training the three policies (full run: 15); more trains longer",
     )
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per process (1 is fastest on a busy 2-core CPU)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes training the three policies side by side (default: one per core, at most 3)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run_demo)
@@ -61,6 +70,9 @@ def _add_demo(subparsers: Subparsers) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     if args.threads < 1:
         print(f"f1 demo: error: --threads must be >= 1, received {args.threads}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.workers is not None and args.workers < 1:
+        print(f"f1 demo: error: --workers must be >= 1, received {args.workers}", file=sys.stderr)
         return EXIT_USAGE
     if args.out.exists() and not args.out.is_dir():
         print(f"f1 demo: error: --out {args.out} exists and is not a directory", file=sys.stderr)
@@ -85,6 +97,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             threads=args.threads,
+            workers=args.workers,
         )
     except KeyboardInterrupt:
         print("f1 demo: interrupted", file=sys.stderr)

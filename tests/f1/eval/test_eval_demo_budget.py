@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,24 +25,30 @@ def test_stage_steps_add_up_and_follow_the_fractions():
 
 def test_steps_fit_the_training_budget_within_its_bounds():
     budget = DemoBudget(name="t", train_seconds=600.0, min_steps=10, max_steps=100_000)
-    steps = _steps_within(budget, SECONDS)
-    per_step = 0.15 * 0.2 + 0.85 * 0.3 + 0.1 + 0.2
-    assert abs(steps - 600 / per_step) <= 1
-    assert _steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS) == 10
-    assert _steps_within(DemoBudget(name="t", train_seconds=1e9, min_steps=10, max_steps=50), SECONDS) == 50
+    f1_per_step = 0.15 * 0.2 + 0.85 * 0.3
+    steps = _steps_within(budget, SECONDS, workers=1)
+    assert abs(steps - 600 / (f1_per_step + 0.1 + 0.2)) <= 1
+    # two workers: F1 on one, the controls one after the other on the other
+    assert abs(_steps_within(budget, SECONDS, workers=2) - 600 / max(f1_per_step, 0.1 + 0.2)) <= 1
+    # three workers: the slowest policy sets the pace
+    assert abs(_steps_within(budget, SECONDS, workers=3) - 600 / f1_per_step) <= 1
+    assert _steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS, 2) == 10
+    assert (
+        _steps_within(DemoBudget(name="t", train_seconds=1e9, min_steps=10, max_steps=50), SECONDS, 2) == 50
+    )
 
 
 def test_controls_get_the_same_steps_as_f1():
     budget = DEMO_BUDGETS["full"]
-    data = {"gripper": "gripper data", "arm": "arm data"}
+    roots = {"gripper": Path("gripper data"), "arm": Path("arm data")}
     steps = (30, 110, 60)
-    f1 = _schedule("f1", steps, budget, data)
-    no_gen = _schedule("no_gen", steps, budget, data)
-    assert [s for s, _, _ in f1] == ["I", "II", "III"]
-    assert [s for s, _, _ in no_gen] == ["II", "III"]
-    assert sum(p.steps for _, _, p in f1) == sum(p.steps for _, _, p in no_gen) == 200
-    assert no_gen[0][2].loss_weights == {"flow": 1.0}
-    assert f1[-1][1] == no_gen[-1][1] == "arm data"
+    f1 = _schedule("f1", steps, budget, roots)
+    no_gen = _schedule("no_gen", steps, budget, roots)
+    assert [s.name for s in f1] == ["I", "II", "III"]
+    assert [s.name for s in no_gen] == ["II", "III"]
+    assert sum(s.plan.steps for s in f1) == sum(s.plan.steps for s in no_gen) == 200
+    assert no_gen[0].plan.loss_weights == {"flow": 1.0}
+    assert f1[-1].dataset == no_gen[-1].dataset == Path("arm data")
 
 
 @pytest.mark.parametrize(

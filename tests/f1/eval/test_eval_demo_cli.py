@@ -81,3 +81,8 @@ def test_demo_command_rejects_a_file_as_out(tmp_path, capsys):
 def test_demo_command_rejects_a_non_positive_training_budget(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--train-minutes", "0"]) == 2
     assert "--train-minutes" in capsys.readouterr().err
+
+
+def test_demo_command_rejects_no_workers(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err

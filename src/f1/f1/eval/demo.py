@@ -14,8 +14,10 @@ The pipeline (see ``docs/demo.md``):
    stage-III policy;
 5. ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``, ``foresight.png``.
 
-Step counts follow a wall-clock budget: a few timed steps of each policy size the stages so that the
-training of all three policies fits ``DemoBudget.train_seconds``; the other phases have fixed sizes.
+The three policies train side by side in worker processes (one per core, see :mod:`f1.eval.demo_workers`).
+Step counts follow a wall-clock budget: a few steps of each policy, timed in those workers, size the
+stages so that the training of all three fits ``DemoBudget.train_seconds``; the other phases have fixed
+sizes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,16 @@ from f1.envs import seed_range
 from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
 from f1.eval.demo_data import CAMERA, RecordedDataset, TaskSpec, record_demonstrations
 from f1.eval.demo_policy import demo_policy_config, embodiment_from_stats
-from f1.eval.demo_training import StagePlan, measure_step_seconds, run_stage, train_tokenizer
+from f1.eval.demo_training import StagePlan, train_tokenizer
+from f1.eval.demo_workers import (
+    StageJob,
+    StepProbe,
+    TrainingJob,
+    default_workers,
+    measure_in_workers,
+    plan_workers,
+    train_jobs,
+)
 from f1.eval.foresight import collect_foresight
 from f1.eval.plots import (
     POLICY_COLOURS,
@@ -48,7 +59,7 @@ from f1.eval.plots import (
 )
 from f1.eval.report import Cell, compare, machine_description, write_report_json, write_report_markdown
 from f1.eval.rollouts import evaluate
-from f1.model import F1Policy
+from f1.model import F1Config, F1Policy
 from f1.train import read_metrics
 
 __all__ = ["DEMO_BUDGETS", "DemoBudget", "DemoResult", "run_demo"]
@@ -187,6 +198,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     threads: int | None = 1,
+    workers: int | None = None,
 ) -> DemoResult:
     """Run the whole demo and write its report to ``out_dir`` (see the module docstring).
 
@@ -196,7 +208,10 @@ def run_demo(
         budget: a :class:`DemoBudget` or the name of one in :data:`DEMO_BUDGETS`.
         seed: seeds policy initialisation, batch order and sampling.
         progress: progress bars.
-        threads: torch intra-op threads (1 is fastest on a busy 2-core machine; None leaves torch's choice).
+        threads: torch intra-op threads per process (1 is fastest on a busy 2-core machine; None leaves
+            torch's choice in this process and uses 1 in the training workers).
+        workers: processes that train the three policies side by side (default: one per core, at most 3;
+            1 trains them one after the other in this process). The results do not depend on it.
     """
     if isinstance(budget, str):
         if budget not in DEMO_BUDGETS:
@@ -236,13 +251,17 @@ def run_demo(
     configs = {mode: demo_policy_config(mode, task.resolution, embodiments) for mode in LEARNED}
 
     # 2. sizing the stages to the budget (skipped when the budget leaves no choice)
+    workers = default_workers(len(LEARNED)) if workers is None else workers
+    roots = {name: r.root for name, r in recorded.items()}
     seconds: dict[str, float] = {}
     total_steps = budget.max_steps
     if budget.min_steps < budget.max_steps:
         done = clock.phase("calibration")
-        seconds = _seconds_per_step(configs, data["gripper"], budget)
+        seconds = measure_in_workers(
+            _step_probes(configs, roots["gripper"], budget), workers=workers, threads=threads or 1
+        )
         done()
-        total_steps = _steps_within(budget, seconds)
+        total_steps = _steps_within(budget, seconds, workers)
     steps = _stage_steps(total_steps, budget.stage_fractions)
     log.info("steps per policy: %d (stages %s); seconds per step %s", total_steps, steps, seconds)
 
@@ -264,12 +283,27 @@ def run_demo(
     policies["history_no_foresight"].generation.tokenizer.load_state_dict(tokenizer.state_dict())  # type: ignore[union-attr]
     done()
     done = clock.phase("training")
-    trained: dict[str, dict[str, F1Policy]] = {}
-    curves: dict[str, list[tuple[str, Path, int]]] = {}
+    jobs = []
     for mode in LEARNED:
-        trained[mode], curves[mode] = _train_policy(
-            policies[mode], _schedule(mode, steps, budget, data), work / "runs" / mode, seed, progress
+        policies[mode].save(work / "init" / mode)
+        schedule = _schedule(mode, steps, budget, roots)
+        jobs.append(
+            TrainingJob(
+                name=mode,
+                initial=work / "init" / mode,
+                stages=schedule,
+                runs=work / "runs" / mode,
+                seed=seed,
+                cost=_job_seconds(mode, schedule, seconds),
+            )
         )
+    del policies
+    train_jobs(jobs, workers=workers, threads=threads or 1, progress=progress)
+    trained = {
+        job.name: {stage.name: F1Policy.load(job.stage_dir(stage.name) / "policy") for stage in job.stages}
+        for job in jobs
+    }
+    curves = {job.name: _curves(job) for job in jobs}
     done()
 
     # 4. evaluation
@@ -317,54 +351,54 @@ def run_demo(
     return DemoResult(out_dir=out, report=report, files=files)
 
 
-def _steps_within(budget: DemoBudget, seconds: Mapping[str, float]) -> int:
-    """Steps per policy so that F1 (stages I-III) and both controls train within ``budget.train_seconds``."""
+def _steps_within(budget: DemoBudget, seconds: Mapping[str, float], workers: int) -> int:
+    """Steps per policy so that F1 (stages I-III) and both controls, spread over ``workers`` processes,
+    train within ``budget.train_seconds``."""
     first, second, third = budget.stage_fractions
-    per_step = (
-        first * seconds["f1_stage1"]
-        + (second + third) * seconds["f1"]
-        + seconds["no_gen"]
-        + seconds["history_no_foresight"]
-    )
-    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / per_step)))
-
-
-_Schedule = list[tuple[str, LeRobotDataset, StagePlan]]
+    per_step = [
+        first * seconds["f1_stage1"] + (second + third) * seconds["f1"],
+        seconds["no_gen"],
+        seconds["history_no_foresight"],
+    ]
+    wall_per_step = plan_workers(per_step, workers)
+    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / wall_per_step)))
 
 
 def _schedule(
-    mode: str, steps: tuple[int, int, int], budget: DemoBudget, data: Mapping[str, LeRobotDataset]
-) -> _Schedule:
+    mode: str, steps: tuple[int, int, int], budget: DemoBudget, roots: Mapping[str, Path]
+) -> tuple[StageJob, ...]:
     """F1: stages I, II on the gripper and III on the arm. The controls: the same steps in II and III
     (stage I's go to stage II), flow loss only."""
     batch, lr = budget.batch_size, budget.lr
     if mode == "f1":
-        return [
-            ("I", data["gripper"], StagePlan(1, steps[0], batch, lr)),
-            ("II", data["gripper"], StagePlan(2, steps[1], batch, lr)),
-            ("III", data["arm"], StagePlan(3, steps[2], batch, lr)),
-        ]
+        return (
+            StageJob("I", roots["gripper"], StagePlan(1, steps[0], batch, lr)),
+            StageJob("II", roots["gripper"], StagePlan(2, steps[1], batch, lr)),
+            StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr)),
+        )
     flow = {"flow": 1.0}
-    return [
-        ("II", data["gripper"], StagePlan(2, steps[0] + steps[1], batch, lr, flow)),
-        ("III", data["arm"], StagePlan(3, steps[2], batch, lr, flow)),
-    ]
+    return (
+        StageJob("II", roots["gripper"], StagePlan(2, steps[0] + steps[1], batch, lr, flow)),
+        StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr, flow)),
+    )
 
 
-def _train_policy(
-    policy: F1Policy, schedule: _Schedule, runs: Path, seed: int, progress: bool
-) -> tuple[dict[str, F1Policy], list[tuple[str, Path, int]]]:
-    """Train through ``schedule``; the policy after each stage, and (stage, metrics dir, step offset)."""
-    trained: dict[str, F1Policy] = {}
-    curves: list[tuple[str, Path, int]] = []
-    offset = 0
-    for stage, dataset, plan in schedule:
-        stage_dir = runs / f"stage_{stage}"
-        policy = run_stage(policy, dataset, plan, stage_dir, seed=seed, progress=progress)
-        trained[stage] = policy
-        curves.append((stage, stage_dir, offset))
-        offset += plan.steps
-    return trained, curves
+def _job_seconds(mode: str, schedule: tuple[StageJob, ...], seconds: Mapping[str, float]) -> float:
+    """Estimated training seconds of a schedule (1 per step when nothing was measured)."""
+    total = 0.0
+    for stage in schedule:
+        key = "f1_stage1" if stage.plan.stage == 1 else mode
+        total += stage.plan.steps * seconds.get(key, 1.0)
+    return total
+
+
+def _curves(job: TrainingJob) -> list[tuple[str, Path, int]]:
+    """(stage, metrics dir, step offset) of each stage of ``job``, for the training curves."""
+    curves, offset = [], 0
+    for stage in job.stages:
+        curves.append((stage.name, job.stage_dir(stage.name), offset))
+        offset += stage.plan.steps
+    return curves
 
 
 def _evaluate_cells(
@@ -392,22 +426,23 @@ def _evaluate_cells(
     return cells
 
 
-def _seconds_per_step(
-    configs: dict[str, Any], gripper: LeRobotDataset, budget: DemoBudget
-) -> dict[str, float]:
-    """Measured seconds per optimizer step of F1 (stages I and II) and of the two controls."""
-    probe = max(2, min(4, budget.batch_size))
-    f1_plan = StagePlan(2, 10, budget.batch_size, budget.lr)
-    seconds = {
-        "f1_stage1": measure_step_seconds(
-            configs["f1"], gripper, StagePlan(1, 10, budget.batch_size, budget.lr), steps=probe - 1
+def _step_probes(configs: Mapping[str, F1Config], gripper: Path, budget: DemoBudget) -> list[StepProbe]:
+    """Timings of F1 (stages I and II) and of the two controls, costliest first."""
+    probe = max(2, min(4, budget.batch_size)) - 1
+    batch, lr = budget.batch_size, budget.lr
+    flow = {"flow": 1.0}
+    return [
+        StepProbe("f1", configs["f1"], gripper, StagePlan(2, 10, batch, lr), probe),
+        StepProbe("f1_stage1", configs["f1"], gripper, StagePlan(1, 10, batch, lr), probe),
+        StepProbe(
+            "history_no_foresight",
+            configs["history_no_foresight"],
+            gripper,
+            StagePlan(2, 10, batch, lr, flow),
+            probe,
         ),
-        "f1": measure_step_seconds(configs["f1"], gripper, f1_plan, steps=probe - 1),
-    }
-    for mode in ("no_gen", "history_no_foresight"):
-        plan = StagePlan(2, 10, budget.batch_size, budget.lr, {"flow": 1.0})
-        seconds[mode] = measure_step_seconds(configs[mode], gripper, plan, steps=probe - 1)
-    return seconds
+        StepProbe("no_gen", configs["no_gen"], gripper, StagePlan(2, 10, batch, lr, flow), probe),
+    ]
 
 
 def _env_factory(task: TaskSpec, embodiment: str, variant: str) -> Callable[[], Any]:
