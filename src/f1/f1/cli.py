@@ -138,6 +138,12 @@ def _add_eval(subparsers: Subparsers) -> None:
     parser.add_argument("--resolution", type=int, default=64, help="image side in pixels (64)")
     parser.add_argument("--objects", type=int, default=None, help="objects on the table (demo's default)")
     parser.add_argument("--bins", type=int, default=None, help="target bins (demo's default)")
+    parser.add_argument(
+        "--object-size", type=float, default=None, help="object side, table widths (demo's default)"
+    )
+    parser.add_argument(
+        "--grasp-radius", type=float, default=None, help="grasp radius, table widths (demo's default)"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -165,6 +171,8 @@ def _run_eval(args: argparse.Namespace) -> int:
             resolution=args.resolution,
             num_objects=default.num_objects if args.objects is None else args.objects,
             num_bins=default.num_bins if args.bins is None else args.bins,
+            object_size=default.object_size if args.object_size is None else args.object_size,
+            grasp_radius=default.grasp_radius if args.grasp_radius is None else args.grasp_radius,
         )
         task.make_env(args.embodiment, args.variant)  # validates the task before loading anything
         agent = load_agent(args.policy, args.embodiment)

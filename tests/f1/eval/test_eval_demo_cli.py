@@ -8,7 +8,7 @@ import time
 import pytest
 
 from f1.cli import main
-from f1.eval import read_report
+from f1.eval import DEMO_BUDGETS, read_report
 
 POLICIES = {"f1", "no_gen", "history_no_foresight", "expert", "random"}
 CELLS = {(e, v) for e in ("gripper", "arm") for v in ("static", "dynamic")}
@@ -54,6 +54,7 @@ def test_eval_command_prints_one_json_line(tmp_path, capsys):
     assert printed["policy"] == "expert"
     assert printed["episodes"] == 5
     assert printed["success_rate"] == 1.0
+    assert printed["task"]["grasp_radius"] == DEMO_BUDGETS["full"].task.grasp_radius
     assert json.loads(out.read_text()) == printed
 
 
@@ -63,6 +64,7 @@ def test_eval_command_prints_one_json_line(tmp_path, capsys):
         (["--policy", "/no/such/policy"], "does not exist"),
         (["--policy", "expert", "--episodes", "0"], "--episodes"),
         (["--policy", "expert", "--objects", "9"], "num_objects"),
+        (["--policy", "expert", "--grasp-radius", "0.5"], "grasp_radius"),
     ],
 )
 def test_eval_command_bad_arguments_exit_2_with_a_message(arguments, message, capsys):

@@ -50,11 +50,15 @@ class TaskSpec:
         resolution: image side in pixels.
         num_objects: objects on the table; the instruction names one.
         num_bins: target bins; the instruction names one.
+        grasp_radius: how close (table widths) the end effector must be to an object's centre when the
+            gripper closes for the grasp to take (see :class:`f1.envs.TableTaskConfig`).
     """
 
     resolution: int = 64
     num_objects: int = 3
     num_bins: int = 3
+    grasp_radius: float = 0.03
+    object_size: float = 0.1
 
     def make_env(self, embodiment: str, variant: str) -> TableTaskEnv:
         """The environment of this task for ``embodiment`` and ``variant``."""
@@ -64,6 +68,8 @@ class TaskSpec:
             resolution=self.resolution,
             num_objects=self.num_objects,
             num_bins=self.num_bins,
+            grasp_radius=self.grasp_radius,
+            object_size=self.object_size,
         )
 
     def to_dict(self) -> dict[str, Any]:
