@@ -59,6 +59,7 @@ class TaskSpec:
     num_bins: int = 3
     grasp_radius: float = 0.03
     object_size: float = 0.1
+    conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
 
     def make_env(self, embodiment: str, variant: str) -> TableTaskEnv:
         """The environment of this task for ``embodiment`` and ``variant``."""
@@ -70,10 +71,13 @@ class TaskSpec:
             num_bins=self.num_bins,
             grasp_radius=self.grasp_radius,
             object_size=self.object_size,
+            conveyor_speed_range=self.conveyor_speed_range,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["conveyor_speed_range"] = list(self.conveyor_speed_range)
+        return data
 
 
 @dataclass(frozen=True)

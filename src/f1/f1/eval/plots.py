@@ -25,6 +25,7 @@ POLICY_LABELS = {
     "history_no_foresight": "History-No-Foresight",
     "expert": "scripted expert",
     "random": "random",
+    "expert_lead_unaware": "expert aiming at the object's current position",
 }
 
 

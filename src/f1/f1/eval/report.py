@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 POLICIES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight", "expert", "random")
+REFERENCE_POLICIES: tuple[str, ...] = ("expert_lead_unaware",)
+"""Reference rows of ``report["references"]`` (not ``cells``): the scripted expert aiming at the object's
+current position instead of intercepting it."""
 VARIANTS: tuple[str, ...] = ("static", "dynamic")
 EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
 CELL_KEYS: tuple[str, ...] = ("policy", "variant", "embodiment", "episodes", "success_rate", "ci95")
@@ -55,7 +58,7 @@ class Cell:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
-            ("policy", self.policy, POLICIES),
+            ("policy", self.policy, POLICIES + REFERENCE_POLICIES),
             ("variant", self.variant, VARIANTS),
             ("embodiment", self.embodiment, EMBODIMENTS),
         ):
@@ -191,7 +194,7 @@ def success_table(cells: Sequence[Mapping[str, Any]]) -> str:
         "| policy | " + " | ".join(f"{e} {v}" for e, v in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    for policy in POLICIES:
+    for policy in POLICIES + REFERENCE_POLICIES:
         row = []
         for embodiment, variant in columns:
             match = [
@@ -215,7 +218,7 @@ def write_report_markdown(path: str | Path, report: Mapping[str, Any], sections:
         f"Wall time: {report['wall_time_s'] / 60:.1f} min. Success rate in % on held-out seeds "
         f"({', '.join(map(str, episodes))} episodes per cell) with the Wilson 95% interval in brackets.",
         "",
-        success_table(report["cells"]),
+        success_table([*report["cells"], *report.get("references", [])]),
         "",
         *sections,
     ]
