@@ -144,6 +144,14 @@ def _add_eval(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--grasp-radius", type=float, default=None, help="grasp radius, table widths (demo's default)"
     )
+    parser.add_argument(
+        "--belt-speed",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="conveyor speed range of the dynamic variant, table widths per step (demo's default)",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,6 +181,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             num_bins=default.num_bins if args.bins is None else args.bins,
             object_size=default.object_size if args.object_size is None else args.object_size,
             grasp_radius=default.grasp_radius if args.grasp_radius is None else args.grasp_radius,
+            conveyor_speed_range=default.conveyor_speed_range
+            if args.belt_speed is None
+            else tuple(args.belt_speed),
         )
         task.make_env(args.embodiment, args.variant)  # validates the task before loading anything
         agent = load_agent(args.policy, args.embodiment)

@@ -54,7 +54,7 @@ def test_eval_command_prints_one_json_line(tmp_path, capsys):
     assert printed["policy"] == "expert"
     assert printed["episodes"] == 5
     assert printed["success_rate"] == 1.0
-    assert printed["task"]["grasp_radius"] == DEMO_BUDGETS["full"].task.grasp_radius
+    assert printed["task"] == DEMO_BUDGETS["full"].task.to_dict() | {"resolution": 32}
     assert json.loads(out.read_text()) == printed
 
 
@@ -65,6 +65,7 @@ def test_eval_command_prints_one_json_line(tmp_path, capsys):
         (["--policy", "expert", "--episodes", "0"], "--episodes"),
         (["--policy", "expert", "--objects", "9"], "num_objects"),
         (["--policy", "expert", "--grasp-radius", "0.5"], "grasp_radius"),
+        (["--policy", "expert", "--belt-speed", "0.1", "0.05"], "conveyor_speed_range"),
     ],
 )
 def test_eval_command_bad_arguments_exit_2_with_a_message(arguments, message, capsys):
