@@ -11,6 +11,7 @@ For every embodiment x variant it measures
 Usage:
     python benchmarks/envs_bench.py                      # 200 episodes, throughput at 32/64/128 px
     python benchmarks/envs_bench.py --episodes 40 --out runs/envs_bench.json
+    python benchmarks/envs_bench.py --task demo          # the task `f1 demo` uses (f1.eval.demo.DEMO_TASK)
 """
 
 from __future__ import annotations
@@ -25,18 +26,31 @@ from pathlib import Path
 
 import numpy as np
 
-from f1.envs import EMBODIMENTS, VARIANTS, make_env, make_expert, rollout, seed_range
+from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, make_env, make_expert, rollout, seed_range
+
+
+def task_overrides(task: str) -> dict[str, object]:
+    """``make_env`` keyword arguments of a named task: the family's defaults, or the demo's task."""
+    if task == "default":
+        return {}
+    from f1.eval.demo import DEMO_TASK
+
+    return {k: v for k, v in DEMO_TASK.to_dict().items() if k != "resolution"}
+
+
+def build_env(embodiment: str, variant: str, resolution: int, task: str) -> TableTaskEnv:
+    return make_env(embodiment, variant, resolution, **task_overrides(task))
 
 
 def steps_per_second(
-    embodiment: str, variant: str, resolution: int, steps: int, repeats: int
+    embodiment: str, variant: str, resolution: int, steps: int, repeats: int, task: str = "default"
 ) -> dict[str, list[float]]:
     """Steps per second of random-action stepping (reset on episode end included), one per repeat.
 
     ``"cpu"`` divides by this process's CPU time (steps per second of one core, robust to other load
     on a shared machine); ``"wall"`` divides by elapsed time.
     """
-    env = make_env(embodiment, variant, resolution)
+    env = build_env(embodiment, variant, resolution, task)
     rng = np.random.default_rng(0)
     actions = [env.action_space.sample(rng) for _ in range(steps)]
     rates: dict[str, list[float]] = {"cpu": [], "wall": []}
@@ -52,9 +66,11 @@ def steps_per_second(
     return rates
 
 
-def expert_success(embodiment: str, variant: str, episodes: int, lead_aware: bool) -> dict[str, float]:
+def expert_success(
+    embodiment: str, variant: str, episodes: int, lead_aware: bool, task: str = "default"
+) -> dict[str, float]:
     """Success rate and mean episode length of the scripted expert over held-out seeds."""
-    env = make_env(embodiment, variant)
+    env = build_env(embodiment, variant, 64, task)
     expert = make_expert(env, lead_aware=lead_aware)
     seeds = seed_range("test")[:episodes]
     records = [rollout(env, expert.act, seed=seed) for seed in seeds]
@@ -77,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5000, help="random steps per throughput repeat")
     parser.add_argument("--repeats", type=int, default=3, help="throughput repeats")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument(
+        "--task",
+        choices=("default", "demo"),
+        default="default",
+        help="the task family's defaults, or the task `f1 demo` uses",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -85,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         for variant in VARIANTS:
             row: dict[str, object] = {"embodiment": embodiment, "variant": variant, "steps_per_second": {}}
             for resolution in args.resolutions:
-                rates = steps_per_second(embodiment, variant, resolution, args.steps, args.repeats)
+                rates = steps_per_second(embodiment, variant, resolution, args.steps, args.repeats, args.task)
                 row["steps_per_second"][str(resolution)] = {  # type: ignore[index]
                     clock: {"median": statistics.median(values), "best": max(values)}
                     for clock, values in rates.items()
                 }
-            row["expert"] = expert_success(embodiment, variant, args.episodes, lead_aware=True)
+            row["expert"] = expert_success(embodiment, variant, args.episodes, True, args.task)
             if variant == "dynamic":
                 row["lead_unaware_expert"] = expert_success(
-                    embodiment, variant, args.episodes, lead_aware=False
+                    embodiment, variant, args.episodes, False, args.task
                 )
             rows.append(row)
 
@@ -112,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{unaware['success_rate']:.3f}" if unaware else "-",  # type: ignore[index]
             ]
         )
+    print(f"task: {args.task} {task_overrides(args.task)}")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} CPUs")
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
