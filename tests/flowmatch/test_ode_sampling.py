@@ -248,10 +248,13 @@ def test_the_adaptive_solver_meets_its_tolerance_on_the_closed_form_flow(
 
     # The tolerance bounds each step's local error; the global error it allows is a small multiple of it
     # (worst measured: 45x, over ~3,800 runs with sigma 0.4..3 and tolerances 1e-4..1e-8). Asking for
-    # 100x less must cost more evaluations and meet the tighter bound.
+    # 100x less must meet the tighter bound. It need not cost more evaluations: step acceptance is
+    # discrete, and 100x tighter once took the same 26 (dopri5, tol 1e-4, as a rejected step of the loose
+    # run cost what the tight run's extra step did). Asking for 10,000x less must cost more.
     assert relative_rms(loose.x, tol) <= 100
     assert relative_rms(tight.x, tol / 100) <= 100
-    assert tight.nfe > loose.nfe
+    much_tighter = fm.sample(field, eps, solver=solver, rtol=tol / 1e4, atol=tol / 1e4)
+    assert much_tighter.nfe > loose.nfe
 
 
 def test_adaptive_solvers_never_evaluate_outside_the_unit_interval():
