@@ -47,3 +47,11 @@ def test_metrics_are_mirrored_to_tensorboard_when_installed(tmp_path: Path) -> N
     logger.log(1, {"loss": 1.0})
     logger.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_read_metrics_leaves_out_a_record_still_being_written(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n')
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]

@@ -25,6 +25,7 @@ from f1.data import LeRobotDatasetWriter, standard_features
 from f1.envs import (
     EpisodeRecord,
     ScriptedExpert,
+    TableTaskConfig,
     TableTaskEnv,
     episode_frames,
     make_env,
@@ -51,15 +52,19 @@ class TaskSpec:
         num_objects: objects on the table; the instruction names one.
         num_bins: target bins; the instruction names one.
         grasp_radius: how close (table widths) the end effector must be to an object's centre when the
-            gripper closes for the grasp to take (see :class:`f1.envs.TableTaskConfig`).
+            gripper closes for the grasp to take.
+        object_size: side of an object's bounding square, table widths.
+        conveyor_speed_range: (low, high) belt speed of the dynamic variant, table widths per step.
+
+    The defaults are :class:`f1.envs.TableTaskConfig`'s.
     """
 
-    resolution: int = 64
-    num_objects: int = 3
-    num_bins: int = 3
-    grasp_radius: float = 0.03
-    object_size: float = 0.1
-    conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
+    resolution: int = TableTaskConfig.resolution
+    num_objects: int = TableTaskConfig.num_objects
+    num_bins: int = TableTaskConfig.num_bins
+    grasp_radius: float = TableTaskConfig.grasp_radius
+    object_size: float = TableTaskConfig.object_size
+    conveyor_speed_range: tuple[float, float] = TableTaskConfig.conveyor_speed_range
 
     def make_env(self, embodiment: str, variant: str) -> TableTaskEnv:
         """The environment of this task for ``embodiment`` and ``variant``."""

@@ -135,16 +135,12 @@ def _run_job(job: TrainingJob, threads: int) -> str:
 
 def _logged_steps(job: TrainingJob) -> int:
     """Steps ``job`` has logged so far (its stages' ``metrics.jsonl``; read while the worker writes)."""
+    from f1.train import read_metrics
+
     done = 0
     for stage in job.stages:
-        path = job.stage_dir(stage.name) / "metrics.jsonl"
-        if not path.exists():
-            break
-        last = 0
-        with path.open("rb") as handle:
-            for line in handle:
-                if line.endswith(b"\n") and line.startswith(b'{"step": '):
-                    last = int(line[9 : line.index(b",")])
+        records = read_metrics(job.stage_dir(stage.name))
+        last = int(records[-1]["step"]) if records else 0
         done += min(last, stage.plan.steps)
         if last < stage.plan.steps:
             break

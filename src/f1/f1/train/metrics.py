@@ -12,13 +12,18 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file (or of ``<dir>/metrics.jsonl``), in order."""
+    """All records of a ``metrics.jsonl`` file (or of ``<dir>/metrics.jsonl``), in order.
+
+    The file may be read while a trainer appends to it: a last line without its newline (a record still
+    being written) is left out.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().split("\n")[:-1]  # the part after the last newline is incomplete
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 class MetricsLogger:
