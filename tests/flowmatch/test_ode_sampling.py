@@ -9,14 +9,15 @@ from hypothesis import strategies as st
 
 import flowmatch as fm
 
-FIXED = ["euler", "midpoint", "heun", "rk4"]
-ORDER = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+FIXED = ["euler", "midpoint", "heun", "rk4", "rk4_38"]
+ORDER = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "rk4_38": 4}
 # Step counts inside each solver's asymptotic range and far above float64 round-off.
 STEPS = {
     "euler": [32, 64, 128, 256],
     "midpoint": [16, 32, 64, 128],
     "heun": [16, 32, 64, 128],
     "rk4": [16, 32, 64, 128],
+    "rk4_38": [16, 32, 64, 128],
 }
 
 sigmas = st.floats(0.3, 2.5)
@@ -55,7 +56,7 @@ def test_a_constant_field_is_integrated_exactly_on_any_grid(
     torch.testing.assert_close(result.x, eps + constant, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver", ["midpoint", "heun", "rk4"])
+@pytest.mark.parametrize("solver", ["midpoint", "heun", "rk4", "rk4_38"])
 @settings(max_examples=5, deadline=None)
 @given(seed=seeds, a=st.floats(-3, 3), b=st.floats(-3, 3))
 def test_second_and_higher_order_solvers_integrate_a_field_linear_in_time_exactly(
@@ -344,3 +345,58 @@ def test_gaussian_noise_is_reproducible_and_typed():
     assert torch.equal(a, b)
     with pytest.raises(TypeError, match="dtype must be a floating-point dtype"):
         fm.gaussian_noise((3,), generator=None, dtype=torch.long)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=seeds, mu=means, sigma=sigmas, steps=st.integers(1, 12))
+def test_rk4_38_is_torchdiffeqs_rk4_to_the_bit_and_rk4_is_the_classical_rule(
+    seed: int, mu: float, sigma: float, steps: int
+):
+    import torchdiffeq
+
+    flow = fm.GaussianFlow(mu, sigma)
+    eps = _eps(seed)
+    grid = fm.uniform_time_grid(steps).double()
+
+    def field(tau: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return flow.velocity(x, tau.expand(x.shape[0]))
+
+    reference = torchdiffeq.odeint(field, eps, grid, method="rk4")[-1]
+    assert torch.equal(fm.sample(flow.velocity, eps, solver="rk4_38", time_grid=grid).x, reference)
+    # the classical rule on a one-step grid, written out: a different fourth-order method
+    h, x = 1.0 / steps, eps
+    for tau in grid[:-1].tolist():
+        k1 = field(torch.tensor(tau), x)
+        k2 = field(torch.tensor(tau + h / 2), x + h / 2 * k1)
+        k3 = field(torch.tensor(tau + h / 2), x + h / 2 * k2)
+        k4 = field(torch.tensor(tau + h), x + h * k3)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    torch.testing.assert_close(fm.sample(flow.velocity, eps, solver="rk4", time_grid=grid).x, x)
+
+
+@pytest.mark.parametrize("solver", ["euler", "dopri5"])
+def test_time_dtype_hands_the_field_unrounded_grid_times(solver: str):
+    seen: list[torch.Tensor] = []
+
+    def field(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        seen.append(tau)
+        return torch.zeros_like(x)
+
+    eps = _eps(0, dtype=torch.float32)
+    fm.sample(field, eps, solver=solver)
+    assert {t.dtype for t in seen} == {torch.float32}
+    seen.clear()
+    result = fm.sample(field, eps, solver=solver, time_dtype=torch.float64)
+    assert {t.dtype for t in seen} == {torch.float64}
+    assert result.x.dtype == torch.float32
+    if solver == "euler":  # pi0's t = 1 - tau rounds once, to the float32 nearest the exact 1 - k/10
+        exact = [torch.tensor(1 - k / 10, dtype=torch.float64).float() for k in range(10)]
+        assert [(1 - t[0]).float() for t in seen] == exact
+        assert (1 - torch.tensor(0.6, dtype=torch.float32)) != exact[6]  # what float32 times would give
+
+
+def test_time_dtype_must_be_a_floating_dtype():
+    with pytest.raises(TypeError, match="time_dtype must be a floating-point torch.dtype"):
+        fm.sample(lambda x, tau: x, _eps(0), time_dtype=torch.int64)
+    with pytest.raises(TypeError, match="time_dtype"):
+        fm.sample(lambda x, tau: x, _eps(0), time_dtype="float64")  # type: ignore[arg-type]

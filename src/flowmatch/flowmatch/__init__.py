@@ -18,6 +18,7 @@ from flowmatch.ode_solvers import (
     HeunSolver,
     MidpointSolver,
     RK4Solver,
+    RK4ThreeEighthsSolver,
     available_solvers,
     register_solver,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "MSERegressor",
     "MidpointSolver",
     "RK4Solver",
+    "RK4ThreeEighthsSolver",
     "SampleResult",
     "StateEncoder",
     "TimeSampler",

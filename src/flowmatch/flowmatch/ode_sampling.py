@@ -61,20 +61,28 @@ class _CountingField:
     """Adapts a user's ``v(x, tau (B,))`` to a solver's ``f(x, tau 0-d)``, counting and checking calls.
 
     The solver may carry its state in a wider ``work_dtype`` than the caller's (float32 for a bfloat16
-    state) so rounding does not accumulate over steps; the field always sees the caller's dtype.
+    state) so rounding does not accumulate over steps; the field always sees the caller's dtype for ``x``
+    and ``time_dtype`` (default: the same) for ``tau``.
     """
 
-    def __init__(self, velocity_fn: VelocityFn, like: torch.Tensor, work_dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        velocity_fn: VelocityFn,
+        like: torch.Tensor,
+        work_dtype: torch.dtype,
+        time_dtype: torch.dtype | None = None,
+    ) -> None:
         self.velocity_fn = velocity_fn
         self.shape = like.shape
         self.dtype = like.dtype
+        self.time_dtype = time_dtype or like.dtype
         self.device = like.device
         self.work_dtype = work_dtype
         self.calls = 0
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        tau_batch = tau.to(device=self.device, dtype=self.dtype).reshape(()).expand(self.shape[0])
+        tau_batch = tau.to(device=self.device, dtype=self.time_dtype).reshape(()).expand(self.shape[0])
         dx = self.velocity_fn(x.to(self.dtype), tau_batch)
         if not isinstance(dx, torch.Tensor):
             raise TypeError(f"velocity_fn must return a torch.Tensor, returned {type(dx).__name__}")
@@ -100,16 +108,19 @@ def sample(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     return_trajectory: bool = False,
+    time_dtype: torch.dtype | None = None,
 ) -> SampleResult:
     """Integrate ``dx/dtau = velocity_fn(x, tau)`` from ``x = noise`` at ``tau = 0`` to data at ``tau = 1``.
 
     Args:
         velocity_fn: any callable ``(x, tau) -> dx``; ``x`` has the shape, dtype and device of ``noise``,
-            ``tau`` is a ``(B,)`` tensor (``B = noise.shape[0]``, all entries equal) of the same dtype and
-            device. It must return a tensor shaped like ``x``; it is cast to ``x``'s dtype.
+            ``tau`` is a ``(B,)`` tensor (``B = noise.shape[0]``, all entries equal) of the same dtype
+            (or ``time_dtype``) and device. It must return a tensor shaped like ``x``; it is cast to
+            ``x``'s dtype.
         noise: the starting state ``eps``, shape ``(B, ...)`` e.g. ``(B, H, D)``, floating point. Draw it
             with :func:`gaussian_noise` and an explicit ``torch.Generator`` for reproducible samples.
-        solver: ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step; or a registered
+        solver: ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (classical), ``"rk4_38"`` (the 3/8
+            rule: torchdiffeq's ``"rk4"``) (fixed step; or a registered
             :class:`~flowmatch.ode_solvers.FixedStepSolver`), or an adaptive torchdiffeq method
             (``"dopri5"``, ``"dopri8"``, ``"bosh3"``, ``"fehlberg2"``, ``"adaptive_heun"``).
         steps: number of uniform steps for a fixed-step solver (default 10, pi0's choice).
@@ -119,6 +130,10 @@ def sample(
         rtol: relative tolerance of adaptive solvers (ignored by fixed-step ones).
         atol: absolute tolerance of adaptive solvers (ignored by fixed-step ones).
         return_trajectory: also return the states at every grid time.
+        time_dtype: dtype of the ``tau`` handed to ``velocity_fn`` (default: ``noise``'s). ``torch.float64``
+            gives a field the grid's times unrounded, so a conversion such as pi0's ``t = 1 - tau`` is
+            rounded once, to the float nearest the exact time (``1 - 0.6`` computed in float32 is
+            ``0.39999998``, from float64 ``0.40000001``).
 
     Returns:
         :class:`SampleResult` with ``x`` (shape, dtype and device of ``noise``) and ``nfe``, the number
@@ -135,16 +150,22 @@ def sample(
         require_positive_int("steps", steps)
     if time_grid is not None:
         validate_time_grid(time_grid)
+    if time_dtype is not None and not (
+        isinstance(time_dtype, torch.dtype) and torch.empty(0, dtype=time_dtype).is_floating_point()
+    ):
+        raise TypeError(f"time_dtype must be a floating-point torch.dtype or None, received {time_dtype!r}")
 
     if isinstance(solver, str) and solver in ADAPTIVE_SOLVERS:
         if steps is not None:
             raise ValueError(f"adaptive solver {solver!r} chooses its own steps; pass rtol/atol, not steps")
         grid = torch.tensor([0.0, 1.0], dtype=torch.float64) if time_grid is None else time_grid
-        return _sample_adaptive(velocity_fn, noise, solver, grid, rtol, atol, return_trajectory)
+        field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
+        return _sample_adaptive(field, noise, solver, grid, rtol, atol, return_trajectory)
 
     fixed = _resolve_fixed_solver(solver)
     grid = uniform_time_grid(10 if steps is None else steps) if time_grid is None else time_grid
-    return _sample_fixed(velocity_fn, noise, fixed, grid, return_trajectory)
+    field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
+    return _sample_fixed(field, noise, fixed, grid, return_trajectory)
 
 
 def _resolve_fixed_solver(solver: str | FixedStepSolver) -> FixedStepSolver:
@@ -159,14 +180,13 @@ def _resolve_fixed_solver(solver: str | FixedStepSolver) -> FixedStepSolver:
 
 
 def _sample_fixed(
-    velocity_fn: VelocityFn,
+    field: _CountingField,
     noise: torch.Tensor,
     solver: FixedStepSolver,
     grid: torch.Tensor,
     return_trajectory: bool,
 ) -> SampleResult:
-    work_dtype = _work_dtype(noise.dtype)
-    field = _CountingField(velocity_fn, noise, work_dtype)
+    work_dtype = field.work_dtype
     # Step sizes are formed from 0-d float64 times (they do not promote the state's dtype), so a
     # low-precision state still takes steps that sum exactly to the grid's span.
     time_dtype = torch.float64 if noise.device.type in ("cpu", "cuda") else torch.float32
@@ -184,7 +204,7 @@ def _sample_fixed(
 
 
 def _sample_adaptive(
-    velocity_fn: VelocityFn,
+    field: _CountingField,
     noise: torch.Tensor,
     method: str,
     grid: torch.Tensor,
@@ -194,8 +214,7 @@ def _sample_adaptive(
 ) -> SampleResult:
     if rtol <= 0 or atol <= 0:
         raise ValueError(f"rtol and atol must be > 0, received rtol={rtol}, atol={atol}")
-    work_dtype = _work_dtype(noise.dtype)
-    field = _CountingField(velocity_fn, noise, work_dtype)
+    work_dtype = field.work_dtype
     times = grid.detach().to(device=noise.device, dtype=work_dtype)
 
     def ode_rhs(tau: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
