@@ -396,7 +396,7 @@ def test_time_dtype_hands_the_field_unrounded_grid_times(solver: str):
 
 
 def test_time_dtype_must_be_a_floating_dtype():
-    with pytest.raises(TypeError, match="time_dtype must be a floating-point torch.dtype"):
+    with pytest.raises(TypeError, match=r"time_dtype must be a floating-point torch\.dtype"):
         fm.sample(lambda x, tau: x, _eps(0), time_dtype=torch.int64)
     with pytest.raises(TypeError, match="time_dtype"):
         fm.sample(lambda x, tau: x, _eps(0), time_dtype="float64")  # type: ignore[arg-type]
