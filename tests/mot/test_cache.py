@@ -94,6 +94,32 @@ def test_next_scale_generation_appends_one_scale_at_a_time(randomized):
     assert (incremental - teacher_forced).abs().max() <= 1e-5
 
 
+def test_read_only_calls_reuse_their_masks_only_while_the_cache_is_unchanged(uga_model, make_inputs):
+    # Masks and rotary tables of a read-only call (an ODE step) are derived once per cache state. The same
+    # call after an append sits at later slots: it must get the new state's positions and masks.
+    spec = AttentionSpec(
+        segments=[
+            Segment("und", expert="und", length=5),
+            Segment("gen", expert="gen", length=6, rule="causal"),
+        ],
+        sees={"gen": ["und"]},
+    )
+    inputs = make_inputs(uga_model, spec)
+    probe = inputs["gen"][:, :1] * 3
+    valid = {"und": torch.tensor([3, 5])}
+    with torch.no_grad():
+        cache = KVCache(spec)
+        uga_model.extend({"und": inputs["und"]}, spec, cache, valid, append=True)
+        first = uga_model.extend({"gen": probe}, spec, cache)["gen"]
+        assert torch.equal(uga_model.extend({"gen": probe}, spec, cache)["gen"], first)
+        uga_model.extend({"gen": inputs["gen"][:, :2]}, spec, cache, append=True)
+        later = uga_model.extend({"gen": probe}, spec, cache)["gen"]
+        gen = torch.cat([inputs["gen"][:, :2], probe], dim=1)
+        full = uga_model({"und": inputs["und"], "gen": gen}, spec, valid)["gen"][:, 2:]
+    assert not torch.equal(later, first)
+    torch.testing.assert_close(later, full, rtol=1e-5, atol=1e-5)
+
+
 def test_a_cache_can_be_reused_from_a_clone(uga_model, uga_spec, make_inputs):
     inputs = make_inputs(uga_model, uga_spec)
     with torch.no_grad():

@@ -33,6 +33,8 @@ class KVCache:
     values: list[Tensor] = field(default_factory=list)
     valid: Tensor | None = None
     valid_lengths: dict[str, Tensor] = field(default_factory=dict)
+    # positions, rotary tables and masks of read-only calls against this state (cleared when it changes)
+    _derived: dict[object, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def length(self) -> int:
@@ -65,6 +67,7 @@ class KVCache:
     def _store(self, keys: list[Tensor], values: list[Tensor], valid: Tensor, valid_lengths) -> None:
         self.keys, self.values, self.valid = keys, values, valid
         self.valid_lengths = dict(valid_lengths)
+        self._derived = {}
 
     def memory_bytes(self) -> int:
         """Bytes held by the cached keys and values."""
