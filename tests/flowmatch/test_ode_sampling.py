@@ -365,11 +365,15 @@ def test_rk4_38_is_torchdiffeqs_rk4_to_the_bit_and_rk4_is_the_classical_rule(
     assert torch.equal(fm.sample(flow.velocity, eps, solver="rk4_38", time_grid=grid).x, reference)
     # the classical rule on a one-step grid, written out: a different fourth-order method
     h, x = 1.0 / steps, eps
+
+    def at(tau: float) -> torch.Tensor:
+        return torch.tensor(tau, dtype=torch.float64)
+
     for tau in grid[:-1].tolist():
-        k1 = field(torch.tensor(tau), x)
-        k2 = field(torch.tensor(tau + h / 2), x + h / 2 * k1)
-        k3 = field(torch.tensor(tau + h / 2), x + h / 2 * k2)
-        k4 = field(torch.tensor(tau + h), x + h * k3)
+        k1 = field(at(tau), x)
+        k2 = field(at(tau + h / 2), x + h / 2 * k1)
+        k3 = field(at(tau + h / 2), x + h / 2 * k2)
+        k4 = field(at(tau + h), x + h * k3)
         x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     torch.testing.assert_close(fm.sample(flow.velocity, eps, solver="rk4", time_grid=grid).x, x)
 
