@@ -69,3 +69,83 @@ def test_bench_writes_the_report_contract(tmp_path: Path) -> None:
     assert all(value >= 0 for value in tiny["latency_ms"].values())
     assert report["cached_inference_speedup"] == tiny["cached_inference_speedup"] > 0
     assert report["presets"]["f1-4.2b"]["params"]["total"] == pytest.approx(3.66e9, rel=0.01)
+
+
+PI0_FILE = Path(__file__).parent / "model" / "fixtures" / "lerobot_pi0" / "model.safetensors"
+
+
+def test_cli_offers_exactly_the_configs_modes() -> None:
+    from f1.cli import MODES
+    from f1.model.config import MODES as MODEL_MODES
+
+    assert MODES == MODEL_MODES
+
+
+def test_convert_from_pi0_reads_the_shape_from_lerobots_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pi0"
+    argv = ["convert", str(PI0_FILE), str(out), "--from", "pi0", "--set", "vision.heads=2"]
+    assert main([*argv, "--set", "action.n_action_steps=4", "--embodiment", "so100"]) == 0
+    printed = capsys.readouterr().out
+    assert "read from the tied lm_head.weight" in printed
+    assert "shape from config.json: cameras" in printed
+    policy = F1Policy.load(out)
+    config = policy.config
+    assert (config.mode, config.cameras, config.action.n_action_steps) == ("no_gen", ("top", "wrist"), 4)
+    assert list(policy.adapters) == ["so100"]
+
+
+def test_convert_refuses_to_replace_a_policy_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "trained"
+    F1Policy(preset("tiny")).save(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = ["convert", str(PI0_FILE), str(out), "--from", "pi0", "--set", "vision.heads=2"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "is not empty" in error
+    assert "--force" in error
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*argv, "--force"]) == 0
+    assert F1Policy.load(out).config.mode == "no_gen"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "vision.heads: the SigLIP tower's 32-wide attention"),
+        (["--set", "vision.heads=2", "--set", "trunk.n_layer=3"], "trunk.n_layer: unknown key 'n_layer'"),
+        (["--set", "vision.heads=2", "--set", "action.chunk_size=-1"], "action.chunk_size"),
+        (["--set", "novalue"], "expected KEY=VALUE"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--set", "vision.heads=2", "--mode", "f1", "--base", "somewhere"], "--base: no such checkpoint"),
+    ],
+)
+def test_convert_usage_errors_exit_2_with_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    try:
+        code = main(["convert", str(PI0_FILE), str(out), "--from", "pi0", *extra])
+    except SystemExit as exit_:  # argparse's own errors (a malformed --set)
+        code = exit_.code
+    assert code == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+    assert not out.exists()
+
+
+def test_bench_times_a_converted_pi0_policy(tmp_path: Path) -> None:
+    converted = tmp_path / "lerobot_pi0"
+    assert main(["convert", str(PI0_FILE), str(converted), "--from", "pi0", "--set", "vision.heads=2"]) == 0
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--presets", "--policy", str(converted), "--repeats", "1", "--train-batch", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["presets"]["lerobot_pi0"]
+    assert row["mode"] == "no_gen"
+    assert row["latency_ms"]["flow_steps"] > 0
+    assert main(["bench", "--policy", str(tmp_path / "nothing"), "--out", str(out)]) == 2

@@ -347,57 +347,106 @@ def _usage_error(error: Exception) -> int:
 
 CONVERT_EPILOG = """\
 examples:
+  f1 convert lerobot_pi0/model.safetensors runs/pi0 --from pi0
+  f1 convert pi0/model.safetensors runs/pi0 --from pi0 --preset pi0 --embodiment my_robot
   f1 convert F1-VLA/model.safetensors runs/f1-imported --from f1 --preset f1-4.2b
-  f1 convert pi0/model.safetensors runs/pi0-imported --from pi0 --preset f1-4.2b --embodiment my_robot
-  f1 convert vae_ch160v4096z32.pth runs/with-var --from var_vqvae --preset f1-4.2b --base runs/f1-imported
+  f1 convert vae_ch160v4096z32.pth runs/with-var --from var_vqvae --base runs/f1-imported --force
+
+--from pi0 without --preset reads the policy's shape from the checkpoint (trunk, SigLIP tower, vocabulary,
+state/action dims) and from LeRobot's config.json beside it (cameras, chunk size, flow steps); the other
+sources default to --preset f1-4.2b. --mode and --set KEY=VALUE (repeatable; dotted keys of the policy
+config, YAML values) adjust the shape, e.g. --set vision.heads=4 --set action.n_action_steps=5.
 
 Every source key is either loaded, dropped with a stated reason, or reported as an error before anything
-is written; nothing is downloaded and files are read as tensors only (never unpickled code).
+is written; nothing is downloaded and files are read as tensors only (never unpickled code). A non-empty
+output directory is never replaced without --force.
 """
 
 
 SOURCE_FORMATS = ("f1", "pi0", "paligemma", "var_vqvae")  # f1.model.weight_import.SOURCE_FORMATS (tested)
+MODES = ("f1", "no_gen", "history_no_foresight")  # f1.model.config.MODES (tested)
+
+
+def _parse_set(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--set``: a dotted config key and a YAML value (``10``, ``true``, ``[a, b]``)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. vision.heads=4), received {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"{key}: the value {value!r} is not valid YAML ({err})") from None
 
 
 def _add_convert(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="import published weights (F1, LeRobot pi0, PaliGemma, VAR VQ-VAE) into an f1 checkpoint",
-        description="Read a published checkpoint from a local file, import it into an F1 policy built from a "
-        "preset, and save the result as an f1 checkpoint (safetensors + config).",
+        description="Read a published checkpoint from a local file, import it into an F1 policy whose shape "
+        "is read from the file (pi0) or given by a preset, and save the result as an f1 policy directory "
+        "(F1Policy.load, f1 eval and f1 bench read it).",
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", type=Path, help="the published file (model.safetensors or vae_*.pth)")
     parser.add_argument("output", type=Path, help="directory for the f1 checkpoint")
     parser.add_argument("--from", dest="source_format", choices=SOURCE_FORMATS, required=True)
-    parser.add_argument("--preset", default="f1-4.2b", help="policy shape to import into (f1-4.2b)")
+    parser.add_argument(
+        "--preset",
+        help="policy shape to import into (default: read from the file for pi0, f1-4.2b otherwise)",
+    )
+    parser.add_argument("--mode", choices=MODES, help="the policy's mode (pi0 default: no_gen)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        type=_parse_set,
+        action="append",
+        default=[],
+        help="override one config value (repeatable)",
+    )
     parser.add_argument("--embodiment", help="embodiment adapter that receives the action heads")
     parser.add_argument("--base", type=Path, help="an f1 checkpoint to start from instead of the preset")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the checkpoint in a non-empty output directory"
+    )
     parser.set_defaults(handler=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from f1.model import CheckpointError, ConfigError, convert_checkpoint, preset
 
+    def fail(message: str) -> int:
+        print(f"f1 convert: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
     if not args.source.is_file():
-        print(f"f1 convert: error: source: no such file {args.source}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"source: no such file {args.source}")
     if args.base is not None and not args.base.exists():
-        print(f"f1 convert: error: --base: no such checkpoint {args.base}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"--base: no such checkpoint {args.base}")
+    if args.base is not None and (args.preset or args.mode or args.overrides):
+        return fail("--base fixes the policy's shape; it takes no --preset, --mode or --set")
+    overrides = dict(args.overrides)
+    if args.mode is not None:
+        overrides["mode"] = args.mode
     try:
+        config = preset(args.preset) if args.preset is not None else None
+        if config is None and args.base is None and args.source_format != "pi0":
+            config = preset("f1-4.2b")
         report = convert_checkpoint(
             args.source,
             args.output,
             source=args.source_format,
-            config=preset(args.preset),
+            config=config,
             embodiment=args.embodiment,
             base=args.base,
+            overrides=overrides,
+            overwrite=args.force,
         )
     except (CheckpointError, ConfigError, KeyError) as error:
-        print(f"f1 convert: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(error))
     print(report.summary())
     print(f"wrote {args.output}")
     return 0
@@ -413,7 +462,14 @@ def _add_bench(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/bench/f1_bench.json"), help="JSON file to write"
     )
-    parser.add_argument("--presets", nargs="+", default=["tiny", "small"], help="presets timed here")
+    parser.add_argument("--presets", nargs="*", default=["tiny", "small"], help="presets timed here")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="also time a saved policy directory, e.g. f1 convert's output (repeatable)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (shared CPU: 1)")
     parser.add_argument("--train-batch", type=int, default=8, help="batch of the timed training step")

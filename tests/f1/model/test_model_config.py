@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f1.model import ActionConfig, ConfigError, F1Config, GenerationConfig, TrunkConfig, preset, preset_names
+from f1.model import (
+    ActionConfig,
+    ConfigError,
+    F1Config,
+    GenerationConfig,
+    TrunkConfig,
+    count_parameters,
+    preset,
+    preset_names,
+)
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "f1-4.2b"])
+@pytest.mark.parametrize("name", ["tiny", "small", "f1-4.2b", "pi0"])
 def test_every_preset_round_trips_through_yaml_and_json(name: str, tmp_path: Path) -> None:
     config = preset(name)
     assert F1Config.from_yaml(config.to_yaml()) == config
@@ -49,11 +59,49 @@ def test_config_round_trip_is_identity(mode: str, chunk: int, frames: int, scale
 
 
 def test_preset_names_and_the_published_shape() -> None:
-    assert set(preset_names()) == {"tiny", "small", "f1-4.2b"}
+    assert set(preset_names()) == {"tiny", "small", "f1-4.2b", "pi0"}
     trunk = preset("f1-4.2b").trunk
     assert (trunk.n_layers, trunk.n_heads, trunk.n_kv_heads, trunk.head_dim) == (18, 8, 1, 256)
     assert (trunk.understanding_width, trunk.generation_width, trunk.action_width) == (2048, 1024, 1024)
     assert preset("f1-4.2b").vision.timm_model == "vit_so400m_patch14_siglip_224"
+
+
+def test_the_pi0_preset_is_the_published_pi0_shape() -> None:
+    pi0 = preset("pi0")
+    assert pi0.mode == "no_gen"
+    assert pi0.action.time_convention == "pi0"
+    assert (pi0.action.chunk_size, pi0.action.flow_steps, len(pi0.cameras)) == (50, 10, 3)
+    assert pi0.trunk == preset("f1-4.2b").trunk
+    assert (pi0.embodiments[0].state_dim, pi0.embodiments[0].action_dim) == (32, 32)
+    assert pi0.language.vocab_size == 257152
+    assert count_parameters(pi0)["total"] == pytest.approx(3.24e9, rel=0.01)
+
+
+def test_overrides_merge_field_by_field_in_presets_and_configs() -> None:
+    tiny = preset("tiny")
+    merged = preset("tiny", generation={"history_stride": 4})
+    assert merged.generation == dataclasses.replace(tiny.generation, history_stride=4)
+    dotted = tiny.with_overrides({"trunk.n_kv_heads": 2, "action": {"chunk_size": 10}, "mode": "no_gen"})
+    assert dotted.trunk == dataclasses.replace(tiny.trunk, n_kv_heads=2)
+    assert dotted.action == dataclasses.replace(tiny.action, chunk_size=10)
+    assert dotted.mode == "no_gen"
+    assert tiny.with_overrides({"generation.vqvae.vocab_size": 64}).generation.vqvae.vocab_size == 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trunk.n_layer": 3}, r"trunk.n_layer: unknown key 'n_layer', expected one of .*n_layers"),
+        ({"colour": "red"}, r"colour: unknown key 'colour'"),
+        ({"trunk.n_kv_heads": 3}, "trunk.n_kv_heads: expected a divisor of n_heads=4"),
+        ({"action.chunk_size": 0}, "action.chunk_size"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        preset("tiny").with_overrides(overrides)
+    with pytest.raises(ConfigError, match="overrides: expected a mapping"):
+        preset("tiny").with_overrides([("mode", "f1")])  # type: ignore[arg-type]
 
 
 def test_unknown_preset_and_unknown_keys_are_named() -> None:

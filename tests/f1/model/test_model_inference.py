@@ -33,6 +33,23 @@ def test_one_seed_repeats_tokens_and_actions_and_another_seed_changes_them(
     assert any(not torch.equal(a, b) for a, b in zip(first.foresight.indices, other.foresight.indices))
 
 
+def test_given_noise_replaces_the_generators_draw_and_is_validated(tiny_policy, observation_factory) -> None:
+    policy = tiny_policy("no_gen")
+    observation = observation_factory()
+    noise = torch.randn(1, 8, 7, generator=torch.Generator().manual_seed(5))
+    drawn = policy.plan(observation, generator=torch.Generator().manual_seed(5))
+    given = policy.plan(observation, seed=123, noise=noise)  # the seed then draws nothing
+    assert torch.equal(drawn.actions, given.actions)
+    for bad, message in [
+        (torch.randn(1, 8, 6), r"noise: expected a tensor of shape \(1, 8, 7\), received \(1, 8, 6\)"),
+        (noise.numpy(), "received ndarray"),
+        (torch.ones(1, 8, 7, dtype=torch.long), "floating-point tensor, received dtype torch.int64"),
+        (torch.full((1, 8, 7), float("nan")), "finite values, received NaN or inf"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            policy.plan(observation, noise=bad)
+
+
 @pytest.mark.parametrize("num_scales", [1, 2, 4])
 def test_number_of_foresight_scales_is_a_runtime_argument(
     tiny_policy, observation_factory, num_scales

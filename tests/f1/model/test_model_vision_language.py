@@ -40,6 +40,20 @@ def test_any_number_of_cameras_gives_one_block_of_tokens_per_camera() -> None:
     assert valid.tolist() == [3 * 64 + int(lengths[0])] * 2
 
 
+def test_image_tokens_enter_unscaled_and_language_embeddings_are_scaled_by_sqrt_width() -> None:
+    # pi0 (openpi, LeRobot) and the published F1: the projector's output is the image token, while the
+    # language embedding is multiplied by sqrt(width) (Gemma's convention).
+    torch.manual_seed(0)
+    encoder = UnderstandingEncoder(preset("tiny", cameras=("front", "wrist"))).eval()
+    images = torch.rand(2, 2, 3, 64, 64)
+    ids, lengths = OpenClipTokenizer(16)(["stack the cubes", "go"])
+    tokens, _ = encoder(images, ids, lengths)
+    patches = encoder.projector(encoder.vision(images.flatten(0, 1))).reshape(2, 2 * 64, 64)
+    assert torch.equal(tokens[:, : 2 * 64], patches)
+    language = encoder.language.embed_tokens(ids) * 64**0.5
+    assert torch.equal(tokens[:, 2 * 64 :], language)
+
+
 def test_open_clip_tokenizer_works_offline_and_right_pads() -> None:
     ids, lengths = OpenClipTokenizer(max_length=8)(["pick up the red cube", "go"])
     assert ids.shape == (2, 8)

@@ -308,3 +308,42 @@ def test_the_f1_mapping_covers_every_tensor_of_the_published_shape_but_the_histo
     assert {key.split(".")[1] for key in targets - mapped} == {"history"}
     sources = [key for rule in _rules(policy, "f1", None) for key in rule.sources]
     assert len(sources) == len(set(sources))  # no source tensor feeds two targets
+
+
+EMBED = P + "paligemma.language_model.model.embed_tokens.weight"
+LM_HEAD = P + "paligemma.language_model.lm_head.weight"
+
+
+@pytest.mark.parametrize("layout", ["embed_tokens only", "lm_head only", "both, equal"])
+@pytest.mark.parametrize("source", ["pi0", "f1"])
+def test_the_tied_language_embedding_imports_from_either_key_or_both(layout: str, source: str) -> None:
+    # LeRobot's save_pretrained (and the hub's lerobot/pi0 files) write only lm_head; older exports only
+    # embed_tokens; transformers' own save both.
+    config = _config()
+    tensors = (_f1 if source == "f1" else _pi0)(config, torch.Generator().manual_seed(0))
+    embedding = tensors[EMBED]
+    if layout == "lm_head only":
+        tensors[LM_HEAD] = tensors.pop(EMBED)
+    elif layout == "both, equal":
+        tensors[LM_HEAD] = embedding.clone()
+    policy = F1Policy(config)
+    report = import_weights(policy, tensors, source)
+    vocab = config.language.vocab_size
+    assert torch.equal(policy.state_dict()["understanding.language.embed_tokens.weight"], embedding[:vocab])
+    described = report.transformed["understanding.language.embed_tokens.weight"]
+    assert ("tied lm_head" in described) == (layout == "lm_head only")
+    assert (LM_HEAD in report.dropped) == (layout == "both, equal")
+
+
+def test_two_different_copies_of_the_tied_embedding_are_refused_and_nothing_changes() -> None:
+    config = _config()
+    tensors = _pi0(config, torch.Generator().manual_seed(0))
+    tensors[LM_HEAD] = tensors[EMBED] + 1e-3
+    policy = F1Policy(config)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"lm_head\.weight: expected the tied copy of .*embed_tokens"):
+        import_weights(policy, tensors, "pi0")
+    tensors[LM_HEAD] = tensors[EMBED][:10]
+    with pytest.raises(CheckpointError, match=r"shapes \(49472, 64\) and \(10, 64\)"):
+        import_weights(policy, tensors, "pi0")
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())

@@ -1,7 +1,12 @@
 """F1 policy benchmark: per-module latency, cached vs recomputed inference, parameters and FLOPs per preset.
 
-    f1 bench --out f1_bench.json [--presets tiny small] [--repeats 5] [--threads 1] [--train-batch 8]
+    f1 bench --out f1_bench.json [--presets tiny small] [--policy DIR ...] [--repeats 5] [--threads 1]
     python benchmarks/f1_bench.py --out f1_bench.json   # the same command, from a checkout
+
+``--policy DIR`` adds a row for a saved policy (``F1Policy.save``/``f1 convert`` output), e.g. a pi0
+checkpoint imported with ``f1 convert --from pi0``; its row is named after the directory. A policy whose
+language tokenizer is a Gemma one (pi0, F1) is timed on synthetic token ids of a fixed length, since no
+tokenizer ships with the weights and latency does not depend on which ids they are.
 
 JSON written to ``--out``:
 
@@ -33,7 +38,8 @@ from typing import Any
 
 import torch
 
-from f1.model import F1Policy, count_parameters, inference_flops, preset
+from f1.model import CheckpointError, ConfigError, F1Policy, count_parameters, inference_flops, preset
+from f1.model.language import TokenizedText
 from f1.model.presets import preset_names
 
 PAPER_4090_MS = {
@@ -66,6 +72,34 @@ def _observation(policy: F1Policy, batch_size: int, seed: int, *, training: bool
     if training:
         out["action"] = torch.randn(batch_size, config.action.chunk_size, embodiment.action_dim, generator=g)
     return {k: (v.to(policy.device) if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
+
+
+class SyntheticTokenIds:
+    """A stand-in tokenizer for timing: every text becomes ``length`` ids ``1..length`` (right-padded)."""
+
+    def __init__(self, max_length: int, vocab_size: int, length: int = 10) -> None:
+        self.max_length, self.vocab_size = max_length, vocab_size
+        self.length = min(length, max_length)
+
+    def __call__(self, texts: list[str] | str) -> TokenizedText:
+        count = 1 if isinstance(texts, str) else len(texts)
+        ids = torch.zeros(count, self.max_length, dtype=torch.long)
+        ids[:, : self.length] = torch.arange(1, self.length + 1) % self.vocab_size
+        return TokenizedText(ids, torch.full((count,), self.length, dtype=torch.long))
+
+
+def load_benchmarked_policy(directory: str | os.PathLike[str], device: torch.device) -> F1Policy:
+    """A saved policy for timing (Gemma-tokenized ones get :class:`SyntheticTokenIds`)."""
+    from f1.model import load_policy
+    from f1.model.checkpoint import config_of
+
+    language = config_of(directory).language
+    tokenizer = None
+    if language.tokenizer == "gemma":
+        tokenizer = SyntheticTokenIds(language.max_length, language.vocab_size)
+    policy = load_policy(directory, device=device, tokenizer=tokenizer)
+    assert isinstance(policy, F1Policy)
+    return policy.eval()
 
 
 def _median_breakdown(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -136,10 +170,27 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report: dict[str, Any] = {"machine": machine_info(device), "presets": {}}
 
-    for name in args.presets:
+    from f1.model.checkpoint import config_of
+
+    policies = list(args.policy or [])
+    for directory in policies:
+        try:
+            config_of(directory)
+        except (CheckpointError, ConfigError) as error:
+            raise ValueError(f"--policy: {error}") from None
+    rows = [(name, None) for name in args.presets] + [(d.name, d) for d in policies]
+    if not rows:
+        raise ValueError("--presets/--policy: expected at least one preset or policy directory to time")
+    for name, directory in rows:
         torch.manual_seed(0)
-        policy = F1Policy(preset(name)).to(device).eval()
+        if directory is None:
+            policy = F1Policy(preset(name)).to(device).eval()
+        else:
+            policy = load_benchmarked_policy(directory, device)
         entry = {"params": count_parameters(policy.config), "flops": inference_flops(policy.config)}
+        if directory is not None:
+            entry["policy_dir"] = str(directory)
+            entry["mode"] = policy.config.mode
         entry |= bench_latency(policy, args.repeats)
         entry["train_step_ms"] = bench_train_step(policy, args.train_batch, max(2, args.repeats // 2))
         entry["train_batch"] = args.train_batch
@@ -172,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             "no GPU was lent to this session: the f1-4.2b shape was not timed; "
             "the paper reports 235 ms on an RTX 4090 (3 cameras)"
         )
-    report["cached_inference_speedup"] = report["presets"][args.presets[0]]["cached_inference_speedup"]
+    report["cached_inference_speedup"] = report["presets"][rows[0][0]]["cached_inference_speedup"]
     report["machine"]["load_average_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

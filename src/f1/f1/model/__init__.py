@@ -8,6 +8,7 @@ importer :func:`convert_checkpoint`/:func:`import_weights` (published F1, LeRobo
 
 from f1.model.adapters import EmbodimentAdapter
 from f1.model.checkpoint import load_policy, read_policy_checkpoint, save_policy
+from f1.model.checkpoint_shape import ShapeReading, pi0_config_from_checkpoint
 from f1.model.config import (
     ActionConfig,
     F1Config,
@@ -45,6 +46,7 @@ __all__ = [
     "LanguageConfig",
     "LatencyRecorder",
     "Plan",
+    "ShapeReading",
     "TrunkConfig",
     "UnknownEmbodimentError",
     "VisionConfig",
@@ -55,6 +57,7 @@ __all__ = [
     "load_policy",
     "mot_config",
     "padded_embodiment",
+    "pi0_config_from_checkpoint",
     "preset",
     "preset_names",
     "read_policy_checkpoint",

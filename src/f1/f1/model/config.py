@@ -36,6 +36,7 @@ from f1.model._checks import (
 )
 from f1.model.embodiment import Embodiment
 from f1.model.errors import ConfigError
+from flowmatch import FIXED_STEP_SOLVERS
 from var_foresight import VQVAEConfig
 
 __all__ = [
@@ -249,7 +250,8 @@ class ActionConfig:
         chunk_size: ``H``, actions per chunk.
         n_action_steps: actions executed from each chunk before replanning (LeRobot's replanning interval).
         flow_steps: ODE steps at inference (pi0/F1: 10).
-        solver: a ``flowmatch`` fixed-step solver name (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``).
+        solver: a fixed-step solver name in ``flowmatch``'s registry (``"euler"``, ``"midpoint"``, ``"heun"``,
+            ``"rk4"``, ``"rk4_38"``, or one added with ``flowmatch.register_solver``).
         time_sampler: training time distribution: ``"beta"`` (pi0's), ``"uniform"``, ``"logit_normal"``.
         time_convention: what the adapters' weights expect: ``"tau"`` (ours: time ``tau``, 0 noise,
             velocity ``a - eps``) or ``"pi0"`` (imported pi0/F1 weights: time ``t = 1 - tau``, velocity
@@ -273,7 +275,7 @@ class ActionConfig:
                 f"received {self.n_action_steps}"
             )
         positive_int("action.flow_steps", self.flow_steps)
-        one_of("action.solver", self.solver, ("euler", "midpoint", "heun", "rk4"))
+        one_of("action.solver", self.solver, tuple(FIXED_STEP_SOLVERS))
         one_of("action.time_sampler", self.time_sampler, ("beta", "uniform", "logit_normal"))
 
 
@@ -375,6 +377,18 @@ class F1Config:
         """A validated copy with top-level fields changed (e.g. ``mode="no_gen"``)."""
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, overrides: Mapping[str, Any]) -> F1Config:
+        """A validated copy with values replaced by dotted keys or nested mappings, field by field.
+
+        ``config.with_overrides({"trunk.n_kv_heads": 2, "action": {"chunk_size": 10}})`` changes those two
+        fields and keeps every other field of ``trunk`` and ``action``; a value that is not a mapping
+        (a tuple, a dataclass such as ``VisionConfig(...)``, the embodiment list) replaces the field whole.
+        An unknown key raises :class:`ConfigError` naming it and the keys that exist there.
+        """
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"overrides: expected a mapping, received {type(overrides).__name__}")
+        return F1Config.from_dict(_merge_overrides(self.to_dict(), overrides, ""))
+
     def with_embodiment(self, embodiment: Embodiment) -> F1Config:
         """A copy with ``embodiment`` appended to the registry."""
         return self.replace(embodiments=(*self.embodiments, embodiment))
@@ -432,6 +446,25 @@ class F1Config:
             raise ConfigError(f"path: expected a config file, {str(path)!r} does not exist")
         text = path.read_text()
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+
+
+def _merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        head, _, rest = str(key).partition(".")
+        path = f"{where}.{head}" if where else head
+        if head not in merged:
+            raise ConfigError(
+                f"{path}: unknown key {head!r}, expected one of {sorted(merged)}"
+                + (f" under {where!r}" if where else "")
+            )
+        if rest:
+            value = {rest: value}
+        if isinstance(merged[head], Mapping) and isinstance(value, Mapping):
+            merged[head] = _merge_overrides(merged[head], value, path)
+        else:
+            merged[head] = value
+    return merged
 
 
 def _part_to_dict(part: Any) -> dict[str, Any]:

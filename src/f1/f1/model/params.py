@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from f1.model.config import F1Config
+from flowmatch import FIXED_STEP_SOLVERS
 
 __all__ = ["count_parameters", "inference_flops"]
 
@@ -137,7 +138,7 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
         + horizon * width * embodiment.action_dim
     )
     per_evaluation = _trunk_flops(config, 1 + horizon, keys + 1 + horizon, width, trunk.action_mlp) + adapters
-    evaluations = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}[config.action.solver]
+    evaluations = FIXED_STEP_SOLVERS[config.action.solver].evaluations_per_step
     flops["flow_steps"] = per_evaluation * evaluations * config.action.flow_steps
     flops["total"] = sum(flops.values())
     return flops

@@ -416,6 +416,7 @@ class F1Policy(nn.Module):
         return_foresight: bool = False,
         decode_foresight: bool = False,
         use_cache: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> Plan:
         """An action chunk for one embodiment, from noise to data in ``action.flow_steps`` ODE steps.
 
@@ -430,6 +431,9 @@ class F1Policy(nn.Module):
                 image (costs a VQ-VAE decode).
             use_cache: False recomputes the whole prefix at every foresight scale and ODE step (the
                 baseline of the benchmark); results agree with the cached path to float tolerance.
+            noise: the flow's starting point ``(B, H, A)`` (``tau = 0``; pi0's ``t = 1``) in the normalized
+                action space, instead of drawing it from the generator (as LeRobot's and openpi's
+                ``sample_actions(..., noise=...)``). Foresight tokens are still sampled from the generator.
 
         Returns:
             :class:`Plan` with raw actions ``(B, H, A)``, the foresight and the latency breakdown.
@@ -447,6 +451,15 @@ class F1Policy(nn.Module):
                 names = [g.name for g in inputs.groups]
                 raise InputError(f"embodiment: plan takes one embodiment per call, received {names}")
             group = inputs.groups[0]
+            if noise is not None:
+                expected = (inputs.batch_size, config.action.chunk_size, group.embodiment.action_dim)
+                if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != expected:
+                    got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+                    raise InputError(f"noise: expected a tensor of shape {expected}, received {got}")
+                if not noise.is_floating_point():
+                    raise InputError(f"noise: expected a floating-point tensor, received dtype {noise.dtype}")
+                if not bool(torch.isfinite(noise).all()):
+                    raise InputError("noise: expected finite values, received NaN or inf")
             spec = self.attention_spec(num_scales)
             runner = CachedRunner(self.trunk, spec) if use_cache else RecomputingRunner(self.trunk, spec)
         batch, dtype = inputs.batch_size, self.trunk_dtype
@@ -468,7 +481,9 @@ class F1Policy(nn.Module):
                 with recorder.measure("decode_foresight"):
                     foresight.image = self._generation_io().decode(f_hat)
         with recorder.measure("flow_steps"):
-            normalized = self._sample_actions(runner, group.name, inputs.state[group.name], generator)
+            normalized = self._sample_actions(
+                runner, group.name, inputs.state[group.name], generator, noise=noise
+            )
         actions = group.embodiment.unnormalize_action(normalized)
         return Plan(
             actions=actions, embodiment=group.name, foresight=foresight, latency_ms=recorder.breakdown()
@@ -504,6 +519,8 @@ class F1Policy(nn.Module):
         embodiment: str,
         state: torch.Tensor,
         generator: torch.Generator,
+        *,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Integrate the action expert's velocity field from noise (tau = 0) to normalized actions."""
         adapter = self.adapters[embodiment]
@@ -515,9 +532,19 @@ class F1Policy(nn.Module):
             hidden = runner.downstream({"act": tokens})["act"][:, 1:]
             return adapter.decode(hidden.to(adapter.action_decoder.velocity_out.weight.dtype)).float()
 
-        noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
+        if noise is None:
+            noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
+        else:
+            noise = noise.to(device=self.device, dtype=torch.float32)
+        # float64 times where the device has them: pi0's t = 1 - tau is then rounded once, to the float
+        # nearest the exact grid time, as LeRobot's pi0 computes it
+        time_dtype = torch.float64 if self.device.type in ("cpu", "cuda") else None
         result = sample(
-            velocity, noise, solver=self.config.action.solver, steps=self.config.action.flow_steps
+            velocity,
+            noise,
+            solver=self.config.action.solver,
+            steps=self.config.action.flow_steps,
+            time_dtype=time_dtype,
         )
         return result.x
 

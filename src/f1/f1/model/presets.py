@@ -1,4 +1,5 @@
-"""Presets by name: ``tiny`` (CPU demo and tests), ``small`` and ``f1-4.2b`` (the published shape).
+"""Presets by name: ``tiny`` (CPU demo and tests), ``small``, ``f1-4.2b`` (the published F1 shape) and
+``pi0`` (the published pi0 shape, the target of ``f1 convert --from pi0 --preset pi0``).
 
 ``f1-4.2b``: PaliGemma understanding (SigLIP So400m/14 at 224 px + Gemma-2B, 2048/16384), generation and
 action experts of width 1024/4096, 18 layers, 8 query heads, 1 KV head, head dim 256, the released VAR
@@ -9,7 +10,6 @@ device to inspect shapes and count parameters without memory (see :func:`f1.mode
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from f1.model.config import (
@@ -139,7 +139,28 @@ def _f1_4_2b() -> F1Config:
     )
 
 
-PRESETS: dict[str, Callable[[], F1Config]] = {"tiny": _tiny, "small": _small, "f1-4.2b": _f1_4_2b}
+def _pi0() -> F1Config:
+    """The published pi0 shape (openpi / LeRobot ``lerobot/pi0``): PaliGemma (SigLIP So400m/14 + Gemma-2B)
+    and a Gemma-300M action expert, no generation expert (mode ``no_gen``), pi0's time convention,
+    3 cameras, chunk 50, state and action padded to 32 dims (3.24B parameters)."""
+    pi0_cameras = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+    return _f1_4_2b().with_overrides(
+        {
+            "name": "pi0",
+            "mode": "no_gen",
+            "cameras": pi0_cameras,
+            "action.time_convention": "pi0",
+            "embodiments": (padded_embodiment("pi0", 32, 32, pad_to=32, control_hz=10.0),),
+        }
+    )
+
+
+PRESETS: dict[str, Callable[[], F1Config]] = {
+    "tiny": _tiny,
+    "small": _small,
+    "f1-4.2b": _f1_4_2b,
+    "pi0": _pi0,
+}
 
 
 def preset_names() -> tuple[str, ...]:
@@ -147,11 +168,13 @@ def preset_names() -> tuple[str, ...]:
 
 
 def preset(name: str, **overrides: Any) -> F1Config:
-    """The preset ``name`` (``"tiny"``, ``"small"``, ``"f1-4.2b"``), with top-level fields overridden.
+    """The preset ``name`` (see :data:`PRESETS`), with fields overridden as :meth:`F1Config.with_overrides`
+    does: a mapping merges into its part field by field, anything else replaces the field.
 
-    Example: ``preset("tiny", mode="no_gen")``.
+    Example: ``preset("tiny", mode="no_gen", generation={"history_stride": 4})`` (every other generation
+    field keeps the preset's value).
     """
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}, expected one of {list(PRESETS)}")
     config = PRESETS[name]()
-    return replace(config, **overrides) if overrides else config
+    return config.with_overrides(overrides) if overrides else config

@@ -1,13 +1,13 @@
 """Understanding tokens: every camera through the shared vision tower and projector, then the language.
 
 Layout of the ``und`` segment: ``[camera 0 patches | camera 1 patches | ... | language (right-padded)]``,
-one bidirectional block. Image and language embeddings are scaled by ``sqrt(width)`` as in the published
-F1 and LeRobot's pi0, so imported weights see the inputs they were trained with.
+one bidirectional block. Image tokens enter as the projector outputs them, unscaled; language embeddings
+are multiplied by ``sqrt(width)`` (Gemma's convention). This is what openpi's pi0, LeRobot's pi0 and the
+published F1 compute (transformers' PaliGemma divides image features by ``sqrt(width)`` and LeRobot
+multiplies them back), so imported weights see the inputs they were trained with.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -37,7 +37,6 @@ class UnderstandingEncoder(nn.Module):
         self.vision = VisionTower(config.vision)
         self.projector = ImageProjector(self.vision.width, width)
         self.language = LanguageEmbedding(config.language.vocab_size, width)
-        self.image_scale = math.sqrt(width)
 
     @property
     def tokens_per_camera(self) -> int:
@@ -49,7 +48,7 @@ class UnderstandingEncoder(nn.Module):
         return self.num_cameras * self.tokens_per_camera + self.text_length
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, 3, H, W)`` float in [0, 1] -> ``(B, C * P, D_und)`` scaled image tokens."""
+        """``(B, C, 3, H, W)`` float in [0, 1] -> ``(B, C * P, D_und)`` image tokens (unscaled)."""
         if images.ndim != 5 or images.shape[1] != self.num_cameras:
             raise InputError(
                 f"images: expected (B, {self.num_cameras}, 3, H, W) for {self.num_cameras} cameras, "
@@ -57,7 +56,7 @@ class UnderstandingEncoder(nn.Module):
             )
         batch = images.shape[0]
         tokens = self.projector(self.vision(images.flatten(0, 1)))
-        return tokens.reshape(batch, -1, tokens.shape[-1]) * self.image_scale
+        return tokens.reshape(batch, -1, tokens.shape[-1])
 
     def forward(
         self, images: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor

@@ -15,7 +15,10 @@ Key layouts (``P = model.paligemma_with_expert``), transformers 4.49 as publishe
 - ``P.paligemma.multi_modal_projector.linear`` -> ``understanding.projector.linear``;
 - ``P.paligemma.language_model.model.embed_tokens`` -> ``understanding.language.embed_tokens`` (rows
   beyond the vocabulary dropped: PaliGemma's 257216 -> pi0's 257152), ``...model.layers.*``/``norm`` ->
-  ``trunk.experts.und.*`` (same names);
+  ``trunk.experts.und.*`` (same names). The embedding is tied to ``P.paligemma.language_model.lm_head``:
+  a file may hold either tensor or both. LeRobot's ``save_pretrained`` writes only ``lm_head`` (as do the
+  hub's ``lerobot/pi0`` files); the embedding is then read from it. When both are present they must be
+  equal (a file whose two copies differ is refused);
 - ``P.gemma_expert.model.*`` -> ``trunk.experts.act.*``;
   ``P.gemma_wm_expert.model.*`` -> ``trunk.experts.gen.*``;
 - ``model.{state_proj, action_in_proj, action_time_mlp_in, action_time_mlp_out, action_out_proj}`` -> the
@@ -28,6 +31,7 @@ Key layouts (``P = model.paligemma_with_expert``), transformers 4.49 as publishe
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +42,17 @@ from safetensors.torch import load_file
 
 from f1.model.config import F1Config
 from f1.model.errors import CheckpointError, ConfigError
+from f1.model.presets import preset
 from mot import GEMMA_LAYER_TENSORS
 
-__all__ = ["SOURCE_FORMATS", "ImportReport", "convert_checkpoint", "import_weights", "read_state_dict"]
+__all__ = [
+    "SOURCE_FORMATS",
+    "ImportReport",
+    "convert_checkpoint",
+    "import_weights",
+    "read_lerobot_config",
+    "read_state_dict",
+]
 
 SourceFormat = Literal["f1", "pi0", "paligemma", "var_vqvae"]
 SOURCE_FORMATS: tuple[str, ...] = ("f1", "pi0", "paligemma", "var_vqvae")
@@ -58,10 +70,13 @@ ACTION_HEADS = {
 }
 
 # source keys that are deliberately unused, with the reason (glob patterns)
+EMBED_TOKENS = GEMMA + "embed_tokens.weight"
+LM_HEAD = PALI + "language_model.lm_head.weight"
+
 DROPPED: dict[str, str] = {
-    PALI + "language_model.lm_head.weight": "LM head tied to embed_tokens; the policy never decodes text",
-    P + "gemma_expert.lm_head.weight": "unused 257152 x 1024 LM head of the action expert",
-    P + "gemma_wm_expert.lm_head.weight": "unused 257152 x 1024 LM head of the generation expert",
+    LM_HEAD: "LM head tied to embed_tokens (checked equal); the policy never decodes text",
+    P + "gemma_expert.lm_head.weight": "unused LM head of the action expert (257152 x 1024 in pi0)",
+    P + "gemma_wm_expert.lm_head.weight": "unused LM head of the generation expert (257152 x 1024 in F1)",
     SIGLIP + "head.*": "SigLIP attention-pooling head, unused by PaliGemma",
     "model.temporal_conv.*": "published history encoder (exactly 4 frames); ours fuses any number of frames",
     "model.wm_hist_pos_embs": "published history encoder (exactly 4 frames); ours fuses any number of frames",
@@ -82,6 +97,8 @@ class ImportReport:
         transformed: policy key -> the transform applied (concatenation, reshape, row truncation).
         dropped: source key -> why it is not used.
         not_provided: policy keys the source has no weights for (they keep their values), by component.
+        shape: config field -> where its value came from, when :func:`convert_checkpoint` read the
+            policy's shape from the checkpoint (empty otherwise).
     """
 
     source: str
@@ -89,14 +106,26 @@ class ImportReport:
     transformed: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
     not_provided: dict[str, list[str]] = field(default_factory=dict)
+    shape: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"imported {len(self.loaded)} tensors from a {self.source!r} checkpoint"]
+        transforms: dict[str, list[str]] = {}
+        for key, how in self.transformed.items():
+            transforms.setdefault(how, []).append(key)
+        lines += [
+            f"  {how}: {keys[0]}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
+            for how, keys in transforms.items()
+        ]
         lines += [f"  dropped {key}: {why}" for key, why in sorted(self.dropped.items())]
         lines += [
             f"  not provided by the source: {part} ({len(keys)} tensors)"
             for part, keys in self.not_provided.items()
         ]
+        origins: dict[str, list[str]] = {}
+        for key, origin in self.shape.items():
+            origins.setdefault(origin, []).append(key)
+        lines += [f"  shape from {origin}: {', '.join(keys)}" for origin, keys in origins.items()]
         return "\n".join(lines)
 
 
@@ -176,7 +205,7 @@ def _understanding_rules(config: F1Config) -> list[_Rule]:
         _Rule("understanding.projector.linear.bias", (PALI + "multi_modal_projector.linear.bias",)),
         _Rule(
             "understanding.language.embed_tokens.weight",
-            (GEMMA + "embed_tokens.weight",),
+            (EMBED_TOKENS,),
             _truncate_rows,
             f"rows beyond the vocabulary ({config.language.vocab_size}) dropped",
         ),
@@ -241,6 +270,31 @@ def _normalize_keys(state_dict: Mapping[str, torch.Tensor], source: str) -> dict
     return out
 
 
+def _untie_embedding(tensors: dict[str, torch.Tensor]) -> str | None:
+    """Make ``embed_tokens`` present when the file holds only the tied ``lm_head`` (in place).
+
+    Returns a note for the report when the embedding was read from ``lm_head``. Raises
+    :class:`CheckpointError` when both are present and differ.
+    """
+    embed, head = tensors.get(EMBED_TOKENS), tensors.get(LM_HEAD)
+    if head is None:
+        return None
+    if embed is None:
+        tensors[EMBED_TOKENS] = tensors.pop(LM_HEAD)
+        return "read from the tied lm_head.weight (the file has no embed_tokens)"
+    if embed.shape != head.shape or not torch.equal(embed, head):
+        difference = (
+            f"max |difference| {float((embed.float() - head.float()).abs().max()):.3g}"
+            if embed.shape == head.shape
+            else f"shapes {tuple(embed.shape)} and {tuple(head.shape)}"
+        )
+        raise CheckpointError(
+            f"{LM_HEAD}: expected the tied copy of {EMBED_TOKENS}, received a different tensor "
+            f"({difference}); the file's language embedding is ambiguous"
+        )
+    return None
+
+
 def _rules(policy: Any, source: str, embodiment: str | None) -> list[_Rule]:
     config: F1Config = policy.config
     targets = list(policy.state_dict())
@@ -290,6 +344,7 @@ def import_weights(
     if source not in SOURCE_FORMATS:
         raise ConfigError(f"source: expected one of {list(SOURCE_FORMATS)}, received {source!r}")
     tensors = _normalize_keys(state_dict, source)
+    untied = _untie_embedding(tensors) if source != "var_vqvae" else None
     rules = _rules(policy, source, embodiment)
     targets = policy.state_dict()
     used: set[str] = set()
@@ -331,6 +386,9 @@ def import_weights(
             targets[target].copy_(value.to(targets[target].dtype))
     report = ImportReport(source=source, loaded=sorted(values), dropped=dropped)
     report.transformed = {r.target: r.describe for r in rules if r.describe and r.target in values}
+    embedding = "understanding.language.embed_tokens.weight"
+    if untied is not None and embedding in values:
+        report.transformed[embedding] = "; ".join(filter(None, (report.transformed.get(embedding), untied)))
     untouched = sorted(set(targets) - set(values))
     for key in untouched:
         report.not_provided.setdefault(_component(key), []).append(key)
@@ -364,34 +422,96 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
+def _refuse_to_replace(output_dir: Path, overwrite: bool) -> None:
+    if overwrite or not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise CheckpointError(f"output_dir: {output_dir} exists and is not a directory")
+    if any(output_dir.iterdir()):
+        raise CheckpointError(
+            f"output_dir: {output_dir} is not empty (it may hold a trained policy); choose another "
+            "directory, or replace its checkpoint with overwrite=True (f1 convert --force)"
+        )
+
+
+def read_lerobot_config(source_path: str | Path) -> dict[str, Any] | None:
+    """LeRobot's ``config.json`` beside ``source_path`` (as ``save_pretrained`` writes it), or None.
+
+    A ``config.json`` there that is not LeRobot's (no ``type`` key, e.g. an f1 checkpoint's) gives None.
+    """
+    path = Path(source_path).parent / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a readable JSON file ({err})") from None
+    return data if isinstance(data, dict) and "type" in data else None
+
+
 def convert_checkpoint(
     source_path: str | Path,
     output_dir: str | Path,
     *,
     source: SourceFormat,
-    config: F1Config,
+    config: F1Config | None = None,
     embodiment: str | None = None,
     base: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ImportReport:
     """``f1 convert``: read a published checkpoint, import it into a policy, save it as an f1 checkpoint.
 
     Args:
         source_path: the published file (``model.safetensors`` of F1/pi0/PaliGemma, ``vae_*.pth`` of VAR).
-        output_dir: where :func:`f1.model.save_policy` writes the result.
+        output_dir: where :func:`f1.model.save_policy` writes the result; it must not exist or be empty
+            unless ``overwrite``.
         source: the source format (see :func:`import_weights`).
-        config: the policy to build (e.g. ``preset("f1-4.2b")``); for ``"f1"``/``"pi0"`` its
-            ``action.time_convention`` is set to ``"pi0"``.
-        embodiment: adapter that receives the action heads.
-        base: an f1 checkpoint to start from (e.g. import a VAR VQ-VAE into a trained policy).
+        config: the policy to build (e.g. ``preset("f1-4.2b")``). None: for ``"pi0"`` the shape is read
+            from the checkpoint and LeRobot's ``config.json`` beside it
+            (:func:`f1.model.checkpoint_shape.pi0_config_from_checkpoint`); for the other sources
+            ``preset("f1-4.2b")``. For ``"f1"``/``"pi0"`` ``action.time_convention`` is set to ``"pi0"``.
+        embodiment: adapter that receives the action heads (a pi0 shape read from the file names its
+            embodiment ``"pi0"`` unless this says otherwise).
+        base: an f1 checkpoint to start from (e.g. import a VAR VQ-VAE into a trained policy); excludes
+            ``config`` and ``overrides``.
+        overrides: dotted or nested config overrides applied to the config (``{"mode": "f1",
+            "action.chunk_size": 10}``), see :meth:`F1Config.with_overrides`.
+        overwrite: replace the checkpoint in a non-empty ``output_dir``.
+
+    Returns:
+        the :class:`ImportReport`; its ``shape`` says where each value of a config read from the file
+        came from.
+
+    Raises:
+        CheckpointError, ConfigError: before anything is written.
     """
     from f1.model.checkpoint import load_policy, save_policy
+    from f1.model.checkpoint_shape import pi0_config_from_checkpoint
     from f1.model.policy import F1Policy
 
-    if source in ("f1", "pi0") and config.action.time_convention != "pi0":
-        import dataclasses
-
-        config = config.replace(action=dataclasses.replace(config.action, time_convention="pi0"))
+    output_dir = Path(output_dir)
+    _refuse_to_replace(output_dir, overwrite)
+    if base is not None and (config is not None or overrides):
+        raise ConfigError(
+            "base: a base checkpoint fixes the policy's shape; pass no config or overrides with it"
+        )
+    state_dict = read_state_dict(source_path)
+    shape = None
+    if base is None and config is None and source == "pi0":
+        shape = pi0_config_from_checkpoint(
+            _normalize_keys(state_dict, source),
+            read_lerobot_config(source_path),
+            embodiment=embodiment or "pi0",
+            overrides=overrides,
+        )
+        config = shape.config
+    elif base is None:
+        config = (config or preset("f1-4.2b")).with_overrides(overrides or {})
+    if config is not None and source in ("f1", "pi0") and config.action.time_convention != "pi0":
+        config = config.with_overrides({"action.time_convention": "pi0"})
     policy = load_policy(base) if base is not None else F1Policy(config)
-    report = import_weights(policy, read_state_dict(source_path), source, embodiment=embodiment)
+    report = import_weights(policy, state_dict, source, embodiment=embodiment)
+    report.shape = shape.sources if shape is not None else {}
     save_policy(policy, output_dir)
     return report
