@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from f1.cli import SOURCE_FORMATS, main
-from f1.model import F1Policy, preset
+from f1.model import F1Model, F1Policy, preset
 from f1.model.weight_import import SOURCE_FORMATS as MODEL_SOURCE_FORMATS
 
 
@@ -24,7 +24,7 @@ def test_convert_imports_a_var_vqvae_file_into_a_loadable_checkpoint(
     # A VQ-VAE state dict in VAR's key layout, with values no fresh policy has.
     vae = {
         key.removeprefix(prefix): value + 0.5 if value.is_floating_point() else value
-        for key, value in F1Policy(preset("tiny")).state_dict().items()
+        for key, value in F1Model(preset("tiny")).state_dict().items()
         if key.startswith(prefix)
     }
     source = tmp_path / "vae_tiny.pth"
@@ -32,7 +32,7 @@ def test_convert_imports_a_var_vqvae_file_into_a_loadable_checkpoint(
     argv = ["convert", str(source), str(tmp_path / "out"), "--from", "var_vqvae", "--preset", "tiny"]
     assert main(argv) == 0
     assert f"imported {len(vae)} tensors" in capsys.readouterr().out
-    loaded = F1Policy.load(tmp_path / "out").state_dict()
+    loaded = F1Policy.load(tmp_path / "out").model.state_dict()
     for key, tensor in vae.items():
         assert torch.equal(loaded[prefix + key], tensor), key
 
@@ -93,7 +93,7 @@ def test_convert_from_pi0_reads_the_shape_from_lerobots_file(
     policy = F1Policy.load(out)
     config = policy.config
     assert (config.mode, config.cameras, config.action.n_action_steps) == ("no_gen", ("top", "wrist"), 4)
-    assert list(policy.adapters) == ["so100"]
+    assert list(policy.model.adapters) == ["so100"]
 
 
 def test_convert_refuses_to_replace_a_policy_without_force(

@@ -21,17 +21,29 @@ def randomize(model: MixtureOfTransformers, seed: int = 0, std: float = 0.3) -> 
     return model
 
 
-@pytest.fixture(scope="session")
-def uga_spec() -> AttentionSpec:
-    """F1's understanding -> generation (4 scales) -> action (state | chunk of 8)."""
+def progressive_spec(und_length: int, scale_sizes: tuple[int, ...], chunk: int) -> AttentionSpec:
+    """Understanding -> next-scale generation -> [state | action chunk], one way only (F1's layout
+    without its history segment)."""
     return AttentionSpec(
         segments=[
-            Segment("und", expert="und", length=6, rule="full"),
-            Segment("gen", expert="gen", length=14, rule=Blockwise((1, 4, 9))),
-            Segment("act", expert="act", length=5, rule=Blockwise((1, 4))),
+            Segment("und", expert="und", length=und_length, rule="full"),
+            Segment("gen", expert="gen", length=sum(scale_sizes), rule=Blockwise(tuple(scale_sizes))),
+            Segment("act", expert="act", length=1 + chunk, rule=Blockwise((1, chunk))),
         ],
         sees={"gen": ["und"], "act": ["und", "gen"]},
     )
+
+
+@pytest.fixture(scope="session")
+def uga_spec() -> AttentionSpec:
+    """F1's understanding -> generation (4 scales) -> action (state | chunk of 4)."""
+    return progressive_spec(6, (1, 4, 9), 4)
+
+
+@pytest.fixture(scope="session")
+def make_progressive_spec():
+    """``make_progressive_spec(und_length, scale_sizes, chunk)``: see :func:`progressive_spec`."""
+    return progressive_spec
 
 
 @pytest.fixture(scope="session")

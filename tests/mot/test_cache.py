@@ -133,7 +133,7 @@ def test_a_cache_can_be_reused_from_a_clone(uga_model, uga_spec, make_inputs):
     assert branch.memory_bytes() > cache.memory_bytes() > 0
 
 
-def test_extend_rejects_chunks_that_cannot_be_exact(uga_model, uga_spec, make_inputs):
+def test_extend_rejects_chunks_that_cannot_be_exact(uga_model, uga_spec, make_inputs, make_progressive_spec):
     inputs = make_inputs(uga_model, uga_spec)
     with torch.no_grad():
         cache = uga_model.prefill({"und": inputs["und"]}, uga_spec)
@@ -144,7 +144,7 @@ def test_extend_rejects_chunks_that_cannot_be_exact(uga_model, uga_spec, make_in
         with pytest.raises(SpecError, match=r"expected batch size 2 \(the cache's\), received 1"):
             uga_model.extend({"gen": inputs["gen"][:1]}, uga_spec, cache)
         with pytest.raises(SpecError, match="different spec"):
-            uga_model.extend({"gen": inputs["gen"]}, AttentionSpec.uga(6, (1, 4, 9), 3), cache)
+            uga_model.extend({"gen": inputs["gen"]}, make_progressive_spec(6, (1, 4, 9), 3), cache)
         with pytest.raises(SpecError, match=r"valid_lengths\['und'\]: segment is not among the inputs"):
             uga_model.extend({"gen": inputs["gen"]}, uga_spec, cache, {"und": [1, 1]})
         with pytest.raises(TypeError, match="cache: expected a KVCache"):

@@ -9,8 +9,8 @@ from mot import AttentionSpec, SpecError, positions_from_valid, token_valid
 from mot.layout import check_cut, plan_chunk
 
 
-def test_positions_are_cumsum_of_valid_minus_one_over_the_whole_sequence():
-    spec = AttentionSpec.uga(und_length=3, gen_scale_sizes=(1, 2), chunk=1)
+def test_positions_are_cumsum_of_valid_minus_one_over_the_whole_sequence(make_progressive_spec):
+    spec = make_progressive_spec(3, (1, 2), 1)
     valid = token_valid(spec, {"und": [2]}, batch_size=1)
     assert valid.tolist() == [[True, True, False, True, True, True, True, True]]
     assert positions_from_valid(valid).tolist() == [[0, 1, 1, 2, 3, 4, 5, 6]]
@@ -36,8 +36,8 @@ def test_plan_rejects_gaps_and_overlong_pieces():
         plan_chunk(spec, {}, start=0)
 
 
-def test_cuts_are_allowed_only_where_nothing_sees_past_them():
-    spec = AttentionSpec.uga(und_length=3, gen_scale_sizes=(1, 2), chunk=2)
+def test_cuts_are_allowed_only_where_nothing_sees_past_them(make_progressive_spec):
+    spec = make_progressive_spec(3, (1, 2), 2)
     for allowed in (3, 4, 6, 7, 9):  # after und, after each scale, after the state token, at the end
         check_cut(spec, allowed)
     for forbidden in (1, 2, 5, 8):

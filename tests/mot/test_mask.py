@@ -157,8 +157,8 @@ def test_render_draws_the_pi0_mask():
     assert picture == "## ...\n## ...\n\n## #..\n## ###\n## ###"
 
 
-def test_compiled_mask_matches_explicit_softmax_masking():
-    spec = AttentionSpec.uga(2, (1, 2), 2)
+def test_compiled_mask_matches_explicit_softmax_masking(make_progressive_spec):
+    spec = make_progressive_spec(2, (1, 2), 2)
     mask = compile_mask(spec)
     generator = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 1, spec.total_length, 4, generator=generator) for _ in range(3))

@@ -33,8 +33,8 @@ def test_pi0_prefix_suffix_spec_matches_the_cumsum_convention():
     assert spec == AttentionSpec.pi0(prefix_length=4, chunk=3)
 
 
-def test_f1_uga_spec_matches_the_cumsum_convention_without_the_published_off_by_one():
-    spec = AttentionSpec.uga(und_length=3, gen_scale_sizes=(1, 4), chunk=2)
+def test_f1_uga_spec_matches_the_cumsum_convention_without_the_published_off_by_one(make_progressive_spec):
+    spec = make_progressive_spec(3, (1, 4), 2)
     flags = [1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0]  # und (3), gen scales (1, 4), state (1), actions (2)
     assert torch.equal(compile_mask(spec)[0], cumsum_convention_mask(flags))
     und = slice(0, 3)
@@ -86,8 +86,8 @@ def test_blockwise_rejects_non_positive_sizes():
         Blockwise((2, 0))
 
 
-def test_layout_queries_name_the_segments():
-    spec = AttentionSpec.uga(2, (1, 4), 3)
+def test_layout_queries_name_the_segments(make_progressive_spec):
+    spec = make_progressive_spec(2, (1, 4), 3)
     assert spec.names == ("und", "gen", "act")
     assert (spec.start("gen"), spec.start("act"), spec.total_length) == (2, 7, 11)
     assert spec.may_see("act", "gen")
@@ -96,9 +96,9 @@ def test_layout_queries_name_the_segments():
         spec.segment("foo")
 
 
-def test_specs_are_hashable_values_with_read_only_sees():
-    a = AttentionSpec.uga(2, (1, 4), 3)
-    b = AttentionSpec.uga(2, (1, 4), 3)
+def test_specs_are_hashable_values_with_read_only_sees(make_progressive_spec):
+    a = make_progressive_spec(2, (1, 4), 3)
+    b = make_progressive_spec(2, (1, 4), 3)
     assert a == b
     assert hash(a) == hash(b)
     with pytest.raises(TypeError, match="read-only"):
@@ -115,8 +115,8 @@ def test_a_none_rule_segment_reads_only_the_segments_it_sees():
     assert not mask[3:, 3:].any()
 
 
-def test_specs_round_trip_through_json_pickle_and_deepcopy():
-    spec = AttentionSpec.uga(und_length=3, gen_scale_sizes=(1, 4), chunk=2)
+def test_specs_round_trip_through_json_pickle_and_deepcopy(make_progressive_spec):
+    spec = make_progressive_spec(3, (1, 4), 2)
     assert AttentionSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert pickle.loads(pickle.dumps(spec)) == spec
     assert hash(copy.deepcopy(spec)) == hash(spec)

@@ -283,24 +283,6 @@ class AttentionSpec:
             sees={"scales": ("cond",)},
         )
 
-    @staticmethod
-    def uga(
-        und_length: int,
-        gen_scale_sizes: Sequence[int],
-        chunk: int,
-        experts: tuple[str, str, str] = ("und", "gen", "act"),
-    ) -> AttentionSpec:
-        """F1's understanding -> generation (next-scale blocks) -> action (state | chunk), one way only."""
-        sizes = tuple(gen_scale_sizes)
-        return AttentionSpec(
-            segments=(
-                Segment("und", experts[0], und_length, "full"),
-                Segment("gen", experts[1], sum(sizes), Blockwise(sizes)),
-                Segment("act", experts[2], 1 + chunk, Blockwise((1, chunk))),
-            ),
-            sees={"gen": ("und",), "act": ("und", "gen")},
-        )
-
 
 class _FrozenSees(Mapping[str, tuple[str, ...]]):
     """Hashable, read-only, picklable ``sees`` mapping: specs compare by value and serve as cache keys."""

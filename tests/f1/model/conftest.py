@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from f1.model import F1Policy, preset
+from f1.model import F1Model, F1Policy, preset
 
 
 @pytest.fixture(autouse=True)
@@ -20,21 +20,32 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-_POLICIES: dict[str, F1Policy] = {}
+_MODELS: dict[str, F1Model] = {}
+
+
+def _tiny_model(mode: str = "f1", fresh: bool = False, **overrides: Any) -> F1Model:
+    if fresh or overrides or mode not in _MODELS:
+        torch.manual_seed(0)
+        model = F1Model(preset("tiny", mode=mode, **overrides)).eval()
+        if fresh or overrides:
+            return model
+        _MODELS[mode] = model
+    return _MODELS[mode]
+
+
+@pytest.fixture
+def tiny_model() -> Callable[..., F1Model]:
+    """``tiny_model(mode="f1", fresh=False)``: a tiny model in eval mode (cached unless ``fresh``)."""
+    return _tiny_model
 
 
 @pytest.fixture
 def tiny_policy() -> Callable[..., F1Policy]:
-    """``tiny_policy(mode="f1", fresh=False)``: a tiny policy in eval mode (cached unless ``fresh``)."""
+    """``tiny_policy(mode="f1", fresh=False)``: a policy (its own queue and history) around a tiny model
+    (the model cached unless ``fresh``)."""
 
     def build(mode: str = "f1", fresh: bool = False, **overrides: Any) -> F1Policy:
-        if fresh or overrides or mode not in _POLICIES:
-            torch.manual_seed(0)
-            policy = F1Policy(preset("tiny", mode=mode, **overrides)).eval()
-            if fresh or overrides:
-                return policy
-            _POLICIES[mode] = policy
-        return _POLICIES[mode]
+        return F1Policy(_tiny_model(mode, fresh, **overrides))
 
     return build
 

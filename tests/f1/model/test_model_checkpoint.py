@@ -36,7 +36,7 @@ def test_added_embodiments_travel_with_the_checkpoint(tiny_policy, tmp_path: Pat
     policy = tiny_policy("no_gen", fresh=True)
     policy.add_embodiment(Embodiment(name="gripper", state_dim=2, action_dim=1))
     policy.save(tmp_path)
-    assert F1Policy.load(tmp_path).embodiments.names == ("sim_arm", "gripper")
+    assert F1Policy.load(tmp_path).model.embodiments.names == ("sim_arm", "gripper")
 
 
 def test_missing_unexpected_and_misshapen_keys_are_all_reported(tiny_policy, tmp_path: Path) -> None:
@@ -77,4 +77,4 @@ def test_the_file_holds_only_tensors_and_the_config(tiny_policy, tmp_path: Path)
     policy = tiny_policy("f1")
     policy.save(tmp_path)
     tensors = load_file(str(tmp_path / WEIGHTS_NAME))
-    assert set(tensors) == set(policy.state_dict())
+    assert set(tensors) == set(policy.model.state_dict())

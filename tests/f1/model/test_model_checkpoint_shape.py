@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from f1.model import CheckpointError, ConfigError, F1Policy, pi0_config_from_checkpoint
+from f1.model import CheckpointError, ConfigError, F1Model, pi0_config_from_checkpoint
 from f1.model.weight_import import import_weights
 
 from .test_model_weight_import import P, _config, _pi0
@@ -57,7 +57,7 @@ def test_every_weight_shaped_value_is_read_from_the_tensors() -> None:
     assert reading.sources["vision.heads"] == "override"
     assert reading.sources["action.chunk_size"] == "pi0 default"
     # and the policy it describes takes every tensor of the file
-    import_weights(F1Policy(config), _checkpoint(), "pi0")
+    import_weights(F1Model(config), _checkpoint(), "pi0")
 
 
 def test_lerobots_config_gives_cameras_chunk_steps_and_the_real_action_dims() -> None:

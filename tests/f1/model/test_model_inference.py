@@ -63,8 +63,12 @@ def test_number_of_foresight_scales_is_a_runtime_argument(
     assert plan.actions.shape == (1, 8, 7)
 
 
-def test_latency_breakdown_names_every_module(tiny_policy, observation_factory) -> None:
-    plan = tiny_policy("f1").plan(observation_factory(), decode_foresight=True)
+def test_latency_is_one_total_by_default_and_a_breakdown_when_profiled(
+    tiny_policy, observation_factory
+) -> None:
+    policy = tiny_policy("f1")
+    assert set(policy.plan(observation_factory()).latency_ms) == {"total"}
+    plan = policy.plan(observation_factory(), decode_foresight=True, profile=True)
     assert set(plan.latency_ms) == {*LATENCY_MODULES, "total"}
     assert all(ms >= 0 for ms in plan.latency_ms.values())
     assert plan.latency_ms["total"] == pytest.approx(
@@ -83,8 +87,8 @@ def test_actions_are_unnormalized_with_the_embodiment_statistics(tiny_policy, ob
         action_stats={"mean": [100.0] * 7, "std": [1e-3] * 7},
     )
     policy.add_embodiment(shifted)
-    adapter = policy.adapters["shifted"]
-    adapter.load_state_dict(policy.adapters["sim_arm"].state_dict())
+    adapter = policy.model.adapters["shifted"]
+    adapter.load_state_dict(policy.model.adapters["sim_arm"].state_dict())
     observation = observation_factory()
     raw = policy.plan(observation, seed=0).actions
     scaled = policy.plan({**observation, "embodiment": "shifted"}, seed=0).actions
@@ -96,8 +100,8 @@ def test_select_action_replans_every_n_action_steps_and_reset_repeats_the_episod
 ) -> None:
     policy = tiny_policy("f1", fresh=True)
     calls = []
-    plan = policy.plan
-    policy.plan = lambda *a, **k: calls.append(1) or plan(*a, **k)  # type: ignore[method-assign]
+    sample = policy.model.sample
+    policy.model.sample = lambda *a, **k: calls.append(1) or sample(*a, **k)  # type: ignore[method-assign]
     observation = {k: v[0] if isinstance(v, torch.Tensor) else v for k, v in observation_factory().items()}
     observation.pop("history")
     policy.reset(seed=5)
@@ -116,9 +120,62 @@ def test_the_history_window_pads_the_episode_start(tiny_policy, observation_fact
     observation = {k: v for k, v in observation_factory().items() if k != "history"}
     policy.reset()
     policy.select_action(observation)
-    frames, is_pad = policy._history_window(list(policy._frames), 2, 2)
-    assert frames.shape == (1, 2, 3, 64, 64)
-    assert is_pad.tolist() == [[True, False]]  # stride 2: the frame two steps back does not exist yet
+    latents, valid = policy._history_window(list(policy._frames))
+    assert latents.shape == (1, 2, 16, 8, 8)  # (B, T, Cz, h, w) of the tiny VQ-VAE
+    assert valid.tolist() == [[False, True]]  # stride 2: the frame two steps back does not exist yet
+
+
+def test_select_action_plans_what_plan_plans_from_the_same_history(tiny_policy, observation_factory) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    episode = [observation_factory(seed) for seed in range(5)]
+    policy.reset(seed=3)
+    for observation in episode:
+        policy.select_action({k: v for k, v in observation.items() if k != "history"})
+    # the replan at step 4 saw frames 2 and 4 (offsets -2, 0): the same chunk from plan with that history
+    history = torch.stack([episode[2]["observation.images.front"], episode[4]["observation.images.front"]], 1)
+    generator = torch.Generator().manual_seed(3)
+    policy.plan({**episode[0], "history": history}, generator=generator)  # the plan at step 0 drew first
+    expected = policy.plan({**episode[4], "history": history}, generator=generator).actions
+    torch.testing.assert_close(policy.last_plan.actions, expected, rtol=0, atol=1e-6)
+
+
+def test_a_replan_encodes_only_the_frames_it_has_not_encoded_before(tiny_policy, observation_factory) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    encoded = []
+    encode = policy.model.generation.quantized_latents
+    policy.model.generation.quantized_latents = lambda frames: encoded.append(len(frames)) or encode(frames)
+    observation = {k: v for k, v in observation_factory().items() if k != "history"}
+    policy.reset()
+    for _ in range(9):  # plans at steps 0, 4, 8 over frames {0}, {2, 4}, {6, 8}
+        policy.select_action(observation)
+    assert encoded == [1, 2, 2]
+
+
+def test_every_call_validates_the_observation_even_with_actions_queued(
+    tiny_policy, observation_factory
+) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    observation = {k: v for k, v in observation_factory().items() if k != "history"}
+    policy.reset()
+    policy.select_action(observation)  # plans: 3 actions stay queued
+    queued, frames = list(policy._action_queue), list(policy._frames)
+    bad = [
+        ({**observation, "observation.images.front": torch.rand(1, 3, 32, 32)}, r"expected \(B, 3, 64, 64\)"),
+        ({**observation, "observation.state": torch.full((1, 8), float("nan"))}, "finite"),
+        ({k: v for k, v in observation.items() if k != "task"}, "task: missing"),
+        (
+            {
+                **{k: torch.cat([v, v]) for k, v in observation.items() if isinstance(v, torch.Tensor)},
+                "task": "go",
+            },
+            "a batch of 2",
+        ),
+    ]
+    for changed, message in bad:
+        with pytest.raises(InputError, match=message):
+            policy.select_action(changed)
+        assert list(policy._action_queue) == queued
+        assert list(policy._frames) == frames
 
 
 def test_bad_observations_fail_before_any_state_changes(tiny_policy, observation_factory) -> None:
@@ -150,11 +207,11 @@ def test_bf16_precision_keeps_the_tokenizer_in_float32(
 ) -> None:
     policy = tiny_policy("f1", fresh=True)
     full = policy.plan(observation_factory(), seed=0).actions
-    policy.to_precision(torch.bfloat16)
-    assert policy.trunk_dtype == torch.bfloat16
-    assert all(p.dtype == torch.float32 for p in policy.generation.tokenizer.parameters())
+    policy.model.to_precision(torch.bfloat16)
+    assert policy.model.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in policy.model.generation.tokenizer.parameters())
     half = policy.plan(observation_factory(), seed=0, decode_foresight=True)
     assert half.actions.dtype == torch.float32
     assert torch.isfinite(half.actions).all()
     assert (half.actions - full).abs().max() < 0.5  # same model, bf16 rounding over 10 ODE steps
-    assert torch.isfinite(policy.compute_losses(batch_factory(2))["flow"])
+    assert torch.isfinite(policy.model(batch_factory(2))["flow"])

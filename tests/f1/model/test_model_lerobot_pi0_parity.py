@@ -130,19 +130,19 @@ def test_the_converted_policy_has_the_checkpoints_shape_and_lerobots_settings(co
 
 def test_image_and_prefix_embeddings_match_lerobots(policy: F1Policy, io: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
-        images = policy.understanding.encode_images(_images(io))
+        images = policy.model.understanding.encode_images(_images(io))
         expected = torch.cat([io[f"image_embeddings.{c}"] for c in CAMERAS], dim=1)
         torch.testing.assert_close(images, expected, rtol=0, atol=1e-5)
         ids, lengths = policy.tokenizer(["0", "1"])
-        prefix, valid = policy.understanding(_images(io), ids, lengths)
+        prefix, valid = policy.model.understanding(_images(io), ids, lengths)
     torch.testing.assert_close(prefix, io["prefix_embeddings"], rtol=0, atol=1e-5)
     assert valid.tolist() == io["prefix_pad_masks"].sum(dim=1).tolist()
 
 
 def _prefix_runner(policy: F1Policy, io: dict[str, torch.Tensor]) -> CachedRunner:
     ids, lengths = policy.tokenizer(["0", "1"])
-    und, valid = policy.understanding(_images(io), ids, lengths)
-    runner = CachedRunner(policy.trunk, policy.attention_spec())
+    und, valid = policy.model.understanding(_images(io), ids, lengths)
+    runner = CachedRunner(policy.model.trunk, policy.model.attention_spec())
     runner.append({"und": und}, {"und": valid})
     return runner
 
@@ -165,7 +165,7 @@ def test_prefix_keys_and_values_match_lerobots_cache_at_every_valid_slot(
 def test_the_velocity_at_every_euler_step_matches_lerobots(
     policy: F1Policy, io: dict[str, torch.Tensor]
 ) -> None:
-    adapter = policy.adapters["pi0"]
+    adapter = policy.model.adapters["pi0"]
     with torch.no_grad():
         runner = _prefix_runner(policy, io)
         for step in range(STEPS):
@@ -181,7 +181,7 @@ def test_the_velocity_at_every_euler_step_matches_lerobots(
 def test_plan_samples_lerobots_time_grid_exactly(
     policy: F1Policy, io: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    adapter = policy.adapters["pi0"]
+    adapter = policy.model.adapters["pi0"]
     times: list[torch.Tensor] = []
     encode = adapter.encode
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from f1.model import F1Policy, count_parameters, inference_flops, preset
+from f1.model import F1Model, count_parameters, inference_flops, preset
 
 
 def test_the_published_shape_counts_3_66_billion_parameters_without_its_unused_lm_heads() -> None:
@@ -23,7 +23,7 @@ def test_the_published_shape_counts_3_66_billion_parameters_without_its_unused_l
 
 def test_the_meta_device_build_allocates_nothing() -> None:
     with torch.device("meta"):
-        policy = F1Policy(preset("f1-4.2b"))
+        policy = F1Model(preset("f1-4.2b"))
     assert all(p.is_meta for p in policy.parameters())
 
 
@@ -43,11 +43,13 @@ def test_closed_form_flops_match_torchs_count_of_a_real_run(tiny_policy, observa
     flops = inference_flops(config)
     with FlopCounterMode(display=False) as counter:
         policy.plan(observation_factory())
-    und, chunk = policy.understanding.length, 1 + config.action.chunk_size
+    und, chunk = policy.model.understanding.length, 1 + config.action.chunk_size
     per_layer = 4 * trunk.n_heads * trunk.head_dim * trunk.n_layers
     trunk_attention = per_layer * (und * und + config.action.flow_steps * chunk * (und + chunk))
     vision = config.vision
-    tokens = (vision.image_size // vision.patch_size) ** 2 + policy.understanding.vision.num_prefix_tokens
+    tokens = (
+        vision.image_size // vision.patch_size
+    ) ** 2 + policy.model.understanding.vision.num_prefix_tokens
     vision_attention = 4 * vision.depth * tokens * tokens * vision.width * len(config.cameras)
     expected = flops["total"] - trunk_attention - vision_attention
     assert counter.get_total_flops() == pytest.approx(expected, rel=1e-9)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from f1.model import CheckpointError, ConfigError, Embodiment, F1Policy, VisionConfig, preset
+from f1.model import CheckpointError, ConfigError, Embodiment, F1Model, F1Policy, VisionConfig, preset
 from f1.model.weight_import import convert_checkpoint, import_weights
 from var_foresight import VQVAE
 
@@ -143,7 +143,7 @@ def _f1(config, g: torch.Generator) -> dict:
 
 def test_the_published_f1_layout_imports_completely(tmp_path: Path) -> None:
     config = _config()
-    policy = F1Policy(config)
+    policy = F1Model(config)
     source = _f1(config, torch.Generator().manual_seed(0))
     report = import_weights(policy, source, "f1")
     state = policy.state_dict()
@@ -180,7 +180,7 @@ def test_the_published_f1_layout_imports_completely(tmp_path: Path) -> None:
 
 def test_pi0_fills_understanding_and_action_and_reports_the_rest() -> None:
     config = _config()
-    policy = F1Policy(config)
+    policy = F1Model(config)
     report = import_weights(policy, _pi0(config, torch.Generator().manual_seed(0)), "pi0")
     assert {"trunk.experts.gen", "generation.embedding", "generation.head", "generation.tokenizer"} <= set(
         report.not_provided
@@ -194,7 +194,7 @@ def test_pi0_fills_understanding_and_action_and_reports_the_rest() -> None:
 
 def test_paligemma_in_the_newer_transformers_layout_fills_the_understanding_expert() -> None:
     config = _config()
-    policy = F1Policy(config)
+    policy = F1Model(config)
     old = _paligemma(config, torch.Generator().manual_seed(0), prefix="")
     newer = {}
     for key, value in old.items():
@@ -210,7 +210,7 @@ def test_paligemma_in_the_newer_transformers_layout_fills_the_understanding_expe
 
 def test_every_missing_unexpected_and_misshapen_key_is_reported_and_nothing_changes() -> None:
     config = _config()
-    policy = F1Policy(config)
+    policy = F1Model(config)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     source = _f1(config, torch.Generator().manual_seed(0))
     del source[P + "gemma_expert.model.layers.1.mlp.up_proj.weight"]
@@ -232,13 +232,13 @@ def test_action_heads_need_pi0s_time_convention_and_a_known_embodiment() -> None
     config = _config()
     ours = config.replace(action=dataclasses.replace(config.action, time_convention="tau"))
     with pytest.raises(ConfigError, match=r"action\.time_convention"):
-        import_weights(F1Policy(ours), {}, "pi0")
+        import_weights(F1Model(ours), {}, "pi0")
     with pytest.raises(ConfigError, match="embodiment: expected one of"):
-        import_weights(F1Policy(config), {}, "pi0", embodiment="ufo")
+        import_weights(F1Model(config), {}, "pi0", embodiment="ufo")
 
 
 def test_pi0_time_convention_is_converted_at_the_adapter_edge() -> None:
-    policy = F1Policy(_config())
+    policy = F1Model(_config())
     adapter = policy.adapters["pad6"]
     hidden = torch.randn(2, 8, policy.config.trunk.action_width)
     linear = adapter.action_decoder.velocity_out
@@ -252,7 +252,7 @@ def test_var_vqvae_file_loads_into_the_tokenizer(tmp_path: Path) -> None:
     path = tmp_path / "vae.pth"
     torch.save(vae.state_dict(), path)
     report = convert_checkpoint(path, tmp_path / "out", source="var_vqvae", config=config)
-    loaded = F1Policy.load(tmp_path / "out")
+    loaded = F1Policy.load(tmp_path / "out").model
     assert len(report.loaded) == len(vae.state_dict())
     assert torch.equal(
         loaded.state_dict()["generation.tokenizer.quantize.embedding.weight"], vae.quantize.embedding.weight
@@ -282,7 +282,7 @@ def test_imported_siglip_weights_reproduce_transformers_siglip() -> None:
     torch.manual_seed(0)
     hf = transformers.SiglipVisionModel(hf_config).eval()
     config = _config()
-    policy = F1Policy(config).eval()
+    policy = F1Model(config).eval()
     siglip = {
         "vision_tower.vision_model." + k: v for k, v in hf.state_dict().items() if not k.startswith("head.")
     }
@@ -301,7 +301,7 @@ def test_the_f1_mapping_covers_every_tensor_of_the_published_shape_but_the_histo
     config = preset("f1-4.2b")
     config = config.replace(action=dataclasses.replace(config.action, time_convention="pi0"))
     with torch.device("meta"):
-        policy = F1Policy(config)
+        policy = F1Model(config)
     targets = set(policy.state_dict())
     mapped = {rule.target for rule in _rules(policy, "f1", None)}
     assert mapped <= targets
@@ -326,7 +326,7 @@ def test_the_tied_language_embedding_imports_from_either_key_or_both(layout: str
         tensors[LM_HEAD] = tensors.pop(EMBED)
     elif layout == "both, equal":
         tensors[LM_HEAD] = embedding.clone()
-    policy = F1Policy(config)
+    policy = F1Model(config)
     report = import_weights(policy, tensors, source)
     vocab = config.language.vocab_size
     assert torch.equal(policy.state_dict()["understanding.language.embed_tokens.weight"], embedding[:vocab])
@@ -339,7 +339,7 @@ def test_two_different_copies_of_the_tied_embedding_are_refused_and_nothing_chan
     config = _config()
     tensors = _pi0(config, torch.Generator().manual_seed(0))
     tensors[LM_HEAD] = tensors[EMBED] + 1e-3
-    policy = F1Policy(config)
+    policy = F1Model(config)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     with pytest.raises(CheckpointError, match=r"lm_head\.weight: expected the tied copy of .*embed_tokens"):
         import_weights(policy, tensors, "pi0")

@@ -22,7 +22,7 @@ from f1.train import (
     read_weights,
     run_training,
 )
-from f1.train.distributed import DistributedContext, LossModule, current_context, wrap_for_data_parallel
+from f1.train.distributed import DistributedContext, current_context, wrap_for_data_parallel
 from f1.train.rng import seed_everything
 
 HERE = Path(__file__).resolve().parent
@@ -59,16 +59,15 @@ def _run_file(tmp_path: Path, output_dir: Path, accumulation_steps: int = 1) -> 
     return path
 
 
-def test_one_process_does_not_wrap_and_calls_the_policy_through_the_loss_module(tiny_policy) -> None:
-    module = LossModule(tiny_policy, generation_scales=2)
-    assert wrap_for_data_parallel(module, current_context()) is module
+def test_one_process_does_not_wrap_the_model_whose_forward_is_the_training_pass(tiny_policy) -> None:
+    assert wrap_for_data_parallel(tiny_policy, current_context()) is tiny_policy
     batch = next(iter(SeededBatchStream(TinyEpisodes(size=8), 4, seed=0)))
     torch.manual_seed(0)
-    through_module = module(batch)
+    through_call = tiny_policy(batch, generation_scales=2)
     torch.manual_seed(0)
-    direct = tiny_policy.compute_losses(batch, generation_scales=2)
-    assert through_module.keys() == direct.keys()
-    assert all(torch.equal(through_module[k], direct[k]) for k in direct)
+    direct = tiny_policy.forward(batch, generation_scales=2)
+    assert through_call.keys() == direct.keys()
+    assert all(torch.equal(through_call[k], direct[k]) for k in direct)
 
 
 @pytest.mark.slow

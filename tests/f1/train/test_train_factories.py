@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from f1.train import ConfigError, RunConfig, read_checkpoint, read_metrics, run_training
-from f1.train.factories import build_f1_policy, f1_config_from, window_settings_of
+from f1.train.factories import build_f1_model, f1_config_from, window_settings_of
 
 
 @pytest.fixture(scope="module")
 def tiny_f1():
-    return build_f1_policy({"preset": "tiny"})
+    return build_f1_model({"preset": "tiny"})
 
 
 def test_windows_follow_the_policy_history_chunk_and_cameras(tiny_f1) -> None:

@@ -173,8 +173,8 @@ def test_interrupted_and_resumed_training_is_bitwise_identical(tiny_stage, tmp_p
     second_losses = [r["loss"] for r in second.fit().history]
 
     assert first_losses + second_losses == straight_losses  # bitwise: float equality, no tolerance
-    for name, value in straight.policy.state_dict().items():
-        assert torch.equal(value, second.policy.state_dict()[name]), name
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
     records = read_metrics(tmp_path / "resumed")
     assert [r["step"] for r in records] == list(range(1, 13))  # no step logged twice
 
@@ -183,12 +183,12 @@ def test_resume_with_a_changed_recipe_is_refused_before_anything_changes(tiny_st
     trainer = _fresh_trainer(tiny_stage, tmp_path, init_seed=0)
     trainer.fit(stop_at_step=3)
     other = _fresh_trainer(tiny_stage.replace(optimizer={"lr": 1.0}), tmp_path / "other", init_seed=5)
-    before = _parameters(other.policy)
+    before = _parameters(other.model)
     with pytest.raises(
         CheckpointError, match=r"different stage config.*optimizer.lr: checkpoint 0.01, now 1.0"
     ):
         other.resume(tmp_path)
-    after = _parameters(other.policy)
+    after = _parameters(other.model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert other.step == 0
 

@@ -1,4 +1,4 @@
-"""A small policy that honestly implements ``TrainablePolicy``, its dataset, and run-file factories for tests.
+"""A small policy that honestly implements ``TrainableModel``, its dataset, and run-file factories for tests.
 
 It has every parameter group of F1 in miniature: a vision encoder, an understanding layer, a generation head
 that predicts multi-scale tokens by teacher forcing (cross-entropy), a flow-matching action head, embodiment
@@ -32,7 +32,7 @@ FAST = {
 
 
 class TinyPolicy(nn.Module):
-    """``compute_losses`` returns {"flow", "generation"}: flow MSE and teacher-forced token cross-entropy."""
+    """``forward`` returns {"flow", "generation"}: flow MSE and teacher-forced token cross-entropy."""
 
     def __init__(self, hidden: int = HIDDEN) -> None:
         super().__init__()
@@ -55,9 +55,7 @@ class TinyPolicy(nn.Module):
             "action": [*self.action_in.parameters(), *self.action_out.parameters()],
         }
 
-    def compute_losses(
-        self, batch: dict[str, Any], *, generation_scales: int | None
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, Any], *, generation_scales: int | None) -> dict[str, torch.Tensor]:
         context = self.understanding(
             self.vision(batch["observation"]) + self.state_proj(batch["state"])
         )  # (B, H)

@@ -1,7 +1,6 @@
 """f1.data: LeRobot-format datasets (read v3.0 and v2.1, write v3.0), training windows, normalization,
 weighted mixtures. Only pyarrow and PyAV are needed; LeRobot itself is not."""
 
-from f1.data.errors import DatasetFormatError, UnsupportedVersionError
 from f1.data.features import FeatureSpec, standard_features
 from f1.data.metadata import DatasetMetadata, EpisodeInfo, VideoSegment, load_metadata
 from f1.data.mixture import DatasetMixture, WeightedMixtureSampler, WeightedMixtureView
@@ -12,6 +11,7 @@ from f1.data.training_factory import build_training_dataset
 from f1.data.video import VideoEncoding
 from f1.data.windows import WindowConfig, WindowedDataset, clamp_offsets, pad_collate
 from f1.data.writer import FileRotation, LeRobotDatasetWriter
+from f1.errors import DatasetFormatError, UnsupportedVersionError
 
 __all__ = [
     "NORM_MODES",

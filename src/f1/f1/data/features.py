@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from f1.data.errors import DatasetFormatError
+from f1.errors import DatasetFormatError
 
 VIDEO_DTYPE = "video"
 IMAGE_DTYPE = "image"

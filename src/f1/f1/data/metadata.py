@@ -1,7 +1,7 @@
 """Read the metadata of a LeRobot dataset (v3.0 or v2.1) into one version-independent description.
 
 Only ``meta/`` is read here; frame data is loaded by :mod:`f1.data.reader`. Every inconsistency found
-raises :class:`~f1.data.errors.DatasetFormatError` naming the file at fault.
+raises :class:`~f1.errors.DatasetFormatError` naming the file at fault.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from f1.data import layout
-from f1.data.errors import DatasetFormatError, UnsupportedVersionError
 from f1.data.features import FeatureSpec, parse_features
 from f1.data.parquet_schema import PANDAS_INDEX_COLUMN, TASK_INDEX_COLUMN
 from f1.data.stats import DatasetStats, aggregate_stats, load_stats_json, stats_from_json
+from f1.errors import DatasetFormatError, UnsupportedVersionError
 
 _REQUIRED_INFO_KEYS = ("codebase_version", "fps", "features", "data_path")
 

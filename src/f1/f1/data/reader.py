@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from f1.data.errors import DatasetFormatError
 from f1.data.features import IMAGE_DTYPE, FeatureSpec, camera_hwc
 from f1.data.metadata import DatasetMetadata, EpisodeInfo, load_metadata, read_parquet
 from f1.data.stats import (
@@ -27,6 +26,7 @@ from f1.data.stats import (
     compute_numeric_stats,
 )
 from f1.data.video import DEFAULT_TOLERANCE_S, decode_image_bytes, decode_video_frames
+from f1.errors import DatasetFormatError
 
 
 class _EpisodeFrameCache:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from f1.data.errors import DatasetFormatError
+from f1.errors import DatasetFormatError
 
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 QUANTILE_KEYS = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)

@@ -14,7 +14,7 @@ from typing import Any
 import av
 import numpy as np
 
-from f1.data.errors import DatasetFormatError
+from f1.errors import DatasetFormatError
 
 logging.getLogger("libav").setLevel(logging.ERROR)
 

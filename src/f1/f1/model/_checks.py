@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from f1.model.errors import ConfigError
+from f1.errors import ConfigError
 
 
 def positive_int(where: str, value: object) -> int:
@@ -56,3 +57,9 @@ def reject_unknown_keys(where: str, data: Mapping[str, Any], cls: type) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}, expected a subset of {sorted(known)}")
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,7 +1,7 @@
-"""Save and load a policy: ``model.safetensors`` (every tensor, the config in its metadata) + ``config.json``.
+"""Save and load a model: ``model.safetensors`` (every tensor, the config in its metadata) + ``config.json``.
 
 The safetensors file is self-contained (the config travels in its metadata); ``config.json`` beside it is
-for people. Loading reads tensors only (never unpickles code), builds the policy on the meta device from
+for people. Loading reads tensors only (never unpickles code), builds the model on the meta device from
 the stored config, checks every key and shape against it, and reports all differences at once.
 Files are written atomically (a temporary file, then a rename), so an interrupted save never leaves a
 half-written checkpoint in place of a good one.
@@ -21,8 +21,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from f1.errors import CheckpointError
 from f1.model.config import F1Config
-from f1.model.errors import CheckpointError
+from f1.model.f1_model import F1Model
 
 __all__ = [
     "CONFIG_NAME",
@@ -30,9 +31,9 @@ __all__ = [
     "WEIGHTS_NAME",
     "check_state_dict",
     "config_of",
-    "load_policy",
+    "load_model",
     "read_policy_checkpoint",
-    "save_policy",
+    "save_model",
 ]
 
 FORMAT = "f1-policy"
@@ -52,19 +53,19 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def save_policy(policy: nn.Module, directory: str | Path) -> Path:
+def save_model(model: nn.Module, directory: str | Path) -> Path:
     """Write ``directory/model.safetensors`` and ``directory/config.json``; returns the weights path.
 
     Args:
-        policy: an :class:`~f1.model.F1Policy` (anything with ``config: F1Config`` and a state dict).
+        model: an :class:`~f1.model.F1Model` (anything with ``config: F1Config`` and a state dict).
         directory: created if missing.
     """
-    config = getattr(policy, "config", None)
-    if not isinstance(config, F1Config):
-        raise CheckpointError(f"policy: expected a model with an F1Config, received {type(policy).__name__}")
+    config = getattr(model, "config", None)
+    if not isinstance(config, F1Config) or not isinstance(model, nn.Module):
+        raise CheckpointError(f"model: expected a module with an F1Config, received {type(model).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous().cpu() for name, t in policy.state_dict().items()}
+    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_json()}
     weights = directory / WEIGHTS_NAME
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata=metadata))
@@ -86,7 +87,7 @@ def _weights_path(path: str | Path) -> Path:
 
 
 def read_policy_checkpoint(path: str | Path) -> tuple[F1Config, dict[str, torch.Tensor]]:
-    """The config and tensors of a checkpoint written by :func:`save_policy`.
+    """The config and tensors of a checkpoint written by :func:`save_model` (or :meth:`F1Policy.save`).
 
     Raises :class:`CheckpointError` for a corrupt file or a foreign one (no ``f1-policy`` metadata, e.g.
     a published F1, pi0 or PaliGemma file: import those with :func:`f1.model.convert_checkpoint`).
@@ -141,23 +142,21 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         raise CheckpointError(f"{source}: does not match the model; " + "; ".join(parts))
 
 
-def load_policy(path: str | Path, *, device: torch.device | str = "cpu", tokenizer: Any = None) -> nn.Module:
-    """Rebuild the :class:`~f1.model.F1Policy` saved at ``path`` (directory or ``model.safetensors``).
+def load_model(path: str | Path, *, device: torch.device | str = "cpu", tokenizer: Any = None) -> F1Model:
+    """Rebuild the :class:`~f1.model.F1Model` saved at ``path`` (directory or ``model.safetensors``).
 
     The model is built on the meta device (no random initialisation), then the stored tensors are
     assigned strictly; dtypes are kept as stored.
     """
-    from f1.model.policy import F1Policy  # the policy imports this module for its save/load methods
-
     config, tensors = read_policy_checkpoint(path)
     with torch.device("meta"):
-        policy = F1Policy(config, tokenizer=tokenizer)
-    check_state_dict(policy, tensors, str(path))
-    policy.load_state_dict(tensors, strict=True, assign=True)
-    leftovers = [name for name, t in (*policy.named_parameters(), *policy.named_buffers()) if t.is_meta]
+        model = F1Model(config, tokenizer=tokenizer)
+    check_state_dict(model, tensors, str(path))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    leftovers = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
     if leftovers:
         raise CheckpointError(f"{path}: tensors not restored by the checkpoint: {leftovers}")
-    return policy.to(device)
+    return model.to(device)
 
 
 def config_of(path: str | Path) -> F1Config:

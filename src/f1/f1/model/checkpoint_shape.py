@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from f1.errors import CheckpointError, ConfigError
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment
-from f1.model.errors import CheckpointError, ConfigError
 from f1.model.presets import preset
 
 __all__ = ["ShapeReading", "pi0_config_from_checkpoint"]

@@ -26,7 +26,9 @@ from typing import Any, Literal
 
 import yaml
 
+from f1.errors import ConfigError
 from f1.model._checks import (
+    did_you_mean,
     finite_float,
     float_tuple,
     one_of,
@@ -35,7 +37,6 @@ from f1.model._checks import (
     reject_unknown_keys,
 )
 from f1.model.embodiment import Embodiment
-from f1.model.errors import ConfigError
 from flowmatch import FIXED_STEP_SOLVERS
 from var_foresight import VQVAEConfig
 
@@ -366,6 +367,21 @@ class F1Config:
         return self.mode == "f1"
 
     @property
+    def history_offsets(self) -> tuple[int, ...]:
+        """Control-step offsets of the history frames, oldest first, the current frame last: e.g.
+        ``(-9, -6, -3, 0)`` for 4 frames at stride 3; ``()`` in mode ``no_gen``. Every reader of history
+        (data windows, the policy's buffer, evaluation) takes them from here."""
+        if not self.has_history:
+            return ()
+        frames, stride = self.generation.history_frames, self.generation.history_stride
+        return tuple(-(frames - 1 - i) * stride for i in range(frames))
+
+    @property
+    def future_offset(self) -> int | None:
+        """Offset of the frame the foresight imagines (``history_stride`` ahead), None without foresight."""
+        return self.generation.history_stride if self.has_foresight else None
+
+    @property
     def foresight_camera(self) -> str:
         return self.generation.foresight_camera or self.cameras[0]
 
@@ -377,17 +393,20 @@ class F1Config:
         """A validated copy with top-level fields changed (e.g. ``mode="no_gen"``)."""
         return dataclasses.replace(self, **changes)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> F1Config:
+    def with_overrides(self, overrides: Mapping[str, Any], *, where: str = "") -> F1Config:
         """A validated copy with values replaced by dotted keys or nested mappings, field by field.
 
         ``config.with_overrides({"trunk.n_kv_heads": 2, "action": {"chunk_size": 10}})`` changes those two
         fields and keeps every other field of ``trunk`` and ``action``; a value that is not a mapping
         (a tuple, a dataclass such as ``VisionConfig(...)``, the embodiment list) replaces the field whole.
-        An unknown key raises :class:`ConfigError` naming it and the keys that exist there.
+        An unknown key raises :class:`ConfigError` naming it (prefixed by ``where``, e.g.
+        ``"model.overrides"``), the closest known key and the keys that exist there.
         """
         if not isinstance(overrides, Mapping):
-            raise ConfigError(f"overrides: expected a mapping, received {type(overrides).__name__}")
-        return F1Config.from_dict(_merge_overrides(self.to_dict(), overrides, ""))
+            raise ConfigError(
+                f"{where or 'overrides'}: expected a mapping, received {type(overrides).__name__}"
+            )
+        return F1Config.from_dict(_merge_overrides(self.to_dict(), overrides, where))
 
     def with_embodiment(self, embodiment: Embodiment) -> F1Config:
         """A copy with ``embodiment`` appended to the registry."""
@@ -455,8 +474,8 @@ def _merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], wher
         path = f"{where}.{head}" if where else head
         if head not in merged:
             raise ConfigError(
-                f"{path}: unknown key {head!r}, expected one of {sorted(merged)}"
-                + (f" under {where!r}" if where else "")
+                f"{path}: unknown key {head!r}{did_you_mean(head, sorted(merged))}, "
+                f"expected one of {sorted(merged)}"
             )
         if rest:
             value = {rest: value}

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from f1.errors import InputError
 from f1.model.config import F1Config
-from f1.model.errors import InputError
 from var_foresight import (
     VQVAE,
     HistoryEncoderConfig,
@@ -102,11 +102,19 @@ class GenerationIO(nn.Module):
 
         ``frame_valid`` ``(B, T)`` bool marks real frames (padding at the old end, e.g. at episode start).
         """
-        if self.history is None:
-            raise InputError("history: this policy's mode encodes no history")
         batch, steps = frames.shape[:2]
         latents = self.quantized_latents(frames.flatten(0, 1))
-        latents = latents.reshape(batch, steps, *latents.shape[1:])
+        return self.history_tokens_from_latents(
+            latents.reshape(batch, steps, *latents.shape[1:]), frame_valid
+        )
+
+    def history_tokens_from_latents(
+        self, latents: torch.Tensor, frame_valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Frame latents ``(B, T, Cz, h, w)`` (:meth:`quantized_latents` of each frame, cached by a policy
+        so that a frame is encoded once) -> ``(B, h * w, D_gen)`` tokens of ``hist``."""
+        if self.history is None:
+            raise InputError("history: this policy's mode encodes no history")
         return self.history(latents.to(self.history.frame_proj.weight.dtype), frame_valid)
 
     def _foresight_parts(self) -> tuple[NextScaleEmbedding, NextScaleHead]:

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from f1.errors import InputError
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
-from f1.model.errors import InputError
 from f1.model.language import TextTokenizer
 from f1.model.vision import images_to_unit_float
 
@@ -69,6 +69,8 @@ class PolicyInputs:
         groups: per-embodiment rows.
         state: per group, the normalized state ``(n, S_e)``.
         history: ``(B, T, 3, H_g, W_g)`` in [-1, 1] at the tokenizer's size, or None.
+        history_latents: ``(B, T, Cz, h, w)`` the history frames' tokenizer latents, when a caller cached
+            them (then ``history`` is None), or None.
         history_valid: ``(B, T)`` bool (False for padded frames), or None.
         future: ``(B, 3, H_g, W_g)`` in [-1, 1], or None.
         actions: per group, normalized actions ``(n, H, A_e)``, or None.
@@ -81,6 +83,7 @@ class PolicyInputs:
     groups: list[EmbodimentGroup]
     state: dict[str, torch.Tensor]
     history: torch.Tensor | None = None
+    history_latents: torch.Tensor | None = None
     history_valid: torch.Tensor | None = None
     future: torch.Tensor | None = None
     actions: dict[str, torch.Tensor] | None = None
@@ -170,8 +173,10 @@ def parse_inputs(
     tokenizer_image_size: tuple[int, int],
     need_actions: bool,
     need_future: bool,
+    need_history: bool,
 ) -> PolicyInputs:
-    """Validate ``batch`` and return normalized tensors on ``device`` (see the policy docstring for keys)."""
+    """Validate ``batch`` and return normalized tensors on ``device`` (see :class:`f1.model.F1Model` for
+    the keys); ``history`` is read when ``need_history``."""
     if not isinstance(batch, Mapping):
         raise InputError(f"batch: expected a mapping of keys to values, received {type(batch).__name__}")
     # cameras
@@ -220,7 +225,7 @@ def parse_inputs(
     )
 
     # history and future frames for the generation expert
-    if config.has_history:
+    if need_history:
         history = _tensor(batch, HISTORY_KEY, "(B, T, 3, H, W)")
         if history.ndim != 5 or history.shape[2] != 3:
             raise InputError(f"{HISTORY_KEY}: expected (B, T, 3, H, W), received {tuple(history.shape)}")

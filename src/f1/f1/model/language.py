@@ -11,8 +11,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from f1.errors import ConfigError, InputError
 from f1.model.config import LanguageConfig
-from f1.model.errors import ConfigError, InputError
 
 __all__ = [
     "GemmaTokenizer",

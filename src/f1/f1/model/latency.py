@@ -29,10 +29,17 @@ LATENCY_MODULES: tuple[str, ...] = (
 
 
 class LatencyRecorder:
-    """Accumulates milliseconds per module; synchronizes CUDA around each measured block when used."""
+    """Accumulates milliseconds per module; synchronizes CUDA around each measured block.
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
+    Args:
+        device: the device whose work is timed (CUDA is synchronized before and after each block).
+        enabled: False makes :meth:`measure` free (no clock, no synchronization) and the breakdown empty,
+            so the default inference path pays nothing for the profiling it does not ask for.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", *, enabled: bool = True) -> None:
         self.device = torch.device(device)
+        self.enabled = enabled
         self.ms: dict[str, float] = {}
 
     def _sync(self) -> None:
@@ -42,6 +49,9 @@ class LatencyRecorder:
     @contextmanager
     def measure(self, module: str) -> Iterator[None]:
         """Add the wall time of the ``with`` block to ``module``."""
+        if not self.enabled:
+            yield
+            return
         self._sync()
         start = time.perf_counter()
         try:
@@ -51,7 +61,9 @@ class LatencyRecorder:
             self.ms[module] = self.ms.get(module, 0.0) + (time.perf_counter() - start) * 1e3
 
     def breakdown(self) -> dict[str, float]:
-        """``{module: ms}`` in the order of :data:`LATENCY_MODULES`, plus ``total``."""
+        """``{module: ms}`` in the order of :data:`LATENCY_MODULES`, plus ``total`` (empty when disabled)."""
+        if not self.enabled:
+            return {}
         out = {m: self.ms[m] for m in LATENCY_MODULES if m in self.ms}
         out["total"] = sum(out.values())
         return out

@@ -1,7 +1,7 @@
 """Parameter and FLOP counts of a configuration, without allocating its weights (meta device).
 
-:func:`count_parameters` builds the policy on the meta device and sums parameters per component.
-:func:`inference_flops` gives the FLOPs (2 x multiply-accumulates) of one :meth:`F1Policy.plan` call per
+:func:`count_parameters` builds the model on the meta device and sums parameters per component.
+:func:`inference_flops` gives the FLOPs (2 x multiply-accumulates) of one :meth:`F1Model.sample` call per
 module: the vision tower and the VQ-VAE encoder are counted by ``torch.utils.flop_counter`` on the meta
 device; the trunk, history encoder, heads and adapters by closed-form counts of their matrix products
 (including attention scores and values over the keys each query group sees), checked against
@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from f1.model.config import F1Config
+from f1.model.f1_model import F1Model
 from flowmatch import FIXED_STEP_SOLVERS
 
 __all__ = ["count_parameters", "inference_flops"]
@@ -24,11 +25,9 @@ def _numel(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def _meta_policy(config: F1Config) -> nn.Module:
-    from f1.model.policy import F1Policy
-
+def _meta_model(config: F1Config) -> F1Model:
     with torch.device("meta"):
-        return F1Policy(config)
+        return F1Model(config)
 
 
 def count_parameters(config: F1Config) -> dict[str, int]:
@@ -39,7 +38,7 @@ def count_parameters(config: F1Config) -> dict[str, int]:
     ``generation_heads`` (history encoder, next-scale embedding and head), ``embodiment_adapters``,
     ``vqvae`` and ``total``.
     """
-    policy = _meta_policy(config)
+    policy = _meta_model(config)
     experts = policy.trunk.experts
     gen = policy.generation
     counts = {
@@ -90,7 +89,7 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
     ``flow_steps`` (all ODE steps; fixed-step solvers: Euler 1, midpoint/Heun 2, RK4 4 evaluations per
     step) and ``total``.
     """
-    policy = _meta_policy(config)
+    policy = _meta_model(config)
     trunk = config.trunk
     cameras, size = len(config.cameras), config.vision.image_size
     flops: dict[str, int] = {}

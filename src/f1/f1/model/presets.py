@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from f1.errors import ConfigError
 from f1.model.config import (
     ActionConfig,
     F1Config,
@@ -21,7 +22,6 @@ from f1.model.config import (
     VisionConfig,
 )
 from f1.model.embodiment import Embodiment, padded_embodiment
-from f1.model.errors import ConfigError
 from var_foresight import VQVAEConfig
 
 __all__ = ["PRESETS", "preset", "preset_names"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from f1.errors import ConfigError
 from f1.model.config import MODES
-from f1.model.errors import ConfigError
 from mot import AttentionSpec, Blockwise, Segment
 
 __all__ = ["EXPERTS", "uga_spec"]

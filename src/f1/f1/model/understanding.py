@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from f1.errors import InputError
 from f1.model.config import F1Config
-from f1.model.errors import InputError
 from f1.model.language import LanguageEmbedding
 from f1.model.vision import ImageProjector, VisionTower
 

@@ -13,8 +13,8 @@ import timm
 import torch
 from torch import nn
 
+from f1.errors import InputError
 from f1.model.config import VisionConfig
-from f1.model.errors import InputError
 
 __all__ = ["ImageProjector", "VisionTower", "images_to_unit_float"]
 

@@ -40,8 +40,12 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file
 
+from f1.errors import CheckpointError, ConfigError
+from f1.model.checkpoint import load_model, save_model
+from f1.model.checkpoint_shape import pi0_config_from_checkpoint
 from f1.model.config import F1Config
-from f1.model.errors import CheckpointError, ConfigError
+from f1.model.f1_model import F1Model
+from f1.model.policy import F1Policy
 from f1.model.presets import preset
 from mot import GEMMA_LAYER_TENSORS
 
@@ -295,11 +299,11 @@ def _untie_embedding(tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _rules(policy: Any, source: str, embodiment: str | None) -> list[_Rule]:
-    config: F1Config = policy.config
-    targets = list(policy.state_dict())
+def _rules(model: F1Model, source: str, embodiment: str | None) -> list[_Rule]:
+    config: F1Config = model.config
+    targets = list(model.state_dict())
     if source == "var_vqvae":
-        if policy.generation is None:
+        if model.generation is None:
             raise ConfigError(f"source: mode {config.mode!r} has no VQ-VAE to import into")
         return _vqvae_rules(targets, "")
     rules = _understanding_rules(config)
@@ -310,8 +314,8 @@ def _rules(policy: Any, source: str, embodiment: str | None) -> list[_Rule]:
                 "build the policy with action.time_convention='pi0' to import them"
             )
         name = embodiment or config.default_embodiment_name
-        if name not in policy.adapters:
-            raise ConfigError(f"embodiment: expected one of {list(policy.adapters)}, received {name!r}")
+        if name not in model.adapters:
+            raise ConfigError(f"embodiment: expected one of {list(model.adapters)}, received {name!r}")
         rules += _action_rules(config, name)
     if source == "f1":
         if not config.has_foresight:
@@ -323,7 +327,7 @@ def _rules(policy: Any, source: str, embodiment: str | None) -> list[_Rule]:
 
 
 def import_weights(
-    policy: Any,
+    policy: F1Model | F1Policy,
     state_dict: Mapping[str, torch.Tensor],
     source: SourceFormat,
     *,
@@ -332,7 +336,8 @@ def import_weights(
     """Load ``state_dict`` (a ``source`` checkpoint) into ``policy`` strictly; see the module docstring.
 
     Args:
-        policy: the :class:`~f1.model.F1Policy` to fill (its config decides the shapes).
+        policy: the :class:`~f1.model.F1Model` (or the :class:`~f1.model.F1Policy` around it) to fill;
+            its config decides the shapes.
         state_dict: source tensors, keys as published.
         source: ``"f1"`` (everything), ``"pi0"`` (understanding + action experts and heads),
             ``"paligemma"`` (understanding) or ``"var_vqvae"`` (the tokenizer).
@@ -345,8 +350,11 @@ def import_weights(
         raise ConfigError(f"source: expected one of {list(SOURCE_FORMATS)}, received {source!r}")
     tensors = _normalize_keys(state_dict, source)
     untied = _untie_embedding(tensors) if source != "var_vqvae" else None
-    rules = _rules(policy, source, embodiment)
-    targets = policy.state_dict()
+    model = policy.model if isinstance(policy, F1Policy) else policy
+    if not isinstance(model, F1Model):
+        raise ConfigError(f"policy: expected an F1Model or F1Policy, received {type(policy).__name__}")
+    rules = _rules(model, source, embodiment)
+    targets = model.state_dict()
     used: set[str] = set()
     missing, shapes, values = [], [], {}
     for rule in rules:
@@ -464,7 +472,7 @@ def convert_checkpoint(
 
     Args:
         source_path: the published file (``model.safetensors`` of F1/pi0/PaliGemma, ``vae_*.pth`` of VAR).
-        output_dir: where :func:`f1.model.save_policy` writes the result; it must not exist or be empty
+        output_dir: where :func:`f1.model.save_model` writes the result; it must not exist or be empty
             unless ``overwrite``.
         source: the source format (see :func:`import_weights`).
         config: the policy to build (e.g. ``preset("f1-4.2b")``). None: for ``"pi0"`` the shape is read
@@ -486,10 +494,6 @@ def convert_checkpoint(
     Raises:
         CheckpointError, ConfigError: before anything is written.
     """
-    from f1.model.checkpoint import load_policy, save_policy
-    from f1.model.checkpoint_shape import pi0_config_from_checkpoint
-    from f1.model.policy import F1Policy
-
     output_dir = Path(output_dir)
     _refuse_to_replace(output_dir, overwrite)
     if base is not None and (config is not None or overrides):
@@ -510,8 +514,8 @@ def convert_checkpoint(
         config = (config or preset("f1-4.2b")).with_overrides(overrides or {})
     if config is not None and source in ("f1", "pi0") and config.action.time_convention != "pi0":
         config = config.with_overrides({"action.time_convention": "pi0"})
-    policy = load_policy(base) if base is not None else F1Policy(config)
-    report = import_weights(policy, state_dict, source, embodiment=embodiment)
+    model = load_model(base) if base is not None else F1Model(config)
+    report = import_weights(model, state_dict, source, embodiment=embodiment)
     report.shape = shape.sources if shape is not None else {}
-    save_policy(policy, output_dir)
+    save_model(model, output_dir)
     return report

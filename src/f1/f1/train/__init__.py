@@ -7,7 +7,7 @@ Typical use::
 
     config = load_stage_config(3, {"steps": 1000, "batch_size": 64})
     batches = SeededBatchStream(dataset, config.batch_size, seed=config.seed)
-    trainer = Trainer(policy, batches, config, output_dir="runs/stage3")
+    trainer = Trainer(model, batches, config, output_dir="runs/stage3")  # e.g. an f1.model.F1Model
     trainer.fit()
 """
 
@@ -22,9 +22,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, load_stage_config
-from .distributed import DistributedContext, LossModule, init_distributed
+from .distributed import DistributedContext, init_distributed
 from .metrics import MetricsLogger, read_metrics
-from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainablePolicy
+from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainableModel
 from .run import RunConfig, run_training
 from .trainer import Trainer, TrainResult
 
@@ -34,7 +34,6 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DistributedContext",
-    "LossModule",
     "MetricsLogger",
     "OptimizerConfig",
     "ReplayedBatches",
@@ -44,7 +43,7 @@ __all__ = [
     "SeededBatchStream",
     "StageConfig",
     "TrainResult",
-    "TrainablePolicy",
+    "TrainableModel",
     "Trainer",
     "TrainingCheckpoint",
     "init_distributed",

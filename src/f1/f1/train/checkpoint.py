@@ -29,6 +29,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from f1.errors import CheckpointError
+
 CHECKPOINT_FORMAT = "f1.train.checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -37,10 +39,6 @@ SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, foreign, corrupt or does not fit the model; the message names the file."""
 
 
 @dataclass

@@ -18,15 +18,13 @@ from typing import Any, Literal
 
 import yaml
 
+from f1.errors import ConfigError
+
 from .protocol import PARAMETER_GROUP_NAMES
 
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 SHIPPED_STAGES: tuple[int, ...] = (1, 2, 3)
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message names the key, the expected and received value."""
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:

@@ -1,7 +1,8 @@
-"""Data parallelism through ``torchrun``: process-group setup, and a loss module that DDP can wrap.
+"""Data parallelism through ``torchrun``: process-group setup and the DDP wrapper of the model.
 
 The published F1 trainer called the policy's loss method directly, bypassing its DDP wrapper, so gradient
-synchronisation was never armed. Here the training step calls ``LossModule.forward`` through the wrapper.
+synchronisation was never armed. Here the model's ``forward`` is the training pass, and the training step
+calls it through the wrapper.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-from .protocol import Batch, TrainablePolicy
 
 
 @dataclass(frozen=True)
@@ -71,20 +70,6 @@ def current_context(device: torch.device | None = None) -> DistributedContext:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
     return DistributedContext(device=device)
-
-
-class LossModule(nn.Module):
-    """``forward(batch)`` is ``policy.compute_losses(batch, generation_scales=...)``: DDP can wrap it."""
-
-    def __init__(self, policy: TrainablePolicy, generation_scales: int | None) -> None:
-        super().__init__()
-        if not isinstance(policy, nn.Module):
-            raise TypeError(f"policy must be a torch.nn.Module, received {type(policy).__name__}")
-        self.policy = policy
-        self.generation_scales = generation_scales
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.policy.compute_losses(batch, generation_scales=self.generation_scales)
 
 
 def wrap_for_data_parallel(

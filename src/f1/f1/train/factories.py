@@ -1,12 +1,12 @@
-"""The default factories of a run file: the F1 policy from a preset, and LeRobot training windows that
-follow the policy's configuration.
+"""The default factories of a run file: the F1 model from a preset, and LeRobot training windows that
+follow the model's configuration.
 
-    model: {preset: tiny, overrides: {mode: no_gen}}     # f1.train.factories:build_f1_policy
+    model: {preset: tiny, overrides: {mode: no_gen}}     # f1.train.factories:build_f1_model
     data: {root: data/my-robot}                          # f1.train.factories:build_training_data
 
-``build_training_data`` fills the window settings the policy implies (history offsets from its history
-frames and stride, the future offset, the action chunk, cameras, foresight camera, default embodiment)
-and hands everything to ``f1.data.build_training_dataset``; settings given in the run file win.
+``build_training_data`` fills the window settings the model implies (``F1Config.history_offsets``, the
+future offset, the action chunk, cameras, foresight camera, default embodiment) and hands everything to
+``f1.data.build_training_dataset``; settings given in the run file win.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from f1.model import F1Config, F1Policy, preset
+from f1.model import F1Config, F1Model, preset
+from f1.model.inputs import IMAGE_KEY_PREFIX
 
-from .config import ConfigError, merge_overrides, reject_unknown_keys
+from .config import ConfigError, reject_unknown_keys
 
 POLICY_KEYS = ("preset", "config_file", "overrides")
-CAMERA_PREFIX = "observation.images."
 
 
 def f1_config_from(config: Mapping[str, Any]) -> F1Config:
@@ -40,39 +40,34 @@ def f1_config_from(config: Mapping[str, Any]) -> F1Config:
     overrides = config.get("overrides") or {}
     if not isinstance(overrides, Mapping):
         raise ConfigError(f"model.overrides must be a mapping of F1Config fields, received {overrides!r}")
-    if not overrides:
-        return base
-    return F1Config.from_dict(merge_overrides(base.to_dict(), overrides, where="model.overrides"))
+    return base.with_overrides(overrides, where="model.overrides") if overrides else base
 
 
-def build_f1_policy(config: dict[str, Any]) -> F1Policy:
-    """The F1 policy of a run file's ``model`` section (``preset`` or ``config_file``, then ``overrides``)."""
-    return F1Policy(f1_config_from(config))
+def build_f1_model(config: dict[str, Any]) -> F1Model:
+    """The F1 model of a run file's ``model`` section (``preset`` or ``config_file``, then ``overrides``)."""
+    return F1Model(f1_config_from(config))
 
 
-def window_settings_of(policy: F1Policy) -> dict[str, Any]:
-    """The data-window settings ``policy`` reads: history offsets, future offset, action chunk, cameras."""
-    model = policy.config
+def window_settings_of(model: F1Model) -> dict[str, Any]:
+    """The data-window settings ``model`` reads: history offsets, future offset, action chunk, cameras."""
+    config = model.config
     settings: dict[str, Any] = {
-        "action_horizon": model.action.chunk_size,
-        "cameras": [CAMERA_PREFIX + name for name in model.cameras],
-        "embodiment": model.default_embodiment_name,
+        "action_horizon": config.action.chunk_size,
+        "cameras": [IMAGE_KEY_PREFIX + name for name in config.cameras],
+        "embodiment": config.default_embodiment_name,
+        "history_offsets": list(config.history_offsets),
+        "future_offset": config.future_offset,
     }
-    if model.has_history:
-        frames, stride = model.generation.history_frames, model.generation.history_stride
-        settings["history_offsets"] = [-(frames - 1 - i) * stride for i in range(frames)]
-        settings["foresight_camera"] = CAMERA_PREFIX + model.foresight_camera
-        settings["future_offset"] = stride if model.has_foresight else None
-    else:
-        settings["history_offsets"] = []
-        settings["future_offset"] = None
+    if config.has_history:
+        settings["foresight_camera"] = IMAGE_KEY_PREFIX + config.foresight_camera
     return settings
 
 
-def build_training_data(config: dict[str, Any], *, policy: F1Policy | None = None) -> Dataset:
-    """``f1.data.build_training_dataset(config)`` with the window settings of ``policy`` as defaults.
+def build_training_data(config: dict[str, Any], *, policy: F1Model | None = None) -> Dataset:
+    """``f1.data.build_training_dataset(config)`` with the window settings of the model (``policy``) as
+    defaults.
 
-    For a mixture (``datasets``), the policy's default embodiment is not imposed: each member names its own.
+    For a mixture (``datasets``), the model's default embodiment is not imposed: each member names its own.
     """
     try:
         from f1.data import build_training_dataset

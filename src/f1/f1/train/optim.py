@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from .config import ConfigError, OptimizerConfig, ScheduleConfig
-from .protocol import PARAMETER_GROUP_NAMES, TrainablePolicy
+from .protocol import PARAMETER_GROUP_NAMES, TrainableModel
 
 
-def validated_parameter_groups(policy: TrainablePolicy) -> dict[str, list[nn.Parameter]]:
+def validated_parameter_groups(policy: TrainableModel) -> dict[str, list[nn.Parameter]]:
     """``policy.parameter_groups()`` after checking that it partitions ``policy.parameters()``.
 
     Raises ``ValueError`` for an unknown group name, a parameter reported twice, or a parameter of the policy

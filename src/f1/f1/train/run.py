@@ -3,13 +3,13 @@
 The run file names the code that builds the policy and the dataset as ``"package.module:function"`` factories,
 so the trainer depends on no particular model or dataset::
 
-    model: {preset: tiny}                # factory(config: dict) -> TrainablePolicy
+    model: {preset: tiny}                # factory(config: dict) -> TrainableModel (an nn.Module)
     data: {root: data/my-robot}          # factory(config: dict[, policy=...]) -> map-style Dataset
     output_dir: runs/stage3
     init_from: runs/stage2          # optional: start from these weights (ignored when resuming)
     train: {steps: 1000, batch_size: 64}   # optional overrides of the stage config
 
-``factory`` defaults to ``f1.train.factories:build_f1_policy`` and ``:build_training_data``; everything
+``factory`` defaults to ``f1.train.factories:build_f1_model`` and ``:build_training_data``; everything
 else in ``model``/``data`` is passed to the factory as a plain dict. A data factory that takes a ``policy``
 keyword gets the built policy (to follow its history, chunk and camera settings).
 """
@@ -48,7 +48,7 @@ from .trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY_FACTORY = "f1.train.factories:build_f1_policy"
+DEFAULT_POLICY_FACTORY = "f1.train.factories:build_f1_model"
 DEFAULT_DATASET_FACTORY = "f1.train.factories:build_training_data"
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -29,7 +29,6 @@ from .checkpoint import (
 from .config import StageConfig
 from .distributed import (
     DistributedContext,
-    LossModule,
     all_gather_objects,
     any_process,
     barrier,
@@ -39,7 +38,7 @@ from .distributed import (
 )
 from .metrics import MetricsLogger
 from .optim import apply_freezing, build_optimizer, build_scheduler, validated_parameter_groups
-from .protocol import Batch, TrainablePolicy
+from .protocol import Batch, TrainableModel
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 
 log = logging.getLogger(__name__)
@@ -133,10 +132,11 @@ class StopRequest:
 
 
 class Trainer:
-    """Train a ``TrainablePolicy`` on batches according to one ``StageConfig``.
+    """Train a ``TrainableModel`` on batches according to one ``StageConfig``.
 
     Args:
-        policy: an ``nn.Module`` implementing ``TrainablePolicy``; moved to ``context.device``.
+        model: an ``nn.Module`` implementing ``TrainableModel`` (e.g. :class:`f1.model.F1Model`); moved to
+            ``context.device``. Its ``forward`` is the training pass, called through DDP when distributed.
         batches: per-process batches (dicts of tensors). A ``SeededBatchStream`` resumes exactly; any other
             re-iterable is replayed and resumes exactly only if each pass yields the same batches.
         config: the stage: frozen groups, loss weights, optimizer, schedule, steps, intervals, seed.
@@ -145,14 +145,14 @@ class Trainer:
         metadata: JSON-serialisable facts stored in every checkpoint (e.g. the model and data configs).
         progress: show a tqdm progress bar (main process only).
         tensorboard: mirror metrics to TensorBoard; None = when it is installed.
-        find_unused_parameters: passed to DDP, for policies whose trainable parameters skip some steps.
+        find_unused_parameters: passed to DDP, for models whose trainable parameters skip some steps.
 
     Every process seeds its RNGs with ``config.seed + rank`` here; a resume restores them from the checkpoint.
     """
 
     def __init__(
         self,
-        policy: TrainablePolicy,
+        model: TrainableModel,
         batches: Iterable[Batch],
         config: StageConfig,
         *,
@@ -179,14 +179,12 @@ class Trainer:
                 f"{self.micro_batch_size} (batch_size {config.batch_size} / "
                 f"{self.context.world_size} processes / {config.accumulation_steps} accumulation steps)"
             )
-        groups = validated_parameter_groups(policy)
+        groups = validated_parameter_groups(model)
         trainable = apply_freezing(groups, config.frozen)
-        self.policy: nn.Module = policy.to(self.context.device)  # type: ignore[attr-defined]
+        self.model: nn.Module = model.to(self.context.device)  # type: ignore[attr-defined]
         self.trainable_parameters = [p for params in trainable.values() for p in params]
-        self.loss_module = wrap_for_data_parallel(
-            LossModule(policy, config.generation_scales),
-            self.context,
-            find_unused_parameters=find_unused_parameters,
+        self.forward_module = wrap_for_data_parallel(
+            self.model, self.context, find_unused_parameters=find_unused_parameters
         )
         self.optimizer = build_optimizer(trainable, config.optimizer)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.steps)
@@ -222,7 +220,7 @@ class Trainer:
         """
         checkpoint = read_checkpoint(Path(path))
         self._check_compatible(checkpoint)
-        self.policy.load_state_dict(checkpoint.weights, strict=True)
+        self.model.load_state_dict(checkpoint.weights, strict=True)
         self.optimizer.load_state_dict(checkpoint.optimizer)
         self.scheduler.load_state_dict(checkpoint.scheduler)
         rank = self.context.rank
@@ -251,7 +249,7 @@ class Trainer:
                 f"{checkpoint.path} was written by a different stage config; resuming would not continue "
                 f"the same run. Differences: {'; '.join(differences)}"
             )
-        check_weights_fit(self.policy, checkpoint.weights, checkpoint.path)
+        check_weights_fit(self.model, checkpoint.weights, checkpoint.path)
         names = [g.get("name") for g in self.optimizer.param_groups]
         if checkpoint.param_group_names != names:
             raise CheckpointError(
@@ -290,7 +288,8 @@ class Trainer:
             with self._gradient_sync(last):
                 batch = move_to_device(batch, self.context.device)
                 with torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    losses = self.loss_module(batch)  # through the DDP wrapper: its gradient hooks are armed
+                    # through the DDP wrapper: its gradient hooks are armed
+                    losses = self.forward_module(batch, generation_scales=self.config.generation_scales)
                 total = self._weighted_total(losses)
                 (total / len(micro_batches)).backward()
             for name, value in {**losses, "loss": total}.items():
@@ -307,19 +306,19 @@ class Trainer:
         return result
 
     def _gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-        if enabled or not isinstance(self.loss_module, DistributedDataParallel):
+        if enabled or not isinstance(self.forward_module, DistributedDataParallel):
             return contextlib.nullcontext()
-        return self.loss_module.no_sync()
+        return self.forward_module.no_sync()
 
     def _weighted_total(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not isinstance(losses, Mapping):
             raise TypeError(
-                f"compute_losses must return a dict of scalar tensors, received {type(losses).__name__}"
+                f"the model's forward must return a dict of scalar tensors, received {type(losses).__name__}"
             )
         missing = [n for n in self.config.loss_weights if n not in losses]
         if missing:
             raise KeyError(
-                f"the stage weights losses {missing} that compute_losses did not return "
+                f"the stage weights losses {missing} that the model's forward did not return "
                 f"(returned: {sorted(losses)})"
             )
         for name, value in losses.items():
@@ -357,7 +356,7 @@ class Trainer:
         result = TrainResult(step=self.step, is_main=self.context.is_main)
         pending: list[dict[str, torch.Tensor]] = []
         stream = iter(self.batches)
-        self.loss_module.train()
+        self.forward_module.train()
         started, started_step = time.perf_counter(), self.step
         stop_request = StopRequest.install()
         try:
@@ -434,7 +433,7 @@ class Trainer:
             path = save_checkpoint(
                 self.checkpoints_dir,
                 step=self.step,
-                model=self.policy,
+                model=self.model,
                 optimizer=self.optimizer,
                 scheduler=self.scheduler,
                 stage_config=self.config.to_dict(),

@@ -1,4 +1,4 @@
-"""The composed policy: the trainer's contract, UGA at the policy level, masked flow loss, modes."""
+"""The composed model: the trainer's contract, UGA at the model level, masked flow loss, modes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from f1.model import Embodiment, F1Policy, InputError, UnknownEmbodimentError, preset
+from f1.model import Embodiment, F1Model, F1Policy, InputError, UnknownEmbodimentError, preset
 
 ALLOWED_GROUPS = {"vision", "understanding", "generation", "action", "tokenizer", "embodiment"}
 FIXTURE_SETTINGS = settings(
@@ -16,13 +16,13 @@ FIXTURE_SETTINGS = settings(
 
 
 @pytest.mark.parametrize("mode", ["f1", "no_gen", "history_no_foresight"])
-def test_parameter_groups_hold_every_parameter_exactly_once(tiny_policy, mode: str) -> None:
-    policy = tiny_policy(mode)
-    groups = policy.parameter_groups()
+def test_parameter_groups_hold_every_parameter_exactly_once(tiny_model, mode: str) -> None:
+    model = tiny_model(mode)
+    groups = model.parameter_groups()
     assert set(groups) <= ALLOWED_GROUPS
     grouped = [id(p) for params in groups.values() for p in params]
     assert len(grouped) == len(set(grouped))
-    assert set(grouped) == {id(p) for p in policy.parameters()}
+    assert set(grouped) == {id(p) for p in model.parameters()}
     assert ("generation" in groups) == (mode != "no_gen")
     assert all(not p.requires_grad for p in groups.get("tokenizer", []))
 
@@ -32,14 +32,14 @@ def test_parameter_groups_hold_every_parameter_exactly_once(tiny_policy, mode: s
     [("f1", {"flow", "generation"}), ("no_gen", {"flow"}), ("history_no_foresight", {"flow"})],
 )
 def test_compute_losses_returns_scalars_that_train_the_right_groups(
-    tiny_policy, batch_factory, mode: str, expected: set[str]
+    tiny_model, batch_factory, mode: str, expected: set[str]
 ) -> None:
-    policy = tiny_policy(mode, fresh=True).train()
-    losses = policy.compute_losses(batch_factory(4), generation_scales=None)
+    model = tiny_model(mode, fresh=True).train()
+    losses = model(batch_factory(4), generation_scales=None)
     assert set(losses) == expected
     assert all(loss.ndim == 0 and torch.isfinite(loss) for loss in losses.values())
     sum(losses.values()).backward()
-    groups = policy.parameter_groups()
+    groups = model.parameter_groups()
     for name in ("vision", "understanding", "action", "embodiment") + (
         ("generation",) if mode == "f1" else ()
     ):
@@ -47,44 +47,44 @@ def test_compute_losses_returns_scalars_that_train_the_right_groups(
     assert all(p.grad is None for p in groups.get("tokenizer", []))
 
 
-def test_generation_loss_teacher_forces_the_requested_number_of_scales(tiny_policy, batch_factory) -> None:
-    policy = tiny_policy("f1")
+def test_generation_loss_teacher_forces_the_requested_number_of_scales(tiny_model, batch_factory) -> None:
+    model = tiny_model("f1")
     batch = batch_factory(2)
     for scales, tokens in ((1, 1), (2, 5), (None, 85)):  # tiny schedule 1, 2, 4, 8 -> 1, 4, 16, 64 tokens
-        assert policy.segment_outputs(batch, generation_scales=scales)["gen"].shape[1] == tokens
+        assert model.segment_outputs(batch, generation_scales=scales)["gen"].shape[1] == tokens
     with pytest.raises(InputError, match=r"generation_scales: expected an int in \[1, 4\]"):
-        policy.compute_losses(batch, generation_scales=5)
+        model(batch, generation_scales=5)
 
 
 @FIXTURE_SETTINGS
 @given(seed=st.integers(0, 2**16), state_shift=st.floats(-5, 5), action_shift=st.floats(-5, 5))
 def test_state_noisy_actions_and_tau_never_change_the_foresight(
-    tiny_policy, batch_factory, seed: int, state_shift: float, action_shift: float
+    tiny_model, batch_factory, seed: int, state_shift: float, action_shift: float
 ) -> None:
-    policy = tiny_policy("f1")
+    model = tiny_model("f1")
     batch = batch_factory(2)
     torch.manual_seed(0)
-    reference = policy.segment_outputs(batch, generation_scales=None)
+    reference = model.segment_outputs(batch, generation_scales=None)
     changed = dict(batch)
     changed["observation.state"] = batch["observation.state"] + state_shift
     changed["action"] = batch["action"] + action_shift
     torch.manual_seed(seed)  # other flow noise and other tau
-    outputs = policy.segment_outputs(changed, generation_scales=None)
+    outputs = model.segment_outputs(changed, generation_scales=None)
     for segment in ("und", "hist", "gen"):
         assert torch.equal(outputs[segment], reference[segment]), segment
 
 
 @FIXTURE_SETTINGS
 @given(seed=st.integers(0, 2**16))
-def test_history_frames_never_change_the_understanding(tiny_policy, batch_factory, seed: int) -> None:
-    policy = tiny_policy("f1")
+def test_history_frames_never_change_the_understanding(tiny_model, batch_factory, seed: int) -> None:
+    model = tiny_model("f1")
     batch = batch_factory(2)
     torch.manual_seed(0)
-    reference = policy.segment_outputs(batch)
+    reference = model.segment_outputs(batch)
     changed = dict(batch)
     changed["history"] = torch.rand(batch["history"].shape, generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(0)
-    outputs = policy.segment_outputs(changed)
+    outputs = model.segment_outputs(changed)
     assert torch.equal(outputs["und"], reference["und"])
     assert not torch.equal(outputs["hist"], reference["hist"])
 
@@ -92,54 +92,55 @@ def test_history_frames_never_change_the_understanding(tiny_policy, batch_factor
 @FIXTURE_SETTINGS
 @given(pad_steps=st.integers(0, 7), junk=st.floats(-100, 100))
 def test_flow_loss_ignores_masked_dimensions_and_padded_steps(
-    tiny_policy, batch_factory, pad_steps: int, junk: float
+    tiny_model, batch_factory, pad_steps: int, junk: float
 ) -> None:
     arm = Embodiment(name="padded_arm", state_dim=8, action_dim=7, action_mask=(True,) * 5 + (False,) * 2)
-    policy = _padded_policy(arm)
+    model = _padded_model(arm)
     batch = batch_factory(2)
     batch["embodiment"] = "padded_arm"
     batch["action_is_pad"] = torch.zeros(2, 8, dtype=torch.bool)
     batch["action_is_pad"][:, 8 - pad_steps :] = True
     torch.manual_seed(0)
-    reference = policy.compute_losses(batch)["flow"]
+    reference = model(batch)["flow"]
     changed = dict(batch)
     changed["action"] = batch["action"].clone()
     changed["action"][:, :, 5:] = junk  # masked dimensions
     changed["action"][:, 8 - pad_steps :] = junk  # padded steps
     torch.manual_seed(0)
-    assert torch.equal(policy.compute_losses(changed)["flow"], reference)
+    assert torch.equal(model(changed)["flow"], reference)
 
 
-_PADDED: dict[str, F1Policy] = {}
+_PADDED: dict[str, F1Model] = {}
 
 
-def _padded_policy(arm: Embodiment) -> F1Policy:
-    if "policy" not in _PADDED:
+def _padded_model(arm: Embodiment) -> F1Model:
+    if "model" not in _PADDED:
         torch.manual_seed(0)
-        _PADDED["policy"] = F1Policy(preset("tiny", mode="no_gen", embodiments=(arm,))).eval()
-    return _PADDED["policy"]
+        _PADDED["model"] = F1Model(preset("tiny", mode="no_gen", embodiments=(arm,))).eval()
+    return _PADDED["model"]
 
 
-def test_a_batch_may_mix_embodiments_of_different_dimensions(tiny_policy, batch_factory) -> None:
-    policy = tiny_policy("no_gen", fresh=True)
-    policy.add_embodiment(Embodiment(name="gripper", state_dim=3, action_dim=2))
+def test_a_batch_may_mix_embodiments_of_different_dimensions(tiny_model, batch_factory) -> None:
+    model = tiny_model("no_gen", fresh=True)
+    model.add_embodiment(Embodiment(name="gripper", state_dim=3, action_dim=2))
     batch = batch_factory(4)
     batch["embodiment"] = ["sim_arm", "gripper", "sim_arm", "gripper"]
-    losses = policy.compute_losses(batch)
+    losses = model(batch)
     assert torch.isfinite(losses["flow"])
     with pytest.raises(InputError, match=r"observation.state: expected last dimension 8"):
-        policy.compute_losses({**batch, "observation.state": torch.zeros(4, 3)})
+        model({**batch, "observation.state": torch.zeros(4, 3)})
 
 
 def test_adding_an_embodiment_leaves_the_trunk_and_existing_outputs_untouched(
-    tiny_policy, observation_factory
+    tiny_model, observation_factory
 ) -> None:
-    policy = tiny_policy("f1", fresh=True)
+    model = tiny_model("f1", fresh=True)
+    policy = F1Policy(model)
     observation = observation_factory()
     before = policy.plan(observation, seed=0).actions
-    trunk = {k: v.clone() for k, v in policy.state_dict().items() if not k.startswith("adapters.")}
+    trunk = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("adapters.")}
     policy.add_embodiment(Embodiment(name="quadruped", state_dim=12, action_dim=12, control_hz=50.0))
-    after = {k: v for k, v in policy.state_dict().items() if not k.startswith("adapters.")}
+    after = {k: v for k, v in model.state_dict().items() if not k.startswith("adapters.")}
     assert trunk.keys() == after.keys()
     assert all(torch.equal(trunk[k], after[k]) for k in trunk)
     assert torch.equal(policy.plan(observation, seed=0).actions, before)
@@ -147,22 +148,22 @@ def test_adding_an_embodiment_leaves_the_trunk_and_existing_outputs_untouched(
     assert policy.plan(quadruped, seed=0).actions.shape == (1, 8, 12)
 
 
-def test_frozen_gen_trains_no_generation_weight(tiny_policy, batch_factory) -> None:
+def test_frozen_gen_trains_no_generation_weight(tiny_model, batch_factory) -> None:
     base = preset("tiny")
     config = base.replace(generation=base.generation.__class__(**{**vars(base.generation), "frozen": True}))
-    policy = F1Policy(config).train()
-    assert all(not p.requires_grad for p in policy.parameter_groups()["generation"])
-    losses = policy.compute_losses(batch_factory(2))
+    model = F1Model(config).train()
+    assert all(not p.requires_grad for p in model.parameter_groups()["generation"])
+    losses = model(batch_factory(2))
     assert not losses["generation"].requires_grad
     losses["flow"].backward()
-    assert all(p.grad is None for p in policy.parameter_groups()["generation"])
-    assert any(p.grad is not None for p in policy.parameter_groups()["understanding"])
+    assert all(p.grad is None for p in model.parameter_groups()["generation"])
+    assert any(p.grad is not None for p in model.parameter_groups()["understanding"])
 
 
-def test_no_gen_has_no_generation_expert(tiny_policy) -> None:
-    policy = tiny_policy("no_gen")
-    assert set(policy.trunk.experts) == {"und", "act"}
-    assert policy.generation is None
+def test_no_gen_has_no_generation_expert(tiny_model) -> None:
+    model = tiny_model("no_gen")
+    assert set(model.trunk.experts) == {"und", "act"}
+    assert model.generation is None
 
 
 @pytest.mark.parametrize(
@@ -180,42 +181,40 @@ def test_no_gen_has_no_generation_expert(tiny_policy) -> None:
         ({"observation.images.front": torch.full((2, 3, 64, 64), 2.0)}, r"expected float images in \[0, 1\]"),
     ],
 )
-def test_bad_batches_raise_errors_naming_the_key(tiny_policy, batch_factory, change, message: str) -> None:
+def test_bad_batches_raise_errors_naming_the_key(tiny_model, batch_factory, change, message: str) -> None:
     batch = {**batch_factory(2), **change}
     error = UnknownEmbodimentError if "ufo" in str(change) else InputError
     with pytest.raises(error, match=message):
-        tiny_policy("f1").compute_losses(batch)
+        tiny_model("f1")(batch)
 
 
-def test_missing_keys_are_named(tiny_policy, batch_factory) -> None:
+def test_missing_keys_are_named(tiny_model, batch_factory) -> None:
     batch = batch_factory(2)
     for key in ("observation.images.front", "observation.state", "action", "history", "future_image", "task"):
         with pytest.raises(InputError, match=key):
-            tiny_policy("f1").compute_losses({k: v for k, v in batch.items() if k != key})
+            tiny_model("f1")({k: v for k, v in batch.items() if k != key})
 
 
-def test_uint8_images_are_accepted(tiny_policy, batch_factory) -> None:
+def test_uint8_images_are_accepted(tiny_model, batch_factory) -> None:
     batch = batch_factory(2)
     as_bytes = {
         **batch,
         "observation.images.front": (batch["observation.images.front"] * 255).to(torch.uint8),
     }
     torch.manual_seed(0)
-    assert torch.isfinite(tiny_policy("f1").compute_losses(as_bytes)["flow"])
+    assert torch.isfinite(tiny_model("f1")(as_bytes)["flow"])
 
 
-def test_the_frozen_tokenizer_stays_in_eval_mode(tiny_policy) -> None:
-    policy = tiny_policy("f1", fresh=True).train()
-    assert policy.trunk.training
-    assert not policy.generation.tokenizer.training
+def test_the_frozen_tokenizer_stays_in_eval_mode(tiny_model) -> None:
+    model = tiny_model("f1", fresh=True).train()
+    assert model.trunk.training
+    assert not model.generation.tokenizer.training
 
 
 @pytest.mark.parametrize("frames", [1, 2])
-def test_any_number_of_history_frames_up_to_the_configured_maximum(
-    tiny_policy, batch_factory, frames
-) -> None:
-    policy = tiny_policy("f1")
+def test_any_number_of_history_frames_up_to_the_configured_maximum(tiny_model, batch_factory, frames) -> None:
+    model = tiny_model("f1")
     batch = batch_factory(2, history_frames=frames)
-    assert policy.segment_outputs(batch)["hist"].shape == (2, 16, 64)  # 4 x 4 cells whatever the frame count
+    assert model.segment_outputs(batch)["hist"].shape == (2, 16, 64)  # 4 x 4 cells whatever the frame count
     padded = {**batch, "history_is_pad": torch.tensor([[False] * frames, [True] * (frames - 1) + [False]])}
-    assert torch.isfinite(policy.compute_losses(padded)["flow"])
+    assert torch.isfinite(model(padded)["flow"])

@@ -1,0 +1,545 @@
+"""``F1Model``: understanding -> generation (foresight) -> action, the network built from the blocks.
+
+``model(batch) -> {loss name: scalar}`` is the training pass (what the trainer and DDP/FSDP wrap);
+:meth:`F1Model.sample` is the inference core, from validated :class:`~f1.model.inputs.PolicyInputs` to a
+:class:`Plan`. The robot-facing part (parsing observations once, the history buffer, the action queue,
+save/load) is :class:`f1.model.F1Policy`, which holds one of these.
+
+Precision has one boundary: :meth:`F1Model.to_precision` casts every weight but the VQ-VAE tokenizer,
+which stays float32 (its nearest-code search is exact only in full precision); the generation part
+(:class:`~f1.model.generation.GenerationIO`) converts at the tokenizer's edge, every other module runs in
+the trunk's dtype (:attr:`F1Model.dtype`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from f1.errors import ConfigError, InputError
+from f1.model.adapters import EmbodimentAdapter
+from f1.model.config import F1Config
+from f1.model.embodiment import Embodiment, EmbodimentRegistry
+from f1.model.generation import GenerationIO
+from f1.model.inputs import PolicyInputs, parse_inputs
+from f1.model.language import TextTokenizer, build_tokenizer
+from f1.model.latency import LatencyRecorder
+from f1.model.trunk_runner import CachedRunner, RecomputingRunner
+from f1.model.uga import uga_spec
+from f1.model.understanding import UnderstandingEncoder
+from flowmatch import (
+    flow_matching_loss,
+    gaussian_noise,
+    interpolate,
+    make_time_sampler,
+    sample,
+    target_velocity,
+    valid_entry_mask,
+)
+from mot import AttentionSpec, ExpertConfig, MixtureOfTransformers, MoTConfig
+from var_foresight import SamplingConfig, next_scale_cross_entropy, sample_next_scales
+
+__all__ = ["PARAMETER_GROUPS", "F1Model", "Foresight", "Plan", "mot_config"]
+
+#: The parameter groups of :meth:`F1Model.parameter_groups`; stage configs freeze and set rates by name.
+PARAMETER_GROUPS: tuple[str, ...] = (
+    "vision",
+    "understanding",
+    "generation",
+    "action",
+    "tokenizer",
+    "embodiment",
+)
+
+
+@dataclass
+class Foresight:
+    """The imagined next frame.
+
+    Attributes:
+        indices: per predicted scale, token indices ``(B, h_k * w_k)`` int64.
+        image: ``(B, 3, H_g, W_g)`` in [0, 1] decoded from those scales, when requested.
+    """
+
+    indices: list[torch.Tensor]
+    image: torch.Tensor | None = None
+
+
+@dataclass
+class Plan:
+    """One inference call.
+
+    Attributes:
+        actions: ``(B, H, A)`` raw (unnormalized) actions of the embodiment.
+        embodiment: its name.
+        foresight: the imagined next frame (mode ``"f1"``, when requested).
+        latency_ms: ``{"total": ms}`` (host wall time of the call, no device synchronization); with
+            ``profile=True`` also per module (see :mod:`f1.model.latency`), each synchronized.
+    """
+
+    actions: torch.Tensor
+    embodiment: str
+    foresight: Foresight | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def mot_config(config: F1Config) -> MoTConfig:
+    """The trunk's :class:`mot.MoTConfig`: experts ``und``, ``act`` and (unless mode ``no_gen``) ``gen``."""
+    trunk = config.trunk
+    experts = {"und": ExpertConfig(trunk.understanding_width, trunk.understanding_mlp)}
+    if config.has_history:
+        experts["gen"] = ExpertConfig(trunk.generation_width, trunk.generation_mlp)
+    experts["act"] = ExpertConfig(trunk.action_width, trunk.action_mlp)
+    return MoTConfig(
+        n_layers=trunk.n_layers,
+        n_heads=trunk.n_heads,
+        n_kv_heads=trunk.n_kv_heads,
+        head_dim=trunk.head_dim,
+        experts=experts,
+        rope_base=trunk.rope_base,
+        attention_backend=trunk.attention_backend,
+    )
+
+
+@dataclass
+class _TrainingPass:
+    inputs: PolicyInputs
+    hidden: dict[str, torch.Tensor]
+    token_targets: list[torch.Tensor]
+    velocity_targets: dict[str, torch.Tensor]
+    num_scales: int
+
+
+class F1Model(nn.Module):
+    """The F1 vision-language-action network.
+
+    Args:
+        config: the :class:`~f1.model.F1Config` (e.g. ``preset("tiny")``).
+        tokenizer: optional text tokenizer (a :class:`~f1.model.language.TextTokenizer`, or a Gemma
+            tokenizer object with ``encode``); by default the one named by ``config.language``.
+
+    Batch keys read by :meth:`forward` (``B`` samples, collated; :meth:`parse` checks them all):
+
+    - ``observation.images.<camera>``: ``(B, 3, H, W)`` float in [0, 1] or uint8, for every configured
+      camera, ``H = W = vision.image_size``;
+    - ``observation.state``: ``(B, S)`` raw state (``S``: the widest embodiment in the batch);
+    - ``action``: ``(B, chunk_size, A)`` raw actions; ``action_is_pad``: ``(B, chunk_size)`` bool, optional;
+    - ``task``: ``list[str]`` (or one str) instructions;
+    - ``embodiment``: ``list[str]`` or ``str``, optional (default: ``config.default_embodiment``);
+    - ``history``: ``(B, T, 3, H, W)`` past frames of the foresight camera, oldest first, the current frame
+      last, ``1 <= T <= generation.history_frames`` (modes ``f1`` and ``history_no_foresight``);
+      ``history_is_pad``: ``(B, T)`` bool, optional;
+    - ``future_image``: ``(B, 3, H, W)`` the frame ``generation.history_stride`` steps ahead (mode ``f1``).
+
+    History and future frames are resized to the VQ-VAE's image size when they differ.
+    """
+
+    def __init__(self, config: F1Config, *, tokenizer: Any = None) -> None:
+        super().__init__()
+        if not isinstance(config, F1Config):
+            raise ConfigError(f"config: expected an F1Config, received {type(config).__name__}")
+        self.config = config
+        self.embodiments = EmbodimentRegistry(config.embodiments)
+        self.understanding = UnderstandingEncoder(config)
+        self.generation = GenerationIO(config) if config.has_history else None
+        self.trunk = MixtureOfTransformers(mot_config(config))
+        self.adapters = nn.ModuleDict(
+            {
+                e.name: EmbodimentAdapter(e, config.trunk.action_width, config.action.time_convention)
+                for e in config.embodiments
+            }
+        )
+        self.time_sampler = make_time_sampler(config.action.time_sampler)
+        self._given_tokenizer = tokenizer
+        self._tokenizer: TextTokenizer | None = None
+        if config.generation.frozen and self.generation is not None:
+            for parameter in self.parameter_groups()["generation"]:
+                parameter.requires_grad_(False)
+
+    # --- structure -----------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The text tokenizer (built on first use, so meta-device models need none)."""
+        if self._tokenizer is None:
+            self._tokenizer = build_tokenizer(self.config.language, self._given_tokenizer)
+        return self._tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.trunk.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype every module but the VQ-VAE tokenizer runs in (see :meth:`to_precision`)."""
+        return next(self.trunk.parameters()).dtype
+
+    def _generation_io(self) -> GenerationIO:
+        if self.generation is None:
+            raise InputError(f"history/foresight: mode {self.config.mode!r} has no generation expert")
+        return self.generation
+
+    def attention_spec(self, num_scales: int | None = None) -> AttentionSpec:
+        """The UGA spec of a pass predicting ``num_scales`` scales (mode ``f1``; ignored otherwise)."""
+        history = self.generation.history_length if self.generation is not None else None
+        scales = None
+        if self.config.has_foresight:
+            scales = self._generation_io().scale_tokens(num_scales or self.config.generation.num_scales)
+        return uga_spec(
+            self.config.mode,
+            und_length=self.understanding.length,
+            chunk_size=self.config.action.chunk_size,
+            history_length=history,
+            scale_tokens=scales,
+        )
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Every parameter in exactly one group of :data:`PARAMETER_GROUPS`.
+
+        ``vision``: the timm tower; ``understanding``: projector, language embedding and the understanding
+        expert; ``generation``: the generation expert, history encoder, next-scale embedding and head;
+        ``action``: the action expert; ``embodiment``: the per-embodiment adapters; ``tokenizer``: the
+        frozen VQ-VAE. Groups without parameters (e.g. ``generation`` in mode ``no_gen``) are omitted.
+        """
+        groups: dict[str, list[nn.Parameter]] = {name: [] for name in PARAMETER_GROUPS}
+        groups["vision"] += list(self.understanding.vision.parameters())
+        groups["understanding"] += list(self.understanding.projector.parameters())
+        groups["understanding"] += list(self.understanding.language.parameters())
+        for expert, group in (("und", "understanding"), ("gen", "generation"), ("act", "action")):
+            if expert in self.trunk.experts:
+                groups[group] += list(self.trunk.experts[expert].parameters())
+        if self.generation is not None:
+            groups["tokenizer"] += list(self.generation.tokenizer.parameters())
+            for part in (self.generation.history, self.generation.embedding, self.generation.head):
+                if part is not None:
+                    groups["generation"] += list(part.parameters())
+        groups["embodiment"] += list(self.adapters.parameters())
+        return {name: params for name, params in groups.items() if params}
+
+    def to_precision(self, dtype: torch.dtype = torch.bfloat16) -> F1Model:
+        """Cast every weight to ``dtype`` but the VQ-VAE tokenizer (it stays float32); returns ``self``."""
+        tokenizer = self.generation.tokenizer if self.generation is not None else None
+        for module in self.children():
+            if module is not self.generation:
+                module.to(dtype)
+        if self.generation is not None:
+            for child in self.generation.children():
+                if child is not tokenizer:
+                    child.to(dtype)
+        return self
+
+    def add_embodiment(self, embodiment: Embodiment) -> None:
+        """Register a new embodiment and give it a fresh adapter; no trunk weight changes.
+
+        Raises ``ConfigError`` (before any change) if the name is taken.
+        """
+        config = self.config.with_embodiment(embodiment)  # validates (duplicate names, dims)
+        adapter = EmbodimentAdapter(
+            embodiment, self.config.trunk.action_width, self.config.action.time_convention
+        )
+        adapter.to(device=self.device, dtype=self.dtype)
+        self.embodiments.register(embodiment)
+        self.adapters[embodiment.name] = adapter
+        self.config = config
+
+    # --- inputs --------------------------------------------------------------------------------------
+    def parse(
+        self,
+        batch: Mapping[str, Any],
+        *,
+        need_actions: bool = False,
+        need_future: bool = False,
+        need_history: bool | None = None,
+    ) -> PolicyInputs:
+        """Validate ``batch`` (keys: see the class docstring) into :class:`PolicyInputs` on the device.
+
+        ``need_history`` (default: the mode's) reads ``history``; a caller that supplies the history as
+        cached latents (:class:`f1.model.F1Policy`) passes False.
+        """
+        size = self.generation.image_size if self.generation is not None else (1, 1)
+        return parse_inputs(
+            batch,
+            self.config,
+            self.embodiments,
+            self.tokenizer,
+            device=self.device,
+            tokenizer_image_size=tuple(size),
+            need_actions=need_actions,
+            need_future=need_future,
+            need_history=self.config.has_history if need_history is None else need_history,
+        )
+
+    def scales(self, argument: str, value: int | None, default: int) -> int:
+        """``value`` (or ``default``) checked as a number of VQ-VAE scales, the error naming ``argument``."""
+        total = self.config.generation.num_scales
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= total:
+            raise InputError(
+                f"{argument}: expected an int in [1, {total}] (the VQ-VAE's scales), received {value!r}"
+            )
+        return value
+
+    # --- training ------------------------------------------------------------------------------------
+    def forward(
+        self, batch: Mapping[str, Any] | PolicyInputs, *, generation_scales: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Scalar losses of one batch (keys: see the class docstring; or inputs already parsed).
+
+        Returns:
+            ``"flow"``: flow-matching MSE over the valid entries only (each embodiment's real action
+            dimensions, chunk steps that are not padding); ``"generation"`` (mode ``f1``): cross-entropy of
+            the teacher-forced first ``generation_scales`` scales (None: ``generation.train_scales``, or all),
+            detached under Frozen-Gen. Flow noise and time come from the global torch RNG (the trainer
+            seeds it and stores it in checkpoints).
+        """
+        result = self._training_pass(batch, generation_scales)
+        losses = {
+            "flow": self._flow_loss(result.inputs, result.hidden["act"][:, 1:], result.velocity_targets)
+        }
+        if self.config.has_foresight:
+            logits = self._generation_io().logits(result.hidden["gen"])
+            generation_loss = next_scale_cross_entropy(logits, result.token_targets[: result.num_scales])
+            losses["generation"] = (
+                generation_loss.detach() if self.config.generation.frozen else generation_loss
+            )
+        return losses
+
+    def segment_outputs(
+        self, batch: Mapping[str, Any], *, generation_scales: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Hidden states ``{segment: (B, n, width)}`` of the training pass (teacher forcing, ``a_tau`` drawn
+        from the global RNG): what :meth:`forward` sees before its heads. For inspection and tests."""
+        return self._training_pass(batch, generation_scales).hidden
+
+    def _training_pass(
+        self, batch: Mapping[str, Any] | PolicyInputs, generation_scales: int | None
+    ) -> _TrainingPass:
+        config = self.config
+        num_scales = 1
+        if config.has_foresight:
+            default = config.generation.train_scales or config.generation.num_scales
+            num_scales = self.scales("generation_scales", generation_scales, default)
+        if isinstance(batch, PolicyInputs):
+            inputs = batch
+            if inputs.actions is None or (config.has_foresight and inputs.future is None):
+                raise InputError("batch: parsed inputs for training need actions (and, mode f1, the future)")
+        else:
+            inputs = self.parse(batch, need_actions=True, need_future=config.has_foresight)
+        segments, valid_lengths = self._upstream_segments(inputs)
+        token_targets: list[torch.Tensor] = []
+        if config.has_foresight and inputs.future is not None:
+            generation = self._generation_io()
+            token_targets = generation.target_indices(inputs.future)
+            segments["gen"] = generation.teacher_forced_tokens(token_targets, num_scales)
+        tau = self.time_sampler(inputs.batch_size, device=self.device)
+        segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
+        hidden = self.trunk(segments, self.attention_spec(num_scales), valid_lengths)
+        return _TrainingPass(inputs, hidden, token_targets, velocity_targets, num_scales)
+
+    def _history_tokens(self, inputs: PolicyInputs) -> torch.Tensor | None:
+        """Tokens of the ``hist`` segment from cached frame latents, or by encoding the history frames."""
+        if not self.config.has_history:
+            return None
+        generation = self._generation_io()
+        if inputs.history_latents is not None:
+            return generation.history_tokens_from_latents(inputs.history_latents, inputs.history_valid)
+        if inputs.history is None:
+            raise InputError("history: this mode needs the history frames or their cached latents")
+        return generation.history_tokens(inputs.history, inputs.history_valid)
+
+    def _upstream_segments(
+        self, inputs: PolicyInputs
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``und`` (and ``hist``) tokens, with the valid lengths of ``und``."""
+        und, und_valid = self.understanding(inputs.images, inputs.text_ids, inputs.text_lengths)
+        segments = {"und": und}
+        hist = self._history_tokens(inputs)
+        if hist is not None:
+            segments["hist"] = hist
+        return segments, {"und": und_valid}
+
+    def _training_action_tokens(
+        self, inputs: PolicyInputs, tau: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target velocity per embodiment."""
+        # parsed with need_actions
+        assert inputs.actions is not None
+        assert inputs.step_valid is not None
+        width = self.config.trunk.action_width
+        horizon = self.config.action.chunk_size
+        tokens = torch.zeros(inputs.batch_size, 1 + horizon, width, device=self.device, dtype=self.dtype)
+        targets = {}
+        for group in inputs.groups:
+            # padding (masked dimensions, padded steps) is zeroed so its values can never reach the loss
+            valid = valid_entry_mask(
+                inputs.actions[group.name].shape,
+                action_dim_mask=group.embodiment.action_mask_tensor(self.device),
+                step_mask=inputs.step_valid.index_select(0, group.rows),
+                device=self.device,
+            )
+            actions = torch.where(valid, inputs.actions[group.name], 0.0)
+            noise = torch.randn_like(actions)
+            group_tau = tau.index_select(0, group.rows)
+            noisy = interpolate(noise, actions, group_tau)
+            group_tokens = self.adapters[group.name].encode(inputs.state[group.name], noisy, group_tau)
+            tokens = tokens.index_copy(0, group.rows, group_tokens)
+            targets[group.name] = target_velocity(noise, actions)
+        return tokens, targets
+
+    def _flow_loss(
+        self, inputs: PolicyInputs, chunk_hidden: torch.Tensor, targets: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Masked MSE over all embodiments: sum of squared errors over valid entries / their number."""
+        assert inputs.step_valid is not None  # parsed with need_actions
+        total = chunk_hidden.new_zeros((), dtype=torch.float32)
+        count = torch.zeros((), device=chunk_hidden.device)
+        for group in inputs.groups:
+            hidden = chunk_hidden.index_select(0, group.rows)
+            velocity = self.adapters[group.name].decode(hidden)
+            masks = {
+                "action_dim_mask": group.embodiment.action_mask_tensor(self.device),
+                "step_mask": inputs.step_valid.index_select(0, group.rows),
+            }
+            squared = flow_matching_loss(velocity, targets[group.name], reduction="none", **masks)
+            total = total + squared.sum()
+            count = count + valid_entry_mask(velocity.shape, device=self.device, **masks).sum()
+        return total / count.clamp_min(1)
+
+    # --- inference -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        inputs: PolicyInputs,
+        *,
+        generator: torch.Generator,
+        num_scales: int | None = None,
+        noise: torch.Tensor | None = None,
+        return_foresight: bool = False,
+        decode_foresight: bool = False,
+        use_cache: bool = True,
+        recorder: LatencyRecorder | None = None,
+    ) -> Plan:
+        """An action chunk for the one embodiment of ``inputs``, in ``action.flow_steps`` ODE steps.
+
+        Args:
+            inputs: validated observation (:meth:`parse`, no actions); in history modes with ``history``
+                frames or ``history_latents``.
+            generator: the one source of randomness for foresight tokens and flow noise.
+            num_scales: scales of the foresight (default ``generation.inference_scales``).
+            noise: the flow's starting point ``(B, H, A)`` (``tau = 0``; pi0's ``t = 1``) in the normalized
+                action space, instead of drawing it from ``generator`` (as LeRobot's and openpi's
+                ``sample_actions(..., noise=...)``). Foresight tokens are still sampled from ``generator``.
+            return_foresight: also return the sampled token indices; ``decode_foresight`` also decodes the
+                image (costs a VQ-VAE decode).
+            use_cache: False recomputes the whole prefix at every foresight scale and ODE step (the
+                baseline of the benchmark); results agree with the cached path to float tolerance.
+            recorder: per-module timing (:class:`~f1.model.latency.LatencyRecorder`); None times nothing.
+
+        Returns:
+            :class:`Plan` with raw actions ``(B, H, A)`` and, when asked, the foresight; its ``latency_ms``
+            is the recorder's breakdown (empty without one).
+        """
+        config = self.config
+        recorder = recorder or LatencyRecorder(enabled=False)
+        num_scales = self.scales("num_scales", num_scales, config.generation.inference_scales)
+        if len(inputs.groups) != 1:
+            names = [g.name for g in inputs.groups]
+            raise InputError(f"embodiment: plan takes one embodiment per call, received {names}")
+        group = inputs.groups[0]
+        if noise is not None:
+            _check_noise(noise, (inputs.batch_size, config.action.chunk_size, group.embodiment.action_dim))
+        spec = self.attention_spec(num_scales)
+        runner = CachedRunner(self.trunk, spec) if use_cache else RecomputingRunner(self.trunk, spec)
+        with recorder.measure("image_encode"):
+            und, und_valid = self.understanding(inputs.images, inputs.text_ids, inputs.text_lengths)
+        with recorder.measure("prefix"):
+            runner.append({"und": und}, {"und": und_valid})
+        if config.has_history:
+            with recorder.measure("history_encode"):
+                runner.append({"hist": self._history_tokens(inputs)})
+        foresight = None
+        if config.has_foresight:
+            with recorder.measure("foresight"):
+                indices, f_hat = self._sample_foresight(runner, inputs.batch_size, num_scales, generator)
+            if return_foresight or decode_foresight:
+                foresight = Foresight(indices=indices)
+            if foresight is not None and decode_foresight:
+                with recorder.measure("decode_foresight"):
+                    foresight.image = self._generation_io().decode(f_hat)
+        with recorder.measure("flow_steps"):
+            normalized = self._sample_actions(
+                runner, group.name, inputs.state[group.name], generator, noise=noise
+            )
+        actions = group.embodiment.unnormalize_action(normalized)
+        return Plan(
+            actions=actions, embodiment=group.name, foresight=foresight, latency_ms=recorder.breakdown()
+        )
+
+    def _sample_foresight(
+        self,
+        runner: CachedRunner | RecomputingRunner,
+        batch: int,
+        num_scales: int,
+        generator: torch.Generator,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Sample the first ``num_scales`` scales one at a time through the trunk (appending each)."""
+        generation = self._generation_io()
+
+        def logits_of_scale(scale: int, scale_inputs: torch.Tensor | None) -> torch.Tensor:
+            tokens = generation.embed_scale(scale, scale_inputs, batch)
+            return generation.logits(runner.append({"gen": tokens})["gen"]).float()
+
+        gen = self.config.generation
+        sampling = SamplingConfig(
+            temperature=gen.temperature, top_k=gen.top_k or 0, top_p=gen.top_p or 1.0, num_scales=num_scales
+        )
+        sampled = sample_next_scales(
+            logits_of_scale, generation.tokenizer.quantize, batch, sampling, generator
+        )
+        return sampled.indices, sampled.f_hat
+
+    def _sample_actions(
+        self,
+        runner: CachedRunner | RecomputingRunner,
+        embodiment: str,
+        state: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Integrate the action expert's velocity field from noise (tau = 0) to normalized actions."""
+        adapter = self.adapters[embodiment]
+        horizon, dim = self.config.action.chunk_size, self.embodiments.get(embodiment).action_dim
+
+        def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+            hidden = runner.downstream({"act": adapter.encode(state, x, tau)})["act"][:, 1:]
+            return adapter.decode(hidden)
+
+        if noise is None:
+            noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
+        else:
+            noise = noise.to(device=self.device, dtype=torch.float32)
+        # float64 times where the device has them: pi0's t = 1 - tau is then rounded once, to the float
+        # nearest the exact grid time, as LeRobot's pi0 computes it
+        time_dtype = torch.float64 if self.device.type in ("cpu", "cuda") else None
+        result = sample(
+            velocity,
+            noise,
+            solver=self.config.action.solver,
+            steps=self.config.action.flow_steps,
+            time_dtype=time_dtype,
+        )
+        return result.x
+
+
+def _check_noise(noise: object, expected: tuple[int, int, int]) -> None:
+    if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != expected:
+        got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise InputError(f"noise: expected a tensor of shape {expected}, received {got}")
+    if not noise.is_floating_point():
+        raise InputError(f"noise: expected a floating-point tensor, received dtype {noise.dtype}")
+    if not bool(torch.isfinite(noise).all()):
+        raise InputError("noise: expected finite values, received NaN or inf")
