@@ -11,7 +11,7 @@ For every embodiment x variant it measures
 Usage:
     python benchmarks/envs_bench.py                      # 200 episodes, throughput at 32/64/128 px
     python benchmarks/envs_bench.py --episodes 40 --out runs/envs_bench.json
-    python benchmarks/envs_bench.py --task demo          # the task `f1 demo` uses (f1.eval.demo.DEMO_TASK)
+    python benchmarks/envs_bench.py --task demo          # the task `f1 demo` uses (f1.demo.DEMO_TASK)
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def task_overrides(task: str) -> dict[str, object]:
     """``make_env`` keyword arguments of a named task: the family's defaults, or the demo's task."""
     if task == "default":
         return {}
-    from f1.eval.demo import DEMO_TASK
+    from f1.demo import DEMO_TASK
 
-    return {k: v for k, v in DEMO_TASK.to_dict().items() if k != "resolution"}
+    return {k: v for k, v in DEMO_TASK.items() if k != "resolution"}
 
 
 def build_env(embodiment: str, variant: str, resolution: int, task: str) -> TableTaskEnv:

@@ -83,7 +83,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from dataclasses import replace
 
-    from f1.eval import DEMO_BUDGETS, read_report, run_demo, success_table
+    from f1.demo import DEMO_BUDGETS, run_demo
+    from f1.eval import read_report, success_table
 
     budget = DEMO_BUDGETS["quick" if args.quick else "full"]
     if args.train_minutes is not None:
@@ -163,8 +164,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from f1.envs import seed_range
-    from f1.eval import DEMO_BUDGETS, Cell, TaskSpec, evaluate, load_agent
+    from f1.demo import DEMO_TASK, table_task, task_record
+    from f1.envs import TableTaskEnv, seed_range
+    from f1.eval import POLICIES, Cell, evaluate, load_agent
 
     def fail(message: str) -> int:
         print(f"f1 eval: error: {message}", file=sys.stderr)
@@ -173,19 +175,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name in ("episodes", "batch_size", "threads"):
         if getattr(args, name) < 1:
             return fail(f"--{name.replace('_', '-')} must be >= 1, received {getattr(args, name)}")
-    default = DEMO_BUDGETS["full"].task
+    task = {**DEMO_TASK, "resolution": args.resolution}
+    for key, value in (
+        ("num_objects", args.objects),
+        ("num_bins", args.bins),
+        ("object_size", args.object_size),
+        ("grasp_radius", args.grasp_radius),
+        ("conveyor_speed_range", args.belt_speed),
+    ):
+        if value is not None:
+            task[key] = value
     try:
-        task = TaskSpec(
-            resolution=args.resolution,
-            num_objects=default.num_objects if args.objects is None else args.objects,
-            num_bins=default.num_bins if args.bins is None else args.bins,
-            object_size=default.object_size if args.object_size is None else args.object_size,
-            grasp_radius=default.grasp_radius if args.grasp_radius is None else args.grasp_radius,
-            conveyor_speed_range=default.conveyor_speed_range
-            if args.belt_speed is None
-            else tuple(args.belt_speed),
-        )
-        task.make_env(args.embodiment, args.variant)  # validates the task before loading anything
+        config = table_task(task, args.embodiment, args.variant)  # validates the task before loading anything
         agent = load_agent(args.policy, args.embodiment)
     except Exception as error:  # bad arguments, unreadable or foreign policy files
         return fail(str(error))
@@ -193,17 +194,15 @@ def _run_eval(args: argparse.Namespace) -> int:
     seeds = list(seed_range(args.split)[: args.episodes])
     result = evaluate(
         agent,
-        lambda: task.make_env(args.embodiment, args.variant),
+        lambda: TableTaskEnv(config),
         seeds,
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )
-    policy = (
-        agent.name if agent.name in ("f1", "no_gen", "history_no_foresight", "expert", "random") else "f1"
-    )
+    policy = agent.name if agent.name in POLICIES else "f1"
     cell = Cell.from_result(result, policy, args.variant, args.embodiment).to_dict()
     cell["policy_path"] = args.policy
-    cell["task"] = task.to_dict()
+    cell["task"] = task_record(task)
     cell["split"] = args.split
     line = json.dumps(cell)
     print(line)

@@ -9,7 +9,7 @@ import pytest
 
 from f1.eval import Cell, compare, read_report, success_table, validate_report
 from f1.eval.plots import ForesightRow, TrainingCurve, plot_foresight, plot_success, plot_training_curves
-from f1.eval.report import write_report_json, write_report_markdown
+from f1.eval.report import write_report_json
 
 
 def cell(policy="f1", variant="dynamic", embodiment="gripper", successes=60, episodes=100):
@@ -94,14 +94,6 @@ def test_success_table_has_a_row_per_policy_and_a_column_per_cell():
     assert lines[0] == "| policy | gripper static | gripper dynamic |"
     assert lines[2].startswith("| F1 | 90.0 [")
     assert lines[3].startswith("| scripted expert | - | 100.0 [")
-
-
-def test_markdown_report_holds_the_table_and_the_sections(tmp_path):
-    data = report([cell()])
-    path = write_report_markdown(tmp_path / "report.md", data, ["## More", "text"])
-    text = path.read_text()
-    assert "| F1 |" in text
-    assert "## More" in text
 
 
 def test_figures_are_written_as_png(tmp_path):

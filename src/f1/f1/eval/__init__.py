@@ -1,5 +1,8 @@
-"""Evaluation of F1 on the embedded table tasks: closed-loop rollouts, success rates with confidence
-intervals, the demo pipeline (``f1 demo``), its report and figures.
+"""Evaluation of F1 on the embedded table tasks: agents, closed-loop rollouts, success rates with confidence
+intervals, comparisons and success tables, figures, foresight metrics and the policy benchmark.
+
+The ``f1 demo`` experiment, which uses all of these, is its own wing (:mod:`f1.demo`); nothing here
+imports it, nor the trainer.
 
 Quick start::
 
@@ -8,9 +11,6 @@ Quick start::
 
     result = evaluate(ExpertAgent(), lambda: make_env("gripper", "dynamic"), seed_range("test")[:100])
     result.success_rate, result.ci95        # 1.0, (0.963, 1.0)
-
-    from f1.eval import run_demo
-    run_demo("runs/demo", "quick")          # what `f1 demo --quick` does
 """
 
 from f1.eval.agents import (
@@ -22,35 +22,25 @@ from f1.eval.agents import (
     load_agent,
     observations_to_batch,
 )
-from f1.eval.demo import DEMO_BUDGETS, DemoBudget, DemoResult, run_demo
-from f1.eval.demo_data import CAMERA, RecordedDataset, TaskSpec, record_demonstrations
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
 from f1.eval.rollouts import EvaluationResult, evaluate
 
 __all__ = [
-    "CAMERA",
-    "DEMO_BUDGETS",
     "POLICIES",
     "Agent",
     "Cell",
-    "DemoBudget",
-    "DemoResult",
     "EvaluationResult",
     "ExpertAgent",
     "LeRobotStylePolicy",
     "PolicyAgent",
     "RandomAgent",
-    "RecordedDataset",
-    "TaskSpec",
     "compare",
     "difference_interval",
     "evaluate",
     "load_agent",
     "observations_to_batch",
     "read_report",
-    "record_demonstrations",
-    "run_demo",
     "success_table",
     "validate_report",
     "wilson_interval",

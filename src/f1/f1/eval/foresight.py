@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from f1.envs import make_expert, rollout
-from f1.eval.demo_data import CAMERA, TaskSpec
+from f1.envs import TableTaskConfig, TableTaskEnv, make_expert, rollout
 from f1.eval.plots import ForesightRow
 from f1.model import F1Policy
 from f1.model.inputs import resize_frames
@@ -60,22 +59,30 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def collect_foresight(
     policy: F1Policy,
-    task: TaskSpec,
-    embodiment: str,
-    variant: str,
+    task: TableTaskConfig,
+    camera: str,
     seeds: list[int],
     *,
     examples: int = 3,
     seed: int = 0,
 ) -> ForesightSamples:
-    """One anchor per seed (the middle of the expert's approach), all planned in one batch."""
+    """One anchor per seed (the middle of the expert's approach), all planned in one batch.
+
+    Args:
+        policy: a policy that foresees (mode ``f1``).
+        task: the table task (embodiment and variant included) whose expert episodes give the frames.
+        camera: the camera name under which ``policy`` reads the table view (``observation.images.<camera>``).
+        seeds: one episode seed per anchor.
+        examples: rows kept for the picture.
+        seed: seeds the foresight's sampling.
+    """
     config = policy.config
     if not config.has_foresight:
         raise ValueError(f"policy: mode {config.mode!r} predicts no foresight (mode 'f1' does)")
     if not seeds:
         raise ValueError("seeds: expected at least one episode seed")
     stride, frames_back = config.generation.history_stride, config.generation.history_frames - 1
-    env = task.make_env(embodiment, variant)
+    env = TableTaskEnv(task)
     expert = make_expert(env)
     current, history, future, states, tasks = [], [], [], [], []
     for episode_seed in seeds:
@@ -100,10 +107,10 @@ def collect_foresight(
 
     history_t = as_float(np.stack(history))
     observation = {
-        f"observation.images.{CAMERA}": as_float(np.stack(current)),
+        f"observation.images.{camera}": as_float(np.stack(current)),
         "observation.state": torch.from_numpy(np.stack(states)).float(),
         "task": tasks,
-        "embodiment": embodiment,
+        "embodiment": task.embodiment,
         "history": history_t,
         "history_is_pad": torch.zeros(history_t.shape[:2], dtype=torch.bool),
     }
@@ -115,7 +122,8 @@ def collect_foresight(
     size = tuple(imagined.shape[-2:])
     real = resize_frames(as_float(np.stack(future)), size)
     now = resize_frames(as_float(np.stack(current)), size)
-    tokenizer = policy.generation.tokenizer  # type: ignore[union-attr]
+    assert policy.generation is not None  # a policy that foresees encodes frames
+    tokenizer = policy.generation.tokenizer
     reconstructed = (tokenizer.decode_indices(tokenizer.encode_indices(real * 2 - 1)) + 1) / 2
 
     def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:

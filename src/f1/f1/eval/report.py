@@ -1,9 +1,11 @@
-"""The demo report: ``report.json`` (machine-read contract) and ``report.md`` (for people).
+"""Evaluation reports: success cells with their intervals, comparisons of two policies, the success table,
+and the ``report.json`` contract (machine-read).
 
 ``report.json`` holds ``wall_time_s`` and ``cells``, a list of ``{policy, variant, embodiment, episodes,
-success_rate, ci95: [lo, hi]}`` with ``policy`` in f1 | no_gen | history_no_foresight | expert | random,
-``variant`` in static | dynamic and ``embodiment`` in gripper | arm; further keys (comparisons, budget,
-timings, machine) describe the run.
+success_rate, ci95: [lo, hi]}`` with ``policy`` one of :data:`POLICIES` (the modes of
+:data:`f1.model.config.MODES`, ``expert``, ``random``), ``variant`` one of :data:`f1.envs.VARIANTS` and
+``embodiment`` one of :data:`f1.envs.EMBODIMENTS`; further keys (comparisons, budget, timings, machine)
+describe the run (the ``f1 demo`` report adds its own, see :mod:`f1.demo.report`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from f1.envs import EMBODIMENTS, VARIANTS
 from f1.eval.intervals import difference_interval
 from f1.eval.plots import POLICY_LABELS
 from f1.eval.rollouts import EvaluationResult
+from f1.model.config import MODES
 
 __all__ = [
     "POLICIES",
@@ -29,15 +33,12 @@ __all__ = [
     "success_table",
     "validate_report",
     "write_report_json",
-    "write_report_markdown",
 ]
 
-POLICIES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight", "expert", "random")
+POLICIES: tuple[str, ...] = (*MODES, "expert", "random")
 REFERENCE_POLICIES: tuple[str, ...] = ("expert_lead_unaware",)
 """Reference rows of ``report["references"]`` (not ``cells``): the scripted expert aiming at the object's
 current position instead of intercepting it."""
-VARIANTS: tuple[str, ...] = ("static", "dynamic")
-EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
 CELL_KEYS: tuple[str, ...] = ("policy", "variant", "embodiment", "episodes", "success_rate", "ci95")
 
 
@@ -206,22 +207,3 @@ def success_table(cells: Sequence[Mapping[str, Any]]) -> str:
         if any(r != "-" for r in row):
             lines.append(f"| {POLICY_LABELS[policy]} | " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def write_report_markdown(path: str | Path, report: Mapping[str, Any], sections: Sequence[str]) -> Path:
-    """Write ``report.md``: the title, the success table, then ``sections`` (markdown strings) in order."""
-    path = Path(path)
-    episodes = sorted({c["episodes"] for c in report["cells"]})
-    parts = [
-        f"# F1 demo report{' (quick run)' if report.get('quick') else ''}",
-        "",
-        f"Wall time: {report['wall_time_s'] / 60:.1f} min. Success rate in % on held-out seeds "
-        f"({', '.join(map(str, episodes))} episodes per cell) with the Wilson 95% interval in brackets.",
-        "",
-        success_table([*report["cells"], *report.get("references", [])]),
-        "",
-        *sections,
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts).rstrip() + "\n")
-    return path

@@ -1,4 +1,4 @@
-"""The demo's budget: validation, sizing the stages to the wall clock, the foresight numbers."""
+"""The demo's budget: validation, sizing the stages to the wall clock; the foresight numbers of its policy."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from f1.envs import seed_range
-from f1.eval import DEMO_BUDGETS, DemoBudget, TaskSpec
-from f1.eval.demo import _schedule, _stage_steps, _steps_within
-from f1.eval.demo_policy import demo_policy_config
+from f1.demo import CAMERA, DEMO_BUDGETS, DemoBudget, table_task
+from f1.demo.budget import stage_schedule, stage_steps, steps_within, training_steps
+from f1.demo.policy import demo_policy_config
+from f1.envs import TableTaskConfig, seed_range
 from f1.eval.foresight import collect_foresight
 from f1.model import Embodiment, F1Policy
 
@@ -18,23 +18,34 @@ SECONDS = {"f1_stage1": 0.2, "f1": 0.3, "no_gen": 0.1, "history_no_foresight": 0
 
 
 def test_stage_steps_add_up_and_follow_the_fractions():
-    assert _stage_steps(1000, (0.15, 0.55, 0.30)) == (150, 550, 300)
-    assert sum(_stage_steps(13, (0.15, 0.55, 0.30))) == 13
-    assert min(_stage_steps(3, (0.15, 0.55, 0.30))) >= 1
+    assert stage_steps(1000, (0.15, 0.55, 0.30)) == (150, 550, 300)
+    assert sum(stage_steps(13, (0.15, 0.55, 0.30))) == 13
+    assert min(stage_steps(3, (0.15, 0.55, 0.30))) >= 1
 
 
 def test_steps_fit_the_training_budget_within_its_bounds():
     budget = DemoBudget(name="t", train_seconds=600.0, min_steps=10, max_steps=100_000)
     f1_per_step = 0.15 * 0.2 + 0.85 * 0.3
-    steps = _steps_within(budget, SECONDS, workers=1)
+    steps = steps_within(budget, SECONDS, workers=1)
     assert abs(steps - 600 / (f1_per_step + 0.1 + 0.2)) <= 1
     # two workers: F1 on one, the controls one after the other on the other
-    assert abs(_steps_within(budget, SECONDS, workers=2) - 600 / max(f1_per_step, 0.1 + 0.2)) <= 1
+    assert abs(steps_within(budget, SECONDS, workers=2) - 600 / max(f1_per_step, 0.1 + 0.2)) <= 1
     # three workers: the slowest policy sets the pace
-    assert abs(_steps_within(budget, SECONDS, workers=3) - 600 / f1_per_step) <= 1
-    assert _steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS, 2) == 10
-    assert (
-        _steps_within(DemoBudget(name="t", train_seconds=1e9, min_steps=10, max_steps=50), SECONDS, 2) == 50
+    assert abs(steps_within(budget, SECONDS, workers=3) - 600 / f1_per_step) <= 1
+    assert steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS, 2) == 10
+    assert steps_within(DemoBudget(name="t", train_seconds=1e9, min_steps=10, max_steps=50), SECONDS, 2) == 50
+
+
+def test_a_budget_without_a_choice_trains_its_max_steps_unmeasured():
+    quick = DEMO_BUDGETS["quick"]
+    assert not quick.sizes_steps
+    steps = training_steps(quick, {}, workers=2)
+    assert steps.per_policy == quick.max_steps
+    assert steps.stages == stage_steps(quick.max_steps, quick.stage_fractions)
+    assert steps.seconds_per_step == {}
+    sized = training_steps(DemoBudget(name="t", train_seconds=600.0, min_steps=10), SECONDS, workers=1)
+    assert sized.per_policy == steps_within(
+        DemoBudget(name="t", train_seconds=600.0, min_steps=10), SECONDS, 1
     )
 
 
@@ -42,8 +53,8 @@ def test_controls_get_the_same_steps_as_f1():
     budget = DEMO_BUDGETS["full"]
     roots = {"gripper": Path("gripper data"), "arm": Path("arm data")}
     steps = (30, 110, 60)
-    f1 = _schedule("f1", steps, budget, roots)
-    no_gen = _schedule("no_gen", steps, budget, roots)
+    f1 = stage_schedule("f1", steps, budget, roots)
+    no_gen = stage_schedule("no_gen", steps, budget, roots)
     assert [s.name for s in f1] == ["I", "II", "III"]
     assert [s.name for s in no_gen] == ["II", "III"]
     assert sum(s.plan.steps for s in f1) == sum(s.plan.steps for s in no_gen) == 200
@@ -58,6 +69,9 @@ def test_controls_get_the_same_steps_as_f1():
         ({"stage_fractions": (0.5, 0.5, 0.5)}, "stage_fractions"),
         ({"eval_episodes": 0}, "eval_episodes"),
         ({"min_steps": 10, "max_steps": 5}, "max_steps"),
+        ({"task": {"num_objects": 9}}, "num_objects"),
+        ({"task": {"belt": 0.1}}, "belt"),
+        ({"task": {"variant": "static"}}, "variant"),
     ],
 )
 def test_bad_budgets_raise_naming_the_field(change, message):
@@ -75,8 +89,8 @@ def test_foresight_numbers_of_an_untrained_policy_are_finite():
     torch.manual_seed(0)
     embodiment = Embodiment(name="gripper", state_dim=3, action_dim=3)
     policy = F1Policy(demo_policy_config("f1", 32, (embodiment,)))
-    task = TaskSpec(resolution=32, num_objects=1, num_bins=1)
-    samples = collect_foresight(policy, task, "gripper", "dynamic", list(seed_range("val")[:3]), examples=2)
+    task = table_task({"resolution": 32, "num_objects": 1, "num_bins": 1}, "gripper", "dynamic")
+    samples = collect_foresight(policy, task, CAMERA, list(seed_range("val")[:3]), examples=2)
     assert samples.samples == 3
     assert len(samples.rows) == 2
     row = samples.rows[0]
@@ -90,4 +104,4 @@ def test_foresight_needs_a_policy_that_foresees():
     embodiment = Embodiment(name="gripper", state_dim=3, action_dim=3)
     policy = F1Policy(demo_policy_config("no_gen", 32, (embodiment,)))
     with pytest.raises(ValueError, match="foresight"):
-        collect_foresight(policy, TaskSpec(resolution=32), "gripper", "dynamic", [1])
+        collect_foresight(policy, TableTaskConfig(variant="dynamic", resolution=32), CAMERA, [1])

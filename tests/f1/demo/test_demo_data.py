@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from f1.data import LeRobotDataset, WindowedDataset
-from f1.envs import split_of_seed
-from f1.eval import TaskSpec, record_demonstrations
-from f1.eval.demo_policy import demo_policy_config, demo_window_config, embodiment_from_stats
+from f1.demo import record_demonstrations, table_task, task_record
+from f1.demo.policy import demo_policy_config, demo_window_config, embodiment_from_stats
+from f1.envs import TableTaskConfig, make_env, split_of_seed
 
 
 @pytest.fixture(scope="module")
 def arm_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "arm"
-    recorded = record_demonstrations(root, TaskSpec(resolution=32), "arm", ("static", "dynamic"), 2)
+    recorded = record_demonstrations(root, {"resolution": 32}, "arm", ("static", "dynamic"), 2)
     return recorded, LeRobotDataset(root)
 
 
@@ -30,7 +30,7 @@ def test_recorded_dataset_holds_successful_expert_episodes_of_each_variant(arm_d
 
 
 def test_training_seeds_are_never_evaluation_seeds():
-    from f1.eval.demo_data import _training_seeds
+    from f1.demo.data import _training_seeds
 
     for embodiment in ("gripper", "arm"):
         for variant in ("static", "dynamic"):
@@ -39,11 +39,11 @@ def test_training_seeds_are_never_evaluation_seeds():
 
 
 def test_frames_are_stored_losslessly(arm_dataset):
+    from f1.demo.data import _training_seeds
     from f1.envs import make_expert, rollout
-    from f1.eval.demo_data import _training_seeds
 
     _, dataset = arm_dataset
-    env = TaskSpec(resolution=32).make_env("arm", "static")
+    env = make_env("arm", "static", resolution=32)
     record = rollout(env, make_expert(env).act, seed=_training_seeds("arm", "static")[0])
     stored = dataset.camera_frames("observation.images.top", 0, np.arange(3))
     assert np.array_equal(stored, record["observation.images.top"][:3])
@@ -64,18 +64,18 @@ def test_demo_policy_config_windows_give_the_keys_the_policy_reads(arm_dataset, 
 
 def test_bad_arguments_raise_naming_them(tmp_path):
     with pytest.raises(ValueError, match="variants"):
-        record_demonstrations(tmp_path / "a", TaskSpec(), "arm", (), 1)
+        record_demonstrations(tmp_path / "a", {}, "arm", (), 1)
     with pytest.raises(ValueError, match="episodes_per_variant"):
-        record_demonstrations(tmp_path / "b", TaskSpec(), "arm", ("static",), 0)
+        record_demonstrations(tmp_path / "b", {}, "arm", ("static",), 0)
     with pytest.raises(ValueError, match="mode"):
         demo_policy_config("pi0", 32, ())
 
 
 def test_unperturbed_expert_episode_is_the_expert_rollout():
+    from f1.demo.data import expert_episode
     from f1.envs import make_expert, rollout
-    from f1.eval.demo_data import expert_episode
 
-    env = TaskSpec(resolution=32).make_env("gripper", "dynamic")
+    env = make_env("gripper", "dynamic", resolution=32)
     expert = make_expert(env)
     plain = rollout(env, expert.act, seed=11)
     recorded = expert_episode(env, expert, 11)
@@ -85,10 +85,10 @@ def test_unperturbed_expert_episode_is_the_expert_rollout():
 
 
 def test_perturbed_episode_visits_other_states_and_keeps_expert_labels():
+    from f1.demo.data import expert_episode
     from f1.envs import make_expert
-    from f1.eval.demo_data import expert_episode
 
-    env = TaskSpec(resolution=32).make_env("gripper", "static")
+    env = make_env("gripper", "static", resolution=32)
     expert = make_expert(env)
     plain = expert_episode(env, expert, 3)
     perturbed = expert_episode(env, expert, 3, perturbation=0.5)
@@ -101,4 +101,17 @@ def test_perturbed_episode_visits_other_states_and_keeps_expert_labels():
 
 def test_perturbation_out_of_range_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="perturbation"):
-        record_demonstrations(tmp_path / "p", TaskSpec(), "arm", ("static",), 1, perturbation=1.0)
+        record_demonstrations(tmp_path / "p", {}, "arm", ("static",), 1, perturbation=1.0)
+
+
+def test_table_task_sets_the_given_fields_on_the_family_defaults():
+    task = table_task({"resolution": 32, "num_objects": 1}, "arm", "dynamic")
+    assert task == TableTaskConfig(embodiment="arm", variant="dynamic", resolution=32, num_objects=1)
+    assert task_record({"conveyor_speed_range": (0.06, 0.1), "num_bins": 1}) == {
+        "conveyor_speed_range": [0.06, 0.1],
+        "num_bins": 1,
+    }
+    with pytest.raises(ValueError, match="unknown keys"):
+        table_task({"objects": 1}, "arm", "static")
+    with pytest.raises(ValueError, match="embodiment"):
+        table_task({"embodiment": "arm"}, "arm", "static")

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from f1.cli import main
-from f1.eval import DEMO_BUDGETS, read_report
+from f1.demo import DEMO_BUDGETS, task_record
+from f1.eval import read_report
 
 POLICIES = {"f1", "no_gen", "history_no_foresight", "expert", "random"}
 CELLS = {(e, v) for e in ("gripper", "arm") for v in ("static", "dynamic")}
@@ -54,7 +55,7 @@ def test_eval_command_prints_one_json_line(tmp_path, capsys):
     assert printed["policy"] == "expert"
     assert printed["episodes"] == 5
     assert printed["success_rate"] == 1.0
-    assert printed["task"] == DEMO_BUDGETS["full"].task.to_dict() | {"resolution": 32}
+    assert printed["task"] == task_record(DEMO_BUDGETS["full"].task) | {"resolution": 32}
     assert json.loads(out.read_text()) == printed
 
 

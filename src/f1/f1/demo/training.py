@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from f1.data import LeRobotDataset, WindowedDataset
-from f1.eval.demo_policy import demo_window_config
+from f1.demo.policy import demo_window_config
 from f1.model import F1Config, F1Policy
 from f1.model.inputs import resize_frames
 from f1.train import MetricsLogger, SeededBatchStream, Trainer, load_stage_config
 from var_foresight import VQVAE, TokenizerTrainer
 
-__all__ = ["StagePlan", "measure_step_seconds", "run_stage", "train_tokenizer"]
+__all__ = ["StagePlan", "frame_tokenizer", "measure_step_seconds", "run_stage", "train_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,17 @@ class StagePlan:
         if self.loss_weights is not None:
             values["loss_weights"] = dict(self.loss_weights)
         return values
+
+
+def frame_tokenizer(policy: F1Policy) -> VQVAE:
+    """The VQ-VAE that ``policy`` encodes frames with (modes that read a history: ``f1``,
+    ``history_no_foresight``). The one place the demo reaches into a policy's modules."""
+    generation = policy.generation
+    if generation is None:
+        raise ValueError(
+            f"policy: mode {policy.config.mode!r} encodes no frames, so it has no VQ-VAE tokenizer"
+        )
+    return generation.tokenizer
 
 
 def train_tokenizer(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from f1.data import LeRobotDataset
-from f1.eval import TaskSpec
-from f1.eval.demo_data import record_demonstrations
-from f1.eval.demo_policy import demo_policy_config, embodiment_from_stats
-from f1.eval.demo_training import StagePlan
-from f1.eval.demo_workers import (
+from f1.demo.data import record_demonstrations
+from f1.demo.policy import demo_policy_config, embodiment_from_stats
+from f1.demo.training import StagePlan
+from f1.demo.workers import (
     StageJob,
+    StageRun,
     StepProbe,
     TrainingJob,
     measure_in_workers,
@@ -30,10 +32,22 @@ def test_plan_workers_puts_the_costliest_jobs_first_on_the_freest_worker():
         plan_workers([1.0], 0)
 
 
+def test_stage_runs_start_where_the_previous_stage_ended(tmp_path):
+    plan = StagePlan(2, 5, 2, 1e-3)
+    stages = (StageJob("I", tmp_path, plan), StageJob("II", tmp_path, replace(plan, steps=7)))
+    job = TrainingJob("f1", tmp_path / "init", stages, tmp_path / "runs")
+    assert job.stage_runs() == [
+        StageRun("I", tmp_path / "runs" / "stage_I", 0),
+        StageRun("II", tmp_path / "runs" / "stage_II", 5),
+    ]
+
+
 @pytest.fixture(scope="module")
 def gripper_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("workers") / "gripper"
-    record_demonstrations(root, TaskSpec(resolution=32, num_objects=1, num_bins=1), "gripper", ("static",), 2)
+    record_demonstrations(
+        root, {"resolution": 32, "num_objects": 1, "num_bins": 1}, "gripper", ("static",), 2
+    )
     return root
 
 

@@ -1,12 +1,11 @@
 """Training the demo's policies side by side: one worker process per core, one torch thread each.
 
 The demo's policies are small, so a torch op rarely keeps more than one core busy; one process per core
-keeps them all working. In the committed full run (2 cores), the three policies took 13 optimizer steps per
-second together, against 5.5 in the run before, which trained them one after the other (without the fused
-optimizer, which accounts for up to 1.5x of the difference). Each job starts from a
-policy saved on disk (so initialisation does not depend on how jobs are spread over workers), runs its
-stages with :func:`f1.eval.demo_training.run_stage` and leaves every stage's policy and metrics on disk;
-the results are the same as training the jobs one after the other.
+keeps them all working (the speed-up measured in the committed full run is in
+``docs/results/demo/NOTES.md``). Each job starts from a policy saved on disk (so initialisation does not
+depend on how jobs are spread over workers), runs its stages with :func:`f1.demo.training.run_stage` and
+leaves every stage's policy and metrics on disk; the results are the same as training the jobs one after
+the other.
 """
 
 from __future__ import annotations
@@ -17,12 +16,14 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from f1.eval.demo_training import StagePlan
+from f1.demo.training import StagePlan
 from f1.model import F1Config
 
 __all__ = [
     "StageJob",
+    "StageRun",
     "StepProbe",
     "TrainingJob",
     "default_workers",
@@ -39,6 +40,14 @@ class StageJob:
     name: str
     dataset: Path
     plan: StagePlan
+
+
+class StageRun(NamedTuple):
+    """Where a stage of a job left its metrics, and the job's step at which the stage began."""
+
+    stage: str
+    directory: Path
+    first_step: int
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,14 @@ class TrainingJob:
     def steps(self) -> int:
         return sum(stage.plan.steps for stage in self.stages)
 
+    def stage_runs(self) -> list[StageRun]:
+        """Every stage's metrics directory and first step, in order (for the training curves)."""
+        runs, first = [], 0
+        for stage in self.stages:
+            runs.append(StageRun(stage.name, self.stage_dir(stage.name), first))
+            first += stage.plan.steps
+        return runs
+
 
 @dataclass(frozen=True)
 class StepProbe:
@@ -84,7 +101,7 @@ def _measure(probe: StepProbe, threads: int) -> float:
     import torch
 
     from f1.data import LeRobotDataset
-    from f1.eval.demo_training import measure_step_seconds
+    from f1.demo.training import measure_step_seconds
 
     torch.set_num_threads(threads)
     return measure_step_seconds(probe.config, LeRobotDataset(probe.dataset), probe.plan, steps=probe.steps)
@@ -121,7 +138,7 @@ def _run_job(job: TrainingJob, threads: int) -> str:
     import torch
 
     from f1.data import LeRobotDataset
-    from f1.eval.demo_training import run_stage
+    from f1.demo.training import run_stage
     from f1.model import F1Policy
 
     torch.set_num_threads(threads)

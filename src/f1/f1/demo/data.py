@@ -4,6 +4,10 @@ One dataset per embodiment (its own state and action spaces, its ``robot_type`` 
 holding episodes of the requested variants interleaved (static, dynamic, static, ...). Seeds come from
 ``seed_range("train")``, so no evaluation scene (``"test"``) is ever recorded.
 
+The demo's task is written as the :class:`f1.envs.TableTaskConfig` fields it sets (``task``, a mapping such as
+``{"resolution": 64, "num_objects": 1}``); :func:`table_task` puts them on the family's defaults for one
+embodiment and variant, so nothing here repeats the task's fields.
+
 With ``perturbation > 0`` the demonstrations are recorded the DART way (Laskey et al., 2017): on that
 share of the steps a random action is executed instead of the expert's, while the recorded label is always
 the expert's action at the frame. The data then hold the expert's corrections from states a slightly wrong
@@ -13,8 +17,8 @@ never show; a behaviour-cloned policy that makes one such mistake otherwise cann
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +27,26 @@ from tqdm.auto import tqdm
 
 from f1.data import LeRobotDatasetWriter, standard_features
 from f1.envs import (
+    EMBODIMENTS,
+    VARIANTS,
     EpisodeRecord,
     ScriptedExpert,
     TableTaskConfig,
     TableTaskEnv,
     episode_frames,
-    make_env,
     make_expert,
     rollout,
     seed_range,
 )
 
-__all__ = ["CAMERA", "RecordedDataset", "TaskSpec", "expert_episode", "record_demonstrations"]
+__all__ = [
+    "CAMERA",
+    "RecordedDataset",
+    "expert_episode",
+    "record_demonstrations",
+    "table_task",
+    "task_record",
+]
 
 CAMERA = "top"
 """The camera name of the table view (``observation.images.top``)."""
@@ -43,46 +55,22 @@ CAMERA = "top"
 _SEED_BLOCK = 100_000
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """Which member of the table task family the demo uses (see :class:`f1.envs.TableTaskConfig`).
+def table_task(task: Mapping[str, Any], embodiment: str, variant: str) -> TableTaskConfig:
+    """The table task of ``embodiment`` and ``variant``: the fields ``task`` sets, on the family's defaults.
 
-    Attributes:
-        resolution: image side in pixels.
-        num_objects: objects on the table; the instruction names one.
-        num_bins: target bins; the instruction names one.
-        grasp_radius: how close (table widths) the end effector must be to an object's centre when the
-            gripper closes for the grasp to take.
-        object_size: side of an object's bounding square, table widths.
-        conveyor_speed_range: (low, high) belt speed of the dynamic variant, table widths per step.
-
-    The defaults are :class:`f1.envs.TableTaskConfig`'s.
+    ``task``: :class:`f1.envs.TableTaskConfig` fields other than ``embodiment`` and ``variant``. Unknown
+    fields and out-of-range values raise ``ValueError`` naming the field.
     """
+    chosen = sorted({"embodiment", "variant"} & set(task))
+    if chosen:
+        raise ValueError(f"task: {chosen} are chosen per environment, expected them absent from {dict(task)}")
+    return TableTaskConfig.from_dict({**task, "embodiment": embodiment, "variant": variant})
 
-    resolution: int = TableTaskConfig.resolution
-    num_objects: int = TableTaskConfig.num_objects
-    num_bins: int = TableTaskConfig.num_bins
-    grasp_radius: float = TableTaskConfig.grasp_radius
-    object_size: float = TableTaskConfig.object_size
-    conveyor_speed_range: tuple[float, float] = TableTaskConfig.conveyor_speed_range
 
-    def make_env(self, embodiment: str, variant: str) -> TableTaskEnv:
-        """The environment of this task for ``embodiment`` and ``variant``."""
-        return make_env(
-            embodiment,
-            variant,
-            resolution=self.resolution,
-            num_objects=self.num_objects,
-            num_bins=self.num_bins,
-            grasp_radius=self.grasp_radius,
-            object_size=self.object_size,
-            conveyor_speed_range=self.conveyor_speed_range,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["conveyor_speed_range"] = list(self.conveyor_speed_range)
-        return data
+def task_record(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields ``task`` sets, as a report records them (validated; tuples as lists)."""
+    fields = table_task(task, EMBODIMENTS[0], VARIANTS[0]).to_dict()
+    return {name: fields[name] for name in task}
 
 
 @dataclass(frozen=True)
@@ -107,7 +95,7 @@ class RecordedDataset:
 
 
 def _training_seeds(embodiment: str, variant: str) -> range:
-    block = ("gripper", "arm").index(embodiment) * 2 + ("static", "dynamic").index(variant)
+    block = EMBODIMENTS.index(embodiment) * len(VARIANTS) + VARIANTS.index(variant)
     start = seed_range("train").start + block * _SEED_BLOCK
     return range(start, start + _SEED_BLOCK)
 
@@ -130,7 +118,7 @@ def expert_episode(
 
 def record_demonstrations(
     root: str | Path,
-    task: TaskSpec,
+    task: Mapping[str, Any],
     embodiment: str,
     variants: Sequence[str],
     episodes_per_variant: int,
@@ -140,6 +128,7 @@ def record_demonstrations(
 ) -> RecordedDataset:
     """Record ``episodes_per_variant`` successful expert episodes per variant into a new dataset at ``root``.
 
+    ``task``: the :class:`f1.envs.TableTaskConfig` fields the demo sets (see :func:`table_task`).
     Failed expert episodes (rare; none at the default settings) are skipped and replaced by the next seed.
     Images are stored losslessly (PNG) so that training frames are exactly what the policy sees at
     evaluation time. ``perturbation``: share of steps on which a random action is executed (the label stays
@@ -153,17 +142,17 @@ def record_demonstrations(
         raise ValueError(f"perturbation: expected a share in [0, 1), received {perturbation!r}")
     variants = tuple(variants)
     if not variants:
-        raise ValueError("variants: expected at least one of 'static', 'dynamic'")
+        raise ValueError(f"variants: expected at least one of {list(VARIANTS)}")
     if isinstance(episodes_per_variant, bool) or not isinstance(episodes_per_variant, int):
         raise ValueError(f"episodes_per_variant: expected a positive int, received {episodes_per_variant!r}")
     if episodes_per_variant < 1:
         raise ValueError(f"episodes_per_variant: expected a positive int, received {episodes_per_variant}")
-    envs = {variant: task.make_env(embodiment, variant) for variant in variants}
+    envs = {variant: TableTaskEnv(table_task(task, embodiment, variant)) for variant in variants}
     experts = {variant: make_expert(env) for variant, env in envs.items()}
     seeds = {variant: iter(_training_seeds(embodiment, variant)) for variant in variants}
     first = envs[variants[0]]
     features = standard_features(
-        {CAMERA: (task.resolution, task.resolution)},
+        {CAMERA: (first.config.resolution, first.config.resolution)},
         state_dim=first.state_space.dim,
         action_dim=first.action_space.dim,
         image_storage="image",

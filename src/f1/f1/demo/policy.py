@@ -5,15 +5,15 @@ F1 only by the switch the ablation names. Changes to the ``tiny`` preset, and wh
 
 - one camera named ``top`` (the table view) at the environment's resolution;
 - a smaller VQ-VAE (32 px, 8 x 8 latent, scales 1-2-4-8): the foresight and the history are encoded at
-  every training step, and at 64 px the tokenizer's convolutions were a third of the step time on a CPU;
+  every training step, and at 64 px the tokenizer's convolutions took a large share of the step time on
+  a CPU (see ``docs/results/demo/NOTES.md``);
 - history of 2 frames 2 steps apart (t-2, t) and the foresight 2 steps ahead: enough to see the conveyor's
   speed and direction, which a single frame does not show;
 - foresight sampled as in the paper (top-p 0.95; top-k 900 of 4096 codes scaled to 56 of 256);
 - two embodiments, ``gripper`` and ``arm``, normalized (min-max to [-1, 1]) with their datasets' statistics;
 - chunks of 8 actions of which 2 are executed before replanning (the tiny preset executes 4): objects on
-  the conveyor move every step, and with a scripted policy reading the true state, executing 4 of 8
-  halved the success of a chunked behaviour clone on the dynamic variant (47% against 97% for 1 of 1,
-  at the environment's default grasp radius).
+  the conveyor move every step, and executing 4 of 8 halved the success of a chunked behaviour clone on
+  the dynamic variant (measured in ``docs/results/demo/NOTES.md``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from dataclasses import replace
 from typing import Any
 
 from f1.data import WindowConfig
-from f1.eval.demo_data import CAMERA
+from f1.demo.data import CAMERA
 from f1.model import Embodiment, F1Config, FeatureStats, GenerationConfig, preset
+from f1.model.config import MODES
 from var_foresight import VQVAEConfig
 
-__all__ = ["MODES", "demo_policy_config", "demo_window_config", "embodiment_from_stats"]
-
-MODES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight")
+__all__ = ["demo_policy_config", "demo_window_config", "embodiment_from_stats"]
 
 
 def embodiment_from_stats(name: str, stats: Mapping[str, Mapping[str, Any]], control_hz: float) -> Embodiment:

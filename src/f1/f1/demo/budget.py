@@ -1,0 +1,245 @@
+"""How big a demo run is, and how its training steps are sized and spread over the stages.
+
+Step counts follow a wall-clock budget: a few steps of each policy, timed in the training workers
+(:func:`step_probes`), size the stages so that the training of all three policies fits
+``DemoBudget.train_seconds`` (:func:`steps_within`); the other phases have fixed sizes. F1 trains stages I
+and II on the gripper and III on the arm; the controls No-Gen and History-No-Foresight get the same number
+of optimizer steps and samples, stage I's steps going to their stage II since they have no foresight to
+pre-train (:func:`stage_schedule`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from f1.demo.data import table_task
+from f1.demo.training import StagePlan
+from f1.demo.workers import StageJob, StepProbe, plan_workers
+from f1.envs import EMBODIMENTS, VARIANTS
+from f1.model import F1Config
+
+__all__ = [
+    "DEMO_BUDGETS",
+    "DEMO_TASK",
+    "DemoBudget",
+    "TrainingSteps",
+    "job_seconds",
+    "stage_schedule",
+    "stage_steps",
+    "step_probes",
+    "steps_within",
+    "training_steps",
+]
+
+DEMO_TASK: dict[str, Any] = {
+    "resolution": 64,
+    "num_objects": 1,
+    "num_bins": 1,
+    "grasp_radius": 0.075,
+    "object_size": 0.15,
+    "conveyor_speed_range": (0.06, 0.10),
+}
+"""The demo's table task: the :class:`f1.envs.TableTaskConfig` fields it sets (the others keep the family's
+defaults). One object and one bin; objects 0.15 table widths wide (10 px at 64 px) that a gripper closing
+anywhere over them grasps; a belt running 0.06 to 0.10 table widths per step, faster than the grasp radius,
+so that closing where the object is now misses it: the scripted expert that aims at the object's current
+position instead of intercepting it fails on the belt far more often than the intercepting expert, which
+the report shows beside the policies. With the environment's defaults (0.1-wide objects, 0.03 grasp radius,
+a slower belt), no policy trained from scratch in the demo's budget learned the task, and the aiming expert
+often succeeded without any prediction of the motion (the measurements are in
+``docs/results/demo/NOTES.md``)."""
+
+# The stage-I timing is its own probe: only the generation expert learns there.
+_STAGE1_PROBE = "f1_stage1"
+
+
+@dataclass(frozen=True)
+class DemoBudget:
+    """How big a demo run is.
+
+    Attributes:
+        name: ``"full"`` or ``"quick"``.
+        task: the table task, as the :class:`f1.envs.TableTaskConfig` fields it sets (validated here).
+        gripper_episodes: expert demonstrations of the gripper per variant.
+        arm_episodes: expert demonstrations of the arm per variant (at most 25: 50 in all).
+        perturbation: share of demonstration steps executed as random actions, labelled with the
+            expert's correction (DART; see :mod:`f1.demo.data`).
+        tokenizer_steps, tokenizer_batch: VQ-VAE training (it uses every core of the machine).
+        train_seconds: wall-clock budget for the policies' training (all three, all stages); the other
+            phases have fixed sizes (episodes, tokenizer steps, evaluation episodes).
+        min_steps, max_steps: bounds of the steps per policy that the budget may choose.
+        stage_fractions: share of the steps in stages I, II and III.
+        batch_size, lr: optimizer batch and peak learning rate of the stages.
+        eval_episodes: held-out episodes per (policy, cell).
+        eval_batch: episodes run in lockstep.
+        foresight_samples: anchors for the foresight numbers (the picture shows 3).
+    """
+
+    name: str
+    task: Mapping[str, Any] = field(default_factory=lambda: dict(DEMO_TASK))
+    gripper_episodes: int = 150
+    arm_episodes: int = 25
+    perturbation: float = 0.1
+    tokenizer_steps: int = 600
+    tokenizer_batch: int = 32
+    train_seconds: float = 900.0
+    min_steps: int = 60
+    max_steps: int = 20_000
+    stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
+    batch_size: int = 16
+    lr: float = 2e-3
+    eval_episodes: int = 100
+    eval_batch: int = 100
+    foresight_samples: int = 32
+
+    def __post_init__(self) -> None:
+        for embodiment in EMBODIMENTS:
+            for variant in VARIANTS:
+                table_task(self.task, embodiment, variant)  # raises naming a bad task field
+        if not 1 <= self.arm_episodes <= 25:
+            raise ValueError(
+                f"arm_episodes: expected 1 to 25 per variant (50 in all), received {self.arm_episodes}"
+            )
+        if abs(sum(self.stage_fractions) - 1) > 1e-6 or min(self.stage_fractions) <= 0:
+            raise ValueError(
+                "stage_fractions: expected three positive shares summing to 1, "
+                f"received {self.stage_fractions}"
+            )
+        for name in (
+            "gripper_episodes",
+            "tokenizer_steps",
+            "tokenizer_batch",
+            "min_steps",
+            "batch_size",
+            "eval_episodes",
+            "eval_batch",
+            "foresight_samples",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, received {value!r}")
+        if self.max_steps < self.min_steps:
+            raise ValueError(f"max_steps: expected >= min_steps={self.min_steps}, received {self.max_steps}")
+
+    @property
+    def resolution(self) -> int:
+        """Side of the table images in pixels."""
+        return table_task(self.task, EMBODIMENTS[0], VARIANTS[0]).resolution
+
+    @property
+    def sizes_steps(self) -> bool:
+        """Whether the steps per policy are measured against ``train_seconds`` (else ``max_steps``)."""
+        return self.min_steps < self.max_steps
+
+
+DEMO_BUDGETS: dict[str, DemoBudget] = {
+    "full": DemoBudget(name="full"),
+    "quick": DemoBudget(
+        name="quick",
+        task={**DEMO_TASK, "resolution": 32},
+        gripper_episodes=6,
+        arm_episodes=3,
+        tokenizer_steps=10,
+        tokenizer_batch=8,
+        train_seconds=15.0,
+        min_steps=12,
+        max_steps=12,
+        batch_size=4,
+        eval_episodes=4,
+        eval_batch=4,
+        foresight_samples=2,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSteps:
+    """Optimizer steps of each policy.
+
+    Attributes:
+        per_policy: steps of every policy, all stages together.
+        stages: F1's steps in stages I, II and III (the controls: I + II in their stage II, then III).
+        seconds_per_step: the measured timings they were sized from (empty when the budget fixed them).
+    """
+
+    per_policy: int
+    stages: tuple[int, int, int]
+    seconds_per_step: dict[str, float]
+
+
+def stage_steps(total: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    """``total`` steps split into stages I, II and III by ``fractions`` (each at least 1)."""
+    first = max(1, round(total * fractions[0]))
+    third = max(1, round(total * fractions[2]))
+    return first, max(1, total - first - third), third
+
+
+def steps_within(budget: DemoBudget, seconds: Mapping[str, float], workers: int) -> int:
+    """Steps per policy so that F1 (stages I-III) and both controls, spread over ``workers`` processes,
+    train within ``budget.train_seconds``; ``seconds``: seconds per step of each :func:`step_probes`."""
+    first, second, third = budget.stage_fractions
+    per_step = [
+        first * seconds[_STAGE1_PROBE] + (second + third) * seconds["f1"],
+        seconds["no_gen"],
+        seconds["history_no_foresight"],
+    ]
+    wall_per_step = plan_workers(per_step, workers)
+    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / wall_per_step)))
+
+
+def training_steps(budget: DemoBudget, seconds: Mapping[str, float], workers: int) -> TrainingSteps:
+    """The steps of every policy and stage: sized to the budget from ``seconds`` when it leaves a choice
+    (:attr:`DemoBudget.sizes_steps`), else ``budget.max_steps``."""
+    total = steps_within(budget, seconds, workers) if budget.sizes_steps else budget.max_steps
+    return TrainingSteps(total, stage_steps(total, budget.stage_fractions), dict(seconds))
+
+
+def stage_schedule(
+    mode: str, steps: tuple[int, int, int], budget: DemoBudget, roots: Mapping[str, Path]
+) -> tuple[StageJob, ...]:
+    """F1: stages I, II on the gripper and III on the arm. The controls: the same steps in II and III
+    (stage I's go to stage II), flow loss only. ``roots``: dataset directory per embodiment."""
+    batch, lr = budget.batch_size, budget.lr
+    if mode == "f1":
+        return (
+            StageJob("I", roots["gripper"], StagePlan(1, steps[0], batch, lr)),
+            StageJob("II", roots["gripper"], StagePlan(2, steps[1], batch, lr)),
+            StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr)),
+        )
+    flow = {"flow": 1.0}
+    return (
+        StageJob("II", roots["gripper"], StagePlan(2, steps[0] + steps[1], batch, lr, flow)),
+        StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr, flow)),
+    )
+
+
+def job_seconds(mode: str, schedule: tuple[StageJob, ...], seconds: Mapping[str, float]) -> float:
+    """Estimated training seconds of a schedule (1 per step when nothing was measured)."""
+    total = 0.0
+    for stage in schedule:
+        key = _STAGE1_PROBE if stage.plan.stage == 1 else mode
+        total += stage.plan.steps * seconds.get(key, 1.0)
+    return total
+
+
+def step_probes(configs: Mapping[str, F1Config], gripper: Path, budget: DemoBudget) -> list[StepProbe]:
+    """Timings of F1 (stages I and II) and of the two controls, costliest first; ``gripper``: the
+    gripper's dataset directory."""
+    probe = max(2, min(4, budget.batch_size)) - 1
+    batch, lr = budget.batch_size, budget.lr
+    flow = {"flow": 1.0}
+    return [
+        StepProbe("f1", configs["f1"], gripper, StagePlan(2, 10, batch, lr), probe),
+        StepProbe(_STAGE1_PROBE, configs["f1"], gripper, StagePlan(1, 10, batch, lr), probe),
+        StepProbe(
+            "history_no_foresight",
+            configs["history_no_foresight"],
+            gripper,
+            StagePlan(2, 10, batch, lr, flow),
+            probe,
+        ),
+        StepProbe("no_gen", configs["no_gen"], gripper, StagePlan(2, 10, batch, lr, flow), probe),
+    ]

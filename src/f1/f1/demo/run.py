@@ -1,0 +1,383 @@
+"""``f1 demo``: record demonstrations, train F1 and its two controls, evaluate closed loop, write the report.
+
+:func:`run_demo` is the pipeline (see ``docs/demo.md``), one phase function per step:
+
+1. :func:`record_phase`: demonstrations of the scripted expert: the point gripper on the static and the
+   dynamic (conveyor) variant, and at most 50 of the planar arm (half static, half dynamic), with 10% of
+   the steps perturbed (DART: a random action executed, the expert's correction recorded);
+2. :func:`calibration_phase`: a few timed steps of each policy size the stages to the wall-clock budget
+   (:mod:`f1.demo.budget`; skipped when the budget fixes the steps);
+3. :func:`tokenizer_phase`: the initial policies, and a small VQ-VAE tokenizer trained on the gripper frames
+   (shared by every policy that encodes frames);
+4. :func:`training_phase`: F1 through stage I (foresight pre-training) and stage II on the gripper, stage III
+   on the arm; the controls No-Gen and History-No-Foresight through the same number of optimizer steps and
+   samples, side by side in worker processes (:mod:`f1.demo.workers`);
+5. :func:`evaluation_phase`: closed-loop evaluation on held-out seeds of F1, the controls, the scripted
+   expert and random actions on the four cells (gripper | arm) x (static | dynamic); gripper cells use the
+   stage-II policy, arm cells the stage-III policy;
+6. :func:`report_phase`: ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``,
+   ``foresight.png`` (:mod:`f1.demo.report`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from f1.data import LeRobotDataset
+from f1.demo.budget import (
+    DEMO_BUDGETS,
+    DemoBudget,
+    TrainingSteps,
+    job_seconds,
+    stage_schedule,
+    step_probes,
+    training_steps,
+)
+from f1.demo.data import CAMERA, RecordedDataset, record_demonstrations, table_task
+from f1.demo.policy import demo_policy_config, embodiment_from_stats
+from f1.demo.report import demo_report, write_figures, write_report
+from f1.demo.training import frame_tokenizer, train_tokenizer
+from f1.demo.workers import StageRun, TrainingJob, default_workers, measure_in_workers, train_jobs
+from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, seed_range
+from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
+from f1.eval.foresight import ForesightSamples, collect_foresight
+from f1.eval.report import Cell
+from f1.eval.rollouts import evaluate
+from f1.model import F1Config, F1Policy
+from f1.model.config import MODES
+
+__all__ = ["DemoResult", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+LEAD_UNAWARE = "expert_lead_unaware"
+CELLS: tuple[tuple[str, str], ...] = tuple((e, v) for e in EMBODIMENTS for v in VARIANTS)
+"""(embodiment, variant) of every evaluation cell, in the report's order."""
+EVALUATION_STAGE = {"gripper": "II", "arm": "III"}
+"""The stage whose policy is evaluated on each embodiment."""
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` wrote: the report and its files."""
+
+    out_dir: Path
+    report: dict[str, Any]
+    files: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run works, the same for every phase: its work directory (demonstrations, tokenizer, training
+    runs), the seed, the training worker processes and their torch threads, progress bars."""
+
+    work: Path
+    seed: int
+    workers: int
+    threads: int
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """The recorded demonstrations, one dataset per embodiment (``"gripper"``, ``"arm"``)."""
+
+    recorded: dict[str, RecordedDataset]
+    datasets: dict[str, LeRobotDataset]
+
+    @property
+    def roots(self) -> dict[str, Path]:
+        return {name: r.root for name, r in self.recorded.items()}
+
+
+@dataclass(frozen=True)
+class TrainedPolicies:
+    """Every policy after every stage (``policies[mode][stage]``) and where each stage left its metrics."""
+
+    policies: dict[str, dict[str, F1Policy]]
+    curves: dict[str, list[StageRun]]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The success cells of every policy and the reference cells (the lead-unaware expert)."""
+
+    cells: list[Cell]
+    references: list[Cell]
+
+
+class PhaseClock:
+    """Wall time of the named phases of the run."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        begun = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - begun
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def run_demo(
+    out_dir: str | Path = "runs/demo",
+    budget: DemoBudget | str = "full",
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    threads: int | None = 1,
+    workers: int | None = None,
+) -> DemoResult:
+    """Run the whole demo and write its report to ``out_dir`` (see the module docstring).
+
+    Args:
+        out_dir: report files go here; the demonstrations and training runs under ``out_dir/work``
+            (replaced on every run).
+        budget: a :class:`DemoBudget` or the name of one in :data:`DEMO_BUDGETS`.
+        seed: seeds policy initialisation, batch order and sampling.
+        progress: progress bars.
+        threads: torch intra-op threads per process (1 is fastest on a busy 2-core machine; None leaves
+            torch's choice in this process and uses 1 in the training workers).
+        workers: processes that train the three policies side by side (default: one per core, at most 3;
+            1 trains them one after the other in this process). The results do not depend on it.
+    """
+    if isinstance(budget, str):
+        if budget not in DEMO_BUDGETS:
+            raise ValueError(f"budget: expected one of {list(DEMO_BUDGETS)}, received {budget!r}")
+        budget = DEMO_BUDGETS[budget]
+    if threads is not None:
+        torch.set_num_threads(threads)
+    clock = PhaseClock()
+    out = Path(out_dir)
+    run = RunSettings(
+        work=out / "work",
+        seed=seed,
+        workers=default_workers(len(MODES)) if workers is None else workers,
+        threads=threads or 1,
+        progress=progress,
+    )
+    if run.work.exists():
+        shutil.rmtree(run.work)
+    run.work.mkdir(parents=True)
+
+    with clock.phase("demonstrations"):
+        demonstrations = record_phase(budget, run)
+    configs = policy_configs(demonstrations, budget.resolution)
+    seconds: dict[str, float] = {}
+    if budget.sizes_steps:
+        with clock.phase("calibration"):
+            seconds = calibration_phase(configs, demonstrations, budget, run)
+    steps = training_steps(budget, seconds, run.workers)
+    log.info("steps per policy: %d (stages %s); seconds per step %s", steps.per_policy, steps.stages, seconds)
+    with clock.phase("tokenizer"):
+        initial = tokenizer_phase(configs, demonstrations, budget, run)
+    with clock.phase("training"):
+        trained = training_phase(initial, steps, demonstrations, budget, run)
+    with clock.phase("evaluation"):
+        evaluation = evaluation_phase(trained, budget, run)
+    return report_phase(out, budget, demonstrations, steps, trained, evaluation, configs["f1"], clock, run)
+
+
+def record_phase(budget: DemoBudget, run: RunSettings) -> Demonstrations:
+    """Expert demonstrations of both embodiments on both variants, one dataset each under ``work/data``."""
+    episodes = {"gripper": budget.gripper_episodes, "arm": budget.arm_episodes}
+    recorded = {
+        name: record_demonstrations(
+            run.work / "data" / name,
+            budget.task,
+            name,
+            VARIANTS,
+            episodes[name],
+            perturbation=budget.perturbation,
+            progress=run.progress,
+        )
+        for name in EMBODIMENTS
+    }
+    return Demonstrations(recorded, {name: LeRobotDataset(r.root) for name, r in recorded.items()})
+
+
+def policy_configs(demonstrations: Demonstrations, resolution: int) -> dict[str, F1Config]:
+    """The demo policy in every mode, with both embodiments normalized by their datasets' statistics."""
+    data = demonstrations.datasets
+    fps = float(data["gripper"].fps)
+    embodiments = tuple(
+        embodiment_from_stats(name, data[name].stats or data[name].compute_stats(), fps)
+        for name in EMBODIMENTS
+    )
+    return {mode: demo_policy_config(mode, resolution, embodiments) for mode in MODES}
+
+
+def calibration_phase(
+    configs: Mapping[str, F1Config],
+    demonstrations: Demonstrations,
+    budget: DemoBudget,
+    run: RunSettings,
+) -> dict[str, float]:
+    """Seconds per training step of each :func:`f1.demo.budget.step_probes`, timed in the workers."""
+    probes = step_probes(configs, demonstrations.roots["gripper"], budget)
+    return measure_in_workers(probes, workers=run.workers, threads=run.threads)
+
+
+def tokenizer_phase(
+    configs: Mapping[str, F1Config],
+    demonstrations: Demonstrations,
+    budget: DemoBudget,
+    run: RunSettings,
+) -> dict[str, Path]:
+    """The untrained policies (seeded, in the order of ``MODES``), the first one that encodes frames with its
+    VQ-VAE trained on the gripper frames and the others with a copy of it; each saved under
+    ``work / "init"``. Returns the saved policy directory of every mode."""
+    torch.manual_seed(run.seed)
+    policies = {mode: F1Policy(configs[mode]) for mode in MODES}
+    encoders = [frame_tokenizer(p) for p in policies.values() if p.config.has_history]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # nothing else runs meanwhile
+    try:
+        train_tokenizer(
+            encoders[0],
+            demonstrations.datasets["gripper"],
+            f"observation.images.{CAMERA}",
+            steps=budget.tokenizer_steps,
+            batch_size=budget.tokenizer_batch,
+            seed=run.seed,
+            output_dir=run.work / "tokenizer",
+            progress=run.progress,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+    for other in encoders[1:]:
+        other.load_state_dict(encoders[0].state_dict())
+    saved = {}
+    for mode, policy in policies.items():
+        saved[mode] = run.work / "init" / mode
+        policy.save(saved[mode])
+    return saved
+
+
+def training_phase(
+    initial: Mapping[str, Path],
+    steps: TrainingSteps,
+    demonstrations: Demonstrations,
+    budget: DemoBudget,
+    run: RunSettings,
+) -> TrainedPolicies:
+    """Every policy through its stages (:func:`f1.demo.budget.stage_schedule`) on ``workers`` processes."""
+    jobs = []
+    for mode, directory in initial.items():
+        schedule = stage_schedule(mode, steps.stages, budget, demonstrations.roots)
+        jobs.append(
+            TrainingJob(
+                name=mode,
+                initial=directory,
+                stages=schedule,
+                runs=run.work / "runs" / mode,
+                seed=run.seed,
+                cost=job_seconds(mode, schedule, steps.seconds_per_step),
+            )
+        )
+    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
+    return TrainedPolicies(
+        policies={
+            job.name: {s.name: F1Policy.load(job.stage_dir(s.name) / "policy") for s in job.stages}
+            for job in jobs
+        },
+        curves={job.name: job.stage_runs() for job in jobs},
+    )
+
+
+def evaluation_phase(trained: TrainedPolicies, budget: DemoBudget, run: RunSettings) -> Evaluation:
+    """Every policy on every cell (gripper cells with the stage-II policies, arm cells with stage III), and
+    the scripted expert aiming at the object's current position (no interception) on the dynamic cells:
+    how much success on the conveyor needs a prediction of the motion."""
+    seeds = list(seed_range("test")[: budget.eval_episodes])
+
+    def cell(agent: Agent, name: str, embodiment: str, variant: str) -> Cell:
+        result = evaluate(
+            agent,
+            _env_factory(budget, embodiment, variant),
+            seeds,
+            batch_size=budget.eval_batch,
+            progress=run.progress,
+            description=f"eval {name} {embodiment} {variant}",
+        )
+        return Cell.from_result(result, name, variant, embodiment)
+
+    cells: list[Cell] = []
+    for embodiment, variant in CELLS:
+        stage = EVALUATION_STAGE[embodiment]
+        agents: list[tuple[str, Agent]] = [
+            (mode, PolicyAgent(trained.policies[mode][stage], mode, CAMERA, embodiment)) for mode in MODES
+        ]
+        agents += [("expert", ExpertAgent()), ("random", RandomAgent())]
+        cells += [cell(agent, name, embodiment, variant) for name, agent in agents]
+    references = [
+        cell(ExpertAgent(LEAD_UNAWARE, lead_aware=False), LEAD_UNAWARE, embodiment, "dynamic")
+        for embodiment in EMBODIMENTS
+    ]
+    return Evaluation(cells, references)
+
+
+def report_phase(
+    out: Path,
+    budget: DemoBudget,
+    demonstrations: Demonstrations,
+    steps: TrainingSteps,
+    trained: TrainedPolicies,
+    evaluation: Evaluation,
+    f1_config: F1Config,
+    clock: PhaseClock,
+    run: RunSettings,
+) -> DemoResult:
+    """F1's foresight on held-out gripper-dynamic scenes, the figures, ``report.json`` and ``report.md``."""
+    with clock.phase("report"):
+        foresight = _foresight(trained.policies["f1"][EVALUATION_STAGE["gripper"]], budget, run.seed)
+        files = write_figures(
+            out,
+            evaluation.cells,
+            trained.curves,
+            run.work / "tokenizer",
+            foresight,
+            f1_config.generation.history_stride,
+        )
+    report = demo_report(
+        budget=budget,
+        cells=evaluation.cells,
+        references=evaluation.references,
+        foresight=foresight,
+        steps=steps,
+        curves=trained.curves,
+        recorded=demonstrations.recorded,
+        phases=clock.phases,
+        wall_time_s=clock.elapsed,
+        seed=run.seed,
+    )
+    report["wall_time_s"] = clock.elapsed
+    files.update(write_report(out, report))
+    return DemoResult(out_dir=out, report=report, files=files)
+
+
+def _foresight(policy: F1Policy, budget: DemoBudget, seed: int) -> ForesightSamples:
+    seeds = list(seed_range("val")[: budget.foresight_samples])
+    return collect_foresight(policy, table_task(budget.task, "gripper", "dynamic"), CAMERA, seeds, seed=seed)
+
+
+def _env_factory(budget: DemoBudget, embodiment: str, variant: str) -> Callable[[], TableTaskEnv]:
+    task = table_task(budget.task, embodiment, variant)
+    return lambda: TableTaskEnv(task)
