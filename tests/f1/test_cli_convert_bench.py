@@ -74,11 +74,15 @@ def test_bench_writes_the_report_contract(tmp_path: Path) -> None:
 PI0_FILE = Path(__file__).parent / "model" / "fixtures" / "lerobot_pi0" / "model.safetensors"
 
 
-def test_cli_offers_exactly_the_configs_modes() -> None:
-    from f1.cli import MODES
-    from f1.model.config import MODES as MODEL_MODES
+def test_convert_refuses_an_unknown_mode_naming_the_modes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from f1.model.config import MODES
 
-    assert MODES == MODEL_MODES
+    argv = ["convert", str(PI0_FILE), str(tmp_path / "o"), "--from", "pi0", "--set", "vision.heads=2"]
+    assert main([*argv, "--mode", "no_foresight"]) == 2
+    assert f"mode: expected one of {list(MODES)}, received 'no_foresight'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_convert_from_pi0_reads_the_shape_from_lerobots_file(

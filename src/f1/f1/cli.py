@@ -363,7 +363,6 @@ output directory is never replaced without --force.
 
 
 SOURCE_FORMATS = ("f1", "pi0", "paligemma", "var_vqvae")  # f1.model.weight_import.SOURCE_FORMATS (tested)
-MODES = ("f1", "no_gen", "history_no_foresight")  # f1.model.config.MODES (tested)
 
 
 def _parse_set(text: str) -> tuple[str, Any]:
@@ -396,7 +395,9 @@ def _add_convert(subparsers: Subparsers) -> None:
         "--preset",
         help="policy shape to import into (default: read from the file for pi0, f1-4.2b otherwise)",
     )
-    parser.add_argument("--mode", choices=MODES, help="the policy's mode (pi0 default: no_gen)")
+    parser.add_argument(
+        "--mode", help="the policy's mode, e.g. no_gen (pi0's default) or f1; others are refused by name"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from f1.data import LeRobotDataset, Normalizer, WindowConfig, WindowedDataset
+from f1.data import LeRobotDataset, WindowConfig, WindowedDataset
+from f1.model import Embodiment
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ROOT = ARTIFACTS / "lerobot_0_4_4_v30"
@@ -31,12 +33,16 @@ def test_reads_a_dataset_written_by_lerobot() -> None:
         assert ds.task_of(e, 0) == f"task {e % 2}"
 
 
-def test_lerobot_statistics_drive_a_normalizer() -> None:
+def test_lerobot_statistics_drive_an_embodiments_normalization() -> None:
     ds = LeRobotDataset(ROOT)
     actions = ds.column("action").astype(np.float64)
     np.testing.assert_allclose(ds.stats["action"]["mean"], actions.mean(0), rtol=1e-5)
-    normalizer = Normalizer.from_stats(ds.stats, {"action": "quantile", "observation.state": "mean_std"})
-    sample = WindowedDataset(ds, WindowConfig(action_horizon=4), normalizer=normalizer)[0]
+    koch = Embodiment.from_dataset_stats("koch", ds.stats, control_hz=ds.fps, normalization="quantile")
+    sample = WindowedDataset(ds, WindowConfig(action_horizon=4))[0]
+    normalized = koch.normalize_action(sample["action"])
+    q01, q99 = (torch.tensor(ds.stats["action"][k], dtype=torch.float32) for k in ("q01", "q99"))
+    torch.testing.assert_close(normalized, (sample["action"] - (q01 + q99) / 2) / ((q99 - q01) / 2))
+    torch.testing.assert_close(koch.unnormalize_action(normalized), sample["action"])
     assert sample["history"].shape == (4, 3, 32, 32)
     assert sample["observation.images.png"].shape == (3, 32, 32)
     assert sample["embodiment"] == "koch"

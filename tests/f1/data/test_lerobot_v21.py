@@ -12,8 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from f1.data import LeRobotDataset, Normalizer, WindowConfig, WindowedDataset
+from f1.data import LeRobotDataset, WindowConfig, WindowedDataset
+from f1.model import ConfigError, Embodiment
 
 FPS = 10
 SIZE = 32
@@ -154,11 +156,13 @@ def test_v21_stats_aggregate_episode_stats(v21) -> None:
     np.testing.assert_allclose(ds.stats["action"]["min"], all_actions.min(0))
     assert int(ds.stats["action"]["count"][0]) == sum(LENGTHS)
     # v2.1 stores no quantiles: quantile normalization needs statistics recomputed from the data
-    with pytest.raises(ValueError, match=r"needs \['q01', 'q99'\]"):
-        Normalizer.from_stats(ds.stats, {"action": "quantile"})
+    with pytest.raises(ConfigError, match=r"needs statistics \['q01', 'q99'\].*compute_stats"):
+        Embodiment.from_dataset_stats("arm", ds.stats, control_hz=ds.fps, normalization="quantile")
     recomputed = ds.compute_stats()
     np.testing.assert_allclose(recomputed["action"]["q99"], np.quantile(all_actions, 0.99, axis=0))
-    Normalizer.from_stats(recomputed, {"action": "quantile"})
+    arm = Embodiment.from_dataset_stats("arm", recomputed, control_hz=ds.fps, normalization="quantile")
+    q99 = torch.tensor(recomputed["action"]["q99"], dtype=torch.float32)
+    torch.testing.assert_close(arm.normalize_action(q99), torch.ones_like(q99))
 
 
 def test_v21_windows(v21) -> None:

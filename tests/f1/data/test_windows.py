@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from f1.data import (
     LeRobotDataset,
     LeRobotDatasetWriter,
-    Normalizer,
     WindowConfig,
     WindowedDataset,
     clamp_offsets,
@@ -144,20 +143,6 @@ def test_windowed_dataset_validates_its_arguments(write_dataset) -> None:
         WindowedDataset(ds, WindowConfig(camera_keys=("observation.images.side",)), embodiment="x")
     with pytest.raises(ValueError, match="'joint_pos' is not in the dataset"):
         WindowedDataset(ds, WindowConfig(state_key="joint_pos"), embodiment="x")
-
-
-def test_normalizer_is_applied_to_samples(write_dataset) -> None:
-    root, _, _ = write_dataset(lengths=(6,))
-    ds = LeRobotDataset(root)
-    normalizer = Normalizer.from_stats(ds.stats, {"observation.state": "mean_std", "action": "quantile"})
-    raw = WindowedDataset(ds, WindowConfig(camera_keys=(), action_horizon=2), embodiment="a")[1]
-    normed = WindowedDataset(
-        ds, WindowConfig(camera_keys=(), action_horizon=2), embodiment="a", normalizer=normalizer
-    )[1]
-    assert torch.allclose(
-        normed["observation.state"], normalizer.normalize("observation.state", raw["observation.state"])
-    )
-    assert torch.allclose(normalizer.unnormalize("action", normed["action"]), raw["action"], atol=1e-6)
 
 
 def test_pad_collate_pads_state_and_action_widths() -> None:

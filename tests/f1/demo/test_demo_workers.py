@@ -73,8 +73,8 @@ def test_workers_train_the_same_policies_as_one_process(tmp_path, gripper_data):
     train_jobs(parallel, workers=2)
     for one, two in zip(serial, parallel, strict=True):
         for stage in one.stages:
-            a = F1Policy.load(one.stage_dir(stage.name) / "policy").state_dict()
-            b = F1Policy.load(two.stage_dir(stage.name) / "policy").state_dict()
+            a = F1Policy.load(one.stage_dir(stage.name) / "policy").model.state_dict()
+            b = F1Policy.load(two.stage_dir(stage.name) / "policy").model.state_dict()
             assert a.keys() == b.keys()
             for key in a:
                 torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)

@@ -25,14 +25,20 @@ def _arm(normalization: str = "mean_std") -> Embodiment:
         control_hz=20.0,
         action_names=("x", "gripper"),
         normalization=normalization,
-        state_stats={"mean": [0.0, 1.0, 2.0], "std": [1.0, 2.0, 0.5], "min": [-1, -1, -1], "max": [1, 2, 3]},
-        action_stats={"mean": [0.5, 0.0], "std": [2.0, 1.0], "min": [-1.0, 0.0], "max": [1.0, 1.0]},
+        state_stats={
+            **{"mean": [0.0, 1.0, 2.0], "std": [1.0, 2.0, 0.5], "min": [-1, -1, -1], "max": [1, 2, 3]},
+            **{"q01": [-0.9, -0.5, -0.8], "q99": [0.9, 1.5, 2.5]},
+        },
+        action_stats={
+            **{"mean": [0.5, 0.0], "std": [2.0, 1.0], "min": [-1.0, 0.0], "max": [1.0, 1.0]},
+            **{"q01": [-0.8, 0.1], "q99": [0.6, 0.9]},
+        },
     )
 
 
 @settings(max_examples=30, deadline=None)
 @given(
-    mode=st.sampled_from(["mean_std", "min_max", "identity"]),
+    mode=st.sampled_from(["mean_std", "min_max", "quantile", "identity"]),
     values=st.lists(st.floats(-100, 100, allow_nan=False), min_size=2, max_size=2),
 )
 def test_unnormalize_inverts_normalize(mode: str, values: list[float]) -> None:
@@ -48,6 +54,17 @@ def test_mean_std_and_min_max_map_the_statistics_where_expected() -> None:
     extremes = torch.tensor([[-1.0, 0.0], [1.0, 1.0]])
     normalized = _arm("min_max").normalize_action(extremes)
     assert torch.allclose(normalized, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    quantiles = torch.tensor([[-0.8, 0.1], [0.6, 0.9], [2.0, 0.5]])  # q01, q99, and beyond q99
+    normalized = _arm("quantile").normalize_action(quantiles)
+    assert torch.allclose(normalized[:2], torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    assert normalized[2, 0] > 1  # outliers are not clipped
+
+
+def test_quantile_normalization_needs_quantiles_and_ordered_ones() -> None:
+    with pytest.raises(ConfigError, match=r"normalization 'quantile' needs statistics \['q01', 'q99'\]"):
+        Embodiment("arm", 2, 2, normalization="quantile", action_stats={"mean": [0, 0], "std": [1, 1]})
+    with pytest.raises(ConfigError, match="q01 > q99 at dimensions"):
+        Embodiment("arm", 1, 1, normalization="quantile", state_stats={"q01": [1.0], "q99": [0.0]})
 
 
 def test_wrong_dimension_names_the_key_and_the_embodiment() -> None:

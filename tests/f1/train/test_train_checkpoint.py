@@ -201,7 +201,8 @@ def test_weights_that_do_not_fit_are_refused_before_any_change(tmp_path: Path) -
     _save(tmp_path, TinyPolicy(hidden=16), step=1)
     other = TinyPolicy(hidden=8)
     before = {k: v.clone() for k, v in other.state_dict().items()}
-    expected = r"do not fit the policy: 14 shape mismatches .*vision\.weight: model \(8, 6\), file \(16, 6\)"
+    expected = r"does not match the model; 14 shape mismatches: .*vision\.weight: expected \(8, 6\), "
+    expected += r"received \(16, 6\)"
     with pytest.raises(CheckpointError, match=expected):
         load_policy_weights(other, tmp_path)
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())

@@ -4,7 +4,6 @@ weighted mixtures. Only pyarrow and PyAV are needed; LeRobot itself is not."""
 from f1.data.features import FeatureSpec, standard_features
 from f1.data.metadata import DatasetMetadata, EpisodeInfo, VideoSegment, load_metadata
 from f1.data.mixture import DatasetMixture, WeightedMixtureSampler, WeightedMixtureView
-from f1.data.normalize import NORM_MODES, Normalizer
 from f1.data.reader import LeRobotDataset
 from f1.data.stats import aggregate_stats, compute_image_stats, compute_numeric_stats, write_stats_json
 from f1.data.training_factory import build_training_dataset
@@ -14,7 +13,6 @@ from f1.data.writer import FileRotation, LeRobotDatasetWriter
 from f1.errors import DatasetFormatError, UnsupportedVersionError
 
 __all__ = [
-    "NORM_MODES",
     "DatasetFormatError",
     "DatasetMetadata",
     "DatasetMixture",
@@ -23,7 +21,6 @@ __all__ = [
     "FileRotation",
     "LeRobotDataset",
     "LeRobotDatasetWriter",
-    "Normalizer",
     "UnsupportedVersionError",
     "VideoEncoding",
     "VideoSegment",

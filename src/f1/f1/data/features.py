@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from f1.errors import DatasetFormatError
+from f1.keys import ACTION_KEY, IMAGE_KEY_PREFIX, STATE_KEY
 
 VIDEO_DTYPE = "video"
 IMAGE_DTYPE = "image"
@@ -28,10 +29,6 @@ _DEFAULT_FEATURE_DTYPES = {
     "index": "int64",
     "task_index": "int64",
 }
-
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
-IMAGE_KEY_PREFIX = "observation.images."
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from f1.data.features import ACTION_KEY, STATE_KEY
 from f1.data.mixture import DatasetMixture, WeightedMixtureView
 from f1.data.reader import LeRobotDataset
 from f1.data.windows import WindowConfig, WindowedDataset
+from f1.keys import ACTION_KEY, STATE_KEY
 
 _WINDOW_KEYS = {f.name for f in fields(WindowConfig)} - {"pad_state_to", "pad_action_to", "camera_keys"}
 _TOP_KEYS = {"root", "datasets", "embodiment", "episodes", "cameras", "video_cache_mb", "num_samples", "seed"}

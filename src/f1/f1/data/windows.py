@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from f1.data.features import ACTION_KEY, STATE_KEY
-from f1.data.normalize import Normalizer
 from f1.data.reader import LeRobotDataset, to_float_chw
+from f1.keys import ACTION_KEY, STATE_KEY
 
 HISTORY_KEY = "history"
 FUTURE_KEY = "future_image"
@@ -126,8 +125,8 @@ class WindowedDataset(torch.utils.data.Dataset):
         "history_is_pad":              bool (K,)
         "future_image":                float32 (3, H, W) foresight camera at t + future_offset
         "future_image_is_pad":         bool ()
-        "observation.state":           float32 (S,) at t (normalized if a normalizer is given)
-        "action":                      float32 (H, A), steps t .. t+H-1 (normalized likewise)
+        "observation.state":           float32 (S,) at t, raw
+        "action":                      float32 (H, A), steps t .. t+H-1, raw
         "action_is_pad":               bool (H,), True past the episode end
         "task": str, "embodiment": str, "episode_index": int, "frame_index": int
 
@@ -137,8 +136,6 @@ class WindowedDataset(torch.utils.data.Dataset):
         dataset: the frames.
         config: offsets, horizon, cameras.
         embodiment: name of the robot that recorded the data (default: the dataset's robot_type).
-        normalizer: applied to state and action (and any other key it holds) of every sample. Leave it
-            out when the policy normalizes (as F1Policy does, per embodiment).
     """
 
     def __init__(
@@ -146,7 +143,6 @@ class WindowedDataset(torch.utils.data.Dataset):
         dataset: LeRobotDataset,
         config: WindowConfig | None = None,
         embodiment: str | None = None,
-        normalizer: Normalizer | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -158,7 +154,6 @@ class WindowedDataset(torch.utils.data.Dataset):
                 f"got {embodiment!r}"
             )
         self.embodiment = name
-        self.normalizer = normalizer
         cameras = (
             self.config.camera_keys if self.config.camera_keys is not None else tuple(dataset.camera_keys)
         )
@@ -218,8 +213,6 @@ class WindowedDataset(torch.utils.data.Dataset):
         sample[cfg.state_key] = _pad_last(self._state[start + frame], cfg.pad_state_to)
         sample[cfg.action_key] = _pad_last(self._action[start + action_idx], cfg.pad_action_to)
         sample[cfg.action_key + PAD_SUFFIX] = torch.from_numpy(action_pad)
-        if self.normalizer is not None:
-            sample = self.normalizer.normalize_batch(sample)
         sample["task"] = self.dataset.task_of(episode, frame)
         sample["embodiment"] = self.embodiment
         sample["episode_index"] = self.dataset.episodes[episode].episode_index

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from f1.data import LeRobotDatasetWriter, standard_features
 from f1.envs import (
     EMBODIMENTS,
+    TABLE_CAMERA,
     VARIANTS,
     EpisodeRecord,
     ScriptedExpert,
@@ -48,8 +49,8 @@ __all__ = [
     "task_record",
 ]
 
-CAMERA = "top"
-"""The camera name of the table view (``observation.images.top``)."""
+CAMERA = TABLE_CAMERA
+"""The demo policies' one camera: the table view (``observation.images.top``)."""
 
 # Per (embodiment, variant), the training seeds start at a different offset, so no two datasets share scenes.
 _SEED_BLOCK = 100_000

@@ -24,6 +24,7 @@ from typing import Any
 
 from f1.data import WindowConfig
 from f1.demo.data import CAMERA
+from f1.keys import camera_key
 from f1.model import Embodiment, F1Config, FeatureStats, GenerationConfig, preset
 from f1.model.config import MODES
 from var_foresight import VQVAEConfig
@@ -94,13 +95,11 @@ def demo_policy_config(mode: str, resolution: int, embodiments: tuple[Embodiment
 
 
 def demo_window_config(config: F1Config) -> WindowConfig:
-    """Training windows that match ``config``: history at ``-(T-1)*stride .. 0``, the future ``stride`` ahead
-    (mode ``f1`` only) and the action chunk."""
-    gen = config.generation
-    history = tuple(-k * gen.history_stride for k in range(gen.history_frames - 1, -1, -1))
+    """Training windows that match ``config``: its history offsets, the future frame (mode ``f1`` only) and
+    the action chunk."""
     return WindowConfig(
-        history_offsets=history if config.has_history else (),
-        future_offset=gen.history_stride if config.has_foresight else None,
+        history_offsets=config.history_offsets,
+        future_offset=config.future_offset,
         action_horizon=config.action.chunk_size,
-        foresight_camera=f"observation.images.{CAMERA}",
+        foresight_camera=camera_key(CAMERA),
     )

@@ -53,6 +53,7 @@ from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
 from f1.eval.foresight import ForesightSamples, collect_foresight
 from f1.eval.report import Cell
 from f1.eval.rollouts import evaluate
+from f1.keys import camera_key
 from f1.model import F1Config, F1Policy
 from f1.model.config import MODES
 
@@ -253,7 +254,7 @@ def tokenizer_phase(
         train_tokenizer(
             encoders[0],
             demonstrations.datasets["gripper"],
-            f"observation.images.{CAMERA}",
+            camera_key(CAMERA),
             steps=budget.tokenizer_steps,
             batch_size=budget.tokenizer_batch,
             seed=run.seed,

@@ -23,7 +23,7 @@ import torch
 
 from f1.data import LeRobotDataset, WindowedDataset
 from f1.demo.policy import demo_window_config
-from f1.model import F1Config, F1Policy
+from f1.model import F1Config, F1Model, F1Policy
 from f1.model.inputs import resize_frames
 from f1.train import MetricsLogger, SeededBatchStream, Trainer, load_stage_config
 from var_foresight import VQVAE, TokenizerTrainer
@@ -71,7 +71,7 @@ class StagePlan:
 def frame_tokenizer(policy: F1Policy) -> VQVAE:
     """The VQ-VAE that ``policy`` encodes frames with (modes that read a history: ``f1``,
     ``history_no_foresight``). The one place the demo reaches into a policy's modules."""
-    generation = policy.generation
+    generation = policy.model.generation
     if generation is None:
         raise ValueError(
             f"policy: mode {policy.config.mode!r} encodes no frames, so it has no VQ-VAE tokenizer"
@@ -169,7 +169,9 @@ def run_stage(
     name = f"{policy.config.mode} stage {plan.stage}"
     config = load_stage_config(plan.stage, {**plan.overrides(), "seed": seed, "name": name})
     batches = SeededBatchStream(_windows(policy.config, dataset), plan.batch_size, seed=seed)
-    trainer = Trainer(policy, batches, config, output_dir=output_dir, progress=progress, tensorboard=False)
+    trainer = Trainer(
+        policy.model, batches, config, output_dir=output_dir, progress=progress, tensorboard=False
+    )
     trainer.fit()
     policy.save(output_dir / "policy")
     return F1Policy.load(output_dir / "policy")
@@ -180,10 +182,10 @@ def measure_step_seconds(
 ) -> float:
     """Seconds per optimizer step of ``plan`` for a fresh policy of ``config`` (median of ``steps`` after a
     warm-up step), to size the stages to a wall-clock budget."""
-    policy = F1Policy(config)
+    model = F1Model(config)
     stage = load_stage_config(plan.stage, plan.overrides())
     batches = SeededBatchStream(_windows(config, dataset), plan.batch_size, seed=0)
-    trainer = Trainer(policy, batches, stage, output_dir=None, progress=False, tensorboard=False)
+    trainer = Trainer(model, batches, stage, output_dir=None, progress=False, tensorboard=False)
     stream = iter(trainer.batches)
     times = []
     for _ in range(steps + 1):

@@ -13,7 +13,14 @@ Quick start::
 from f1.envs.arm_kinematics import TwoLinkGeometry, forward_kinematics, inverse_kinematics
 from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, PointGripper, TwoLinkArm, make_embodiment
-from f1.envs.episode_rollout import FRAME_KEYS, EpisodeRecord, episode_frames, rollout
+from f1.envs.episode_rollout import (
+    FRAME_KEYS,
+    TABLE_CAMERA,
+    TABLE_IMAGE_KEY,
+    EpisodeRecord,
+    episode_frames,
+    rollout,
+)
 from f1.envs.scripted_experts import ScriptedExpert, make_expert
 from f1.envs.seed_splits import SEED_SPLITS, seed_range, split_of_seed
 from f1.envs.table_env import Observation, TableTaskEnv, TaskState, make_env
@@ -26,6 +33,8 @@ __all__ = [
     "FRAME_KEYS",
     "SEED_SPLITS",
     "SHAPES",
+    "TABLE_CAMERA",
+    "TABLE_IMAGE_KEY",
     "VARIANTS",
     "Bin",
     "BoxSpace",

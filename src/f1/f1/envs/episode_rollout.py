@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from f1.envs.table_env import Observation, TableTaskEnv
+from f1.keys import ACTION_KEY, STATE_KEY, camera_key
 
 EpisodeRecord = TypedDict(
     "EpisodeRecord",
@@ -30,7 +31,13 @@ Keys:
 """
 
 
-FRAME_KEYS: tuple[str, ...] = ("observation.images.top", "observation.state", "action")
+TABLE_CAMERA = "top"
+"""The camera of the table tasks' rendered view."""
+
+TABLE_IMAGE_KEY = camera_key(TABLE_CAMERA)
+"""``observation.images.top``: the key of that view's frames in an :data:`EpisodeRecord`."""
+
+FRAME_KEYS: tuple[str, ...] = (TABLE_IMAGE_KEY, STATE_KEY, ACTION_KEY)
 """The per-frame arrays of an :data:`EpisodeRecord`: the features a dataset writer stores."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from f1.envs import Observation, ScriptedExpert, TableTaskEnv, make_expert
+from f1.keys import camera_key
 
 __all__ = [
     "Agent",
@@ -67,7 +68,7 @@ def observations_to_batch(
     images = np.stack([o["image"] for o in observations])  # (B, H, W, 3)
     states = np.stack([o["state"] for o in observations]).astype(np.float32)
     return {
-        f"observation.images.{camera}": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        camera_key(camera): torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
         "observation.state": torch.from_numpy(states),
         "task": [o["instruction"] for o in observations],
         "embodiment": embodiment,

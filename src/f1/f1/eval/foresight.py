@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from f1.envs import TableTaskConfig, TableTaskEnv, make_expert, rollout
+from f1.envs import TABLE_IMAGE_KEY, TableTaskConfig, TableTaskEnv, make_expert, rollout
 from f1.eval.plots import ForesightRow
+from f1.keys import camera_key
 from f1.model import F1Policy
 from f1.model.inputs import resize_frames
 from var_foresight import psnr
@@ -81,20 +82,20 @@ def collect_foresight(
         raise ValueError(f"policy: mode {config.mode!r} predicts no foresight (mode 'f1' does)")
     if not seeds:
         raise ValueError("seeds: expected at least one episode seed")
-    stride, frames_back = config.generation.history_stride, config.generation.history_frames - 1
+    offsets, stride = config.history_offsets, config.future_offset
+    assert stride is not None  # a policy with foresight imagines a future frame
     env = TableTaskEnv(task)
     expert = make_expert(env)
     current, history, future, states, tasks = [], [], [], [], []
     for episode_seed in seeds:
         record = rollout(env, expert.act, seed=episode_seed)
-        images = record["observation.images.top"]
+        images = record[TABLE_IMAGE_KEY]
         length = len(images)
-        first, last = frames_back * stride, length - 1 - stride
+        first, last = -offsets[0], length - 1 - stride
         if last < first:
             continue
         t = (first + last) // 2
-        offsets = [t - k * stride for k in range(frames_back, -1, -1)]
-        history.append(images[offsets])
+        history.append(images[[t + offset for offset in offsets]])
         current.append(images[t])
         future.append(images[t + stride])
         states.append(record["observation.state"][t])
@@ -107,7 +108,7 @@ def collect_foresight(
 
     history_t = as_float(np.stack(history))
     observation = {
-        f"observation.images.{camera}": as_float(np.stack(current)),
+        camera_key(camera): as_float(np.stack(current)),
         "observation.state": torch.from_numpy(np.stack(states)).float(),
         "task": tasks,
         "embodiment": task.embodiment,
@@ -122,8 +123,9 @@ def collect_foresight(
     size = tuple(imagined.shape[-2:])
     real = resize_frames(as_float(np.stack(future)), size)
     now = resize_frames(as_float(np.stack(current)), size)
-    assert policy.generation is not None  # a policy that foresees encodes frames
-    tokenizer = policy.generation.tokenizer
+    generation = policy.model.generation
+    assert generation is not None  # a policy that foresees encodes frames
+    tokenizer = generation.tokenizer
     reconstructed = (tokenizer.decode_indices(tokenizer.encode_indices(real * 2 - 1)) + 1) / 2
 
     def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from f1.keys import camera_key
 from f1.model import (
     CheckpointError,
     ConfigError,
@@ -66,8 +67,7 @@ def _observation(policy: F1Policy, batch_size: int, seed: int, *, training: bool
     size = config.vision.image_size
     embodiment = config.embodiments[0]
     out: dict[str, Any] = {
-        f"observation.images.{camera}": torch.rand(batch_size, 3, size, size, generator=g)
-        for camera in config.cameras
+        camera_key(camera): torch.rand(batch_size, 3, size, size, generator=g) for camera in config.cameras
     }
     out["observation.state"] = torch.randn(batch_size, embodiment.state_dim, generator=g)
     out["task"] = ["put the red cube in the green bowl"] * batch_size

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from f1.errors import CheckpointError, ConfigError
+from f1.keys import IMAGE_KEY_PREFIX
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment
 from f1.model.presets import preset
@@ -39,7 +40,6 @@ P = "model.paligemma_with_expert."
 SIGLIP = P + "paligemma.vision_tower.vision_model."
 GEMMA = P + "paligemma.language_model.model."
 EXPERT = P + "gemma_expert.model."
-IMAGE_KEY_PREFIX = "observation.images."
 SIGLIP_HEAD_DIM = 72  # So400m/14: width 1152, 16 heads
 
 # pi0's defaults (LeRobot's PI0Config) for what only config.json can say

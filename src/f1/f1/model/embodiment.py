@@ -19,6 +19,7 @@ from f1.errors import ConfigError, InputError, UnknownEmbodimentError
 from f1.model._checks import finite_float, float_tuple, one_of, positive_int, reject_unknown_keys
 
 __all__ = [
+    "NORMALIZATION_MODES",
     "Embodiment",
     "EmbodimentRegistry",
     "FeatureStats",
@@ -26,9 +27,16 @@ __all__ = [
     "padded_embodiment",
 ]
 
-NormalizationMode = Literal["mean_std", "min_max", "identity"]
-_MODES: tuple[str, ...] = ("mean_std", "min_max", "identity")
+NormalizationMode = Literal["mean_std", "min_max", "quantile", "identity"]
+NORMALIZATION_MODES: tuple[str, ...] = ("mean_std", "min_max", "quantile", "identity")
 _EPS = 1e-8
+# the statistics each mode reads (LeRobot's stats.json names)
+_MODE_STATS: dict[str, tuple[str, ...]] = {
+    "mean_std": ("mean", "std"),
+    "min_max": ("min", "max"),
+    "quantile": ("q01", "q99"),
+    "identity": (),
+}
 
 
 @dataclass(frozen=True)
@@ -37,13 +45,17 @@ class FeatureStats:
 
     Attributes:
         mean, std: used by ``"mean_std"`` normalization, ``(x - mean) / (std + 1e-8)``.
-        min, max: used by ``"min_max"`` normalization to ``[-1, 1]``.
+        min, max: used by ``"min_max"`` normalization, ``[min, max] -> [-1, 1]``.
+        q01, q99: the 1st and 99th percentiles, used by ``"quantile"`` normalization (pi0/openpi's),
+            ``[q01, q99] -> [-1, 1]``: robust to outliers, values beyond them map beyond +-1.
     """
 
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     min: tuple[float, ...] | None = None
     max: tuple[float, ...] | None = None
+    q01: tuple[float, ...] | None = None
+    q99: tuple[float, ...] | None = None
 
     def check(self, where: str, dim: int, mode: str) -> FeatureStats:
         """Validated copy: every given vector has ``dim`` entries; the ones ``mode`` needs are present."""
@@ -51,16 +63,23 @@ class FeatureStats:
         for f in fields(self):
             raw = getattr(self, f.name)
             values[f.name] = None if raw is None else float_tuple(f"{where}.{f.name}", raw, dim)
-        needed = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "identity": ()}[mode]
-        missing = [k for k in needed if values[k] is None]
+        missing = [k for k in _MODE_STATS[mode] if values[k] is None]
         if missing:
-            raise ConfigError(f"{where}: normalization {mode!r} needs statistics {missing}, received none")
+            raise ConfigError(
+                f"{where}: normalization {mode!r} needs statistics {missing}, received none"
+                + (
+                    " (v2.1 datasets store no quantiles: recompute them, dataset.compute_stats())"
+                    if mode == "quantile"
+                    else ""
+                )
+            )
         if values["std"] is not None and min(values["std"]) < 0:
             raise ConfigError(f"{where}.std: expected non-negative values, received {values['std']}")
-        if values["min"] is not None and values["max"] is not None:
-            bad = [i for i, (lo, hi) in enumerate(zip(values["min"], values["max"])) if lo > hi]
-            if bad:
-                raise ConfigError(f"{where}: min > max at dimensions {bad}")
+        for low, high in (("min", "max"), ("q01", "q99")):
+            if values[low] is not None and values[high] is not None:
+                bad = [i for i, (lo, hi) in enumerate(zip(values[low], values[high])) if lo > hi]
+                if bad:
+                    raise ConfigError(f"{where}: {low} > {high} at dimensions {bad}")
         return FeatureStats(**values)
 
     def to_dict(self) -> dict[str, list[float] | None]:
@@ -71,8 +90,9 @@ class FeatureStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "FeatureStats") -> FeatureStats:
-        """From ``{"mean": [...], "std": [...], "min": [...], "max": [...]}``; LeRobot's extra keys
-        (``count``, quantiles) are ignored, so a ``stats.json`` entry can be passed as is."""
+        """From ``{"mean": [...], "std": [...], "min": [...], "max": [...], "q01": [...], "q99": [...]}``;
+        LeRobot's other keys (``count``, other quantiles) are ignored, so a ``stats.json`` entry can be
+        passed as is."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a mapping of statistics, received {type(data).__name__}")
         picked = {}
@@ -96,7 +116,9 @@ class Embodiment:
         state_names, action_names: meaning of each entry (empty: unnamed); lengths ``S`` and ``A``.
         action_mask: ``A`` booleans, True where an action dimension is real (False for zero padding such as
             pi0's pad-to-32); the flow loss counts only True dimensions. Default: all real.
-        normalization: ``"mean_std"``, ``"min_max"`` (to [-1, 1]) or ``"identity"``.
+        normalization: ``"mean_std"``, ``"min_max"`` (to [-1, 1]), ``"quantile"`` (1st..99th percentile to
+            [-1, 1]) or ``"identity"``. This is the library's one normalization: the model normalizes state
+            and actions per embodiment (LeRobot's processor order: raw -> normalize -> model -> unnormalize).
         state_stats, action_stats: the statistics the mode needs (see :class:`FeatureStats`).
     """
 
@@ -125,7 +147,7 @@ class Embodiment:
         positive_int(f"{where}.state_dim", self.state_dim)
         positive_int(f"{where}.action_dim", self.action_dim)
         finite_float(f"{where}.control_hz", self.control_hz, low=1e-6)
-        one_of(f"{where}.normalization", self.normalization, _MODES)
+        one_of(f"{where}.normalization", self.normalization, NORMALIZATION_MODES)
         for attr, dim in (("state_names", self.state_dim), ("action_names", self.action_dim)):
             names = tuple(getattr(self, attr))
             if names and len(names) != dim:
@@ -153,8 +175,9 @@ class Embodiment:
         kw = {"dtype": like.dtype, "device": like.device}
         if self.normalization == "mean_std":
             return torch.tensor(stats.mean, **kw), torch.tensor(stats.std, **kw) + _EPS
-        if self.normalization == "min_max":
-            lo, hi = torch.tensor(stats.min, **kw), torch.tensor(stats.max, **kw)
+        if self.normalization in ("min_max", "quantile"):
+            low, high = _MODE_STATS[self.normalization]
+            lo, hi = torch.tensor(getattr(stats, low), **kw), torch.tensor(getattr(stats, high), **kw)
             return (lo + hi) / 2, ((hi - lo) / 2).clamp_min(_EPS)
         return torch.zeros((), **kw), torch.ones((), **kw)
 
@@ -233,10 +256,10 @@ class Embodiment:
                 raise ConfigError(f"stats: expected the feature {key!r}, received features {sorted(stats)}")
         state_stats = FeatureStats.from_dict(stats[state_key], f"stats[{state_key!r}]")
         action_stats = FeatureStats.from_dict(stats[action_key], f"stats[{action_key!r}]")
-        reference = state_stats.mean or state_stats.min
-        action_reference = action_stats.mean or action_stats.min
+        reference = state_stats.mean or state_stats.min or state_stats.q01
+        action_reference = action_stats.mean or action_stats.min or action_stats.q01
         if reference is None or action_reference is None:
-            raise ConfigError("stats: expected mean/std or min/max for the state and the action")
+            raise ConfigError("stats: expected mean/std, min/max or q01/q99 for the state and the action")
         return cls(
             name=name,
             state_dim=len(reference),

@@ -15,6 +15,17 @@ import torch
 import torch.nn.functional as F
 
 from f1.errors import InputError
+from f1.keys import (
+    ACTION_IS_PAD_KEY,
+    ACTION_KEY,
+    EMBODIMENT_KEY,
+    FUTURE_KEY,
+    HISTORY_IS_PAD_KEY,
+    HISTORY_KEY,
+    IMAGE_KEY_PREFIX,
+    STATE_KEY,
+    TASK_KEY,
+)
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
 from f1.model.language import TextTokenizer
@@ -35,16 +46,6 @@ __all__ = [
     "parse_inputs",
     "resize_frames",
 ]
-
-IMAGE_KEY_PREFIX = "observation.images."
-STATE_KEY = "observation.state"
-TASK_KEY = "task"
-EMBODIMENT_KEY = "embodiment"
-HISTORY_KEY = "history"
-HISTORY_IS_PAD_KEY = "history_is_pad"
-FUTURE_KEY = "future_image"
-ACTION_KEY = "action"
-ACTION_IS_PAD_KEY = "action_is_pad"
 
 
 @dataclass(frozen=True)

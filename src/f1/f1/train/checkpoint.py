@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from f1.errors import CheckpointError
+from f1.model.checkpoint import check_state_dict
 
 CHECKPOINT_FORMAT = "f1.train.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -298,24 +299,9 @@ def read_checkpoint(path: Path) -> TrainingCheckpoint:
 
 
 def check_weights_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], source: Path) -> None:
-    """Raise ``CheckpointError`` listing missing, unexpected and mis-shaped tensors; changes nothing."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    mismatched = [
-        f"{k}: model {tuple(expected[k].shape)}, file {tuple(weights[k].shape)}"
-        for k in expected
-        if k in weights and expected[k].shape != weights[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(unexpected[:3])})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
-    if problems:
-        raise CheckpointError(f"weights in {source} do not fit the policy: " + "; ".join(problems))
+    """Raise ``CheckpointError`` listing every missing, unexpected and mis-shaped tensor; changes nothing
+    (:func:`f1.model.checkpoint.check_state_dict`, the library's one fit check)."""
+    check_state_dict(model, weights, str(source))
 
 
 def load_policy_weights(model: nn.Module, path: Path) -> Path:

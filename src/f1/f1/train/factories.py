@@ -17,8 +17,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from f1.keys import camera_key
 from f1.model import F1Config, F1Model, preset
-from f1.model.inputs import IMAGE_KEY_PREFIX
 
 from .config import ConfigError, reject_unknown_keys
 
@@ -53,13 +53,13 @@ def window_settings_of(model: F1Model) -> dict[str, Any]:
     config = model.config
     settings: dict[str, Any] = {
         "action_horizon": config.action.chunk_size,
-        "cameras": [IMAGE_KEY_PREFIX + name for name in config.cameras],
+        "cameras": [camera_key(name) for name in config.cameras],
         "embodiment": config.default_embodiment_name,
         "history_offsets": list(config.history_offsets),
         "future_offset": config.future_offset,
     }
     if config.has_history:
-        settings["foresight_camera"] = IMAGE_KEY_PREFIX + config.foresight_camera
+        settings["foresight_camera"] = camera_key(config.foresight_camera)
     return settings
 
 

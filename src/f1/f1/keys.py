@@ -1,0 +1,35 @@
+"""The keys of a frame, a training sample and an observation (LeRobot's layout), for every part of ``f1``.
+
+Data (datasets and windows), the model and policy, the environments and evaluation all name features with
+these; none writes the strings itself.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACTION_IS_PAD_KEY",
+    "ACTION_KEY",
+    "EMBODIMENT_KEY",
+    "FUTURE_KEY",
+    "HISTORY_IS_PAD_KEY",
+    "HISTORY_KEY",
+    "IMAGE_KEY_PREFIX",
+    "STATE_KEY",
+    "TASK_KEY",
+    "camera_key",
+]
+
+IMAGE_KEY_PREFIX = "observation.images."
+STATE_KEY = "observation.state"
+ACTION_KEY = "action"
+ACTION_IS_PAD_KEY = "action_is_pad"
+TASK_KEY = "task"
+EMBODIMENT_KEY = "embodiment"
+HISTORY_KEY = "history"
+HISTORY_IS_PAD_KEY = "history_is_pad"
+FUTURE_KEY = "future_image"
+
+
+def camera_key(camera: str) -> str:
+    """``"observation.images.<camera>"``, the key of one camera's frames."""
+    return IMAGE_KEY_PREFIX + camera
