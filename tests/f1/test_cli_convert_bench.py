@@ -121,7 +121,10 @@ def test_convert_refuses_to_replace_a_policy_without_force(
     ("extra", "message"),
     [
         ([], "vision.heads: the SigLIP tower's 32-wide attention"),
-        (["--set", "vision.heads=2", "--set", "trunk.n_layer=3"], "trunk.n_layer: unknown key 'n_layer'"),
+        (
+            ["--set", "vision.heads=2", "--set", "trunk.n_layer=3"],
+            "overrides.trunk: unknown keys ['n_layer']",
+        ),
         (["--set", "vision.heads=2", "--set", "action.chunk_size=-1"], "action.chunk_size"),
         (["--set", "novalue"], "expected KEY=VALUE"),
         (["--preset", "huge"], "unknown preset 'huge'"),

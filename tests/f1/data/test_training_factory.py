@@ -75,11 +75,11 @@ def test_weighted_mixture_of_robots_with_different_widths(write_dataset, tmp_pat
 
 def test_config_errors_are_named(write_dataset) -> None:
     root, _, _ = write_dataset()
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['horizon'\]"):
+    with pytest.raises(ValueError, match=r"data config: unknown keys \['horizon'\] \(did you mean"):
         build_training_dataset({"root": str(root), "horizon": 3})
     with pytest.raises(ValueError, match="exactly one of 'root'"):
         build_training_dataset({"root": str(root), "datasets": [{"root": str(root)}]})
-    with pytest.raises(ValueError, match=r"datasets\[0\]: unknown key\(s\) \['wieght'\]"):
+    with pytest.raises(ValueError, match=r"datasets\[0\]: unknown keys \['wieght'\] \(did you mean 'weight'"):
         build_training_dataset({"datasets": [{"root": str(root), "wieght": 2.0}]})
     with pytest.raises(ValueError, match=r"members\[0\]: expected a positive finite weight"):
         build_training_dataset({"datasets": [{"root": str(root), "weight": -1.0}]})

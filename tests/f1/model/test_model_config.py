@@ -93,9 +93,10 @@ def test_overrides_merge_field_by_field_in_presets_and_configs() -> None:
     [
         (
             {"trunk.n_layer": 3},
-            r"trunk.n_layer: unknown key 'n_layer' \(did you mean 'n_layers'\?\), expected one of .*n_layers",
+            r"overrides.trunk: unknown keys \['n_layer'\] \(did you mean 'n_layers'\?\), "
+            r"expected a subset of .*n_layers",
         ),
-        ({"colour": "red"}, r"colour: unknown key 'colour'"),
+        ({"colour": "red"}, r"overrides: unknown keys \['colour'\]"),
         ({"trunk.n_kv_heads": 3}, "trunk.n_kv_heads: expected a divisor of n_heads=4"),
         ({"action.chunk_size": 0}, "action.chunk_size"),
     ],

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from f1.checks import reject_unknown_keys
 from f1.data.mixture import DatasetMixture, WeightedMixtureView
 from f1.data.reader import LeRobotDataset
 from f1.data.windows import WindowConfig, WindowedDataset
@@ -27,12 +28,6 @@ from f1.keys import ACTION_KEY, STATE_KEY
 _WINDOW_KEYS = {f.name for f in fields(WindowConfig)} - {"pad_state_to", "pad_action_to", "camera_keys"}
 _TOP_KEYS = {"root", "datasets", "embodiment", "episodes", "cameras", "video_cache_mb", "num_samples", "seed"}
 _MEMBER_KEYS = {"root", "weight", "embodiment", "episodes"}
-
-
-def _reject_unknown(config: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
 
 
 def build_training_dataset(config: Mapping[str, Any]) -> torch.utils.data.Dataset:
@@ -51,7 +46,7 @@ def build_training_dataset(config: Mapping[str, Any]) -> torch.utils.data.Datase
     """
     if not isinstance(config, Mapping):
         raise ValueError(f"config: expected a mapping, got {type(config).__name__}")
-    _reject_unknown(config, _TOP_KEYS | _WINDOW_KEYS, "data config")
+    reject_unknown_keys("data config", config, _TOP_KEYS | _WINDOW_KEYS)
     if ("root" in config) == ("datasets" in config):
         raise ValueError("data config: give exactly one of 'root' (one dataset) or 'datasets' (a mixture)")
     window_args = {k: config[k] for k in _WINDOW_KEYS if k in config}
@@ -70,7 +65,7 @@ def build_training_dataset(config: Mapping[str, Any]) -> torch.utils.data.Datase
     for i, member in enumerate(members):
         if not isinstance(member, Mapping) or "root" not in member:
             raise ValueError(f"data config: datasets[{i}] must be a mapping with a 'root', got {member!r}")
-        _reject_unknown(member, _MEMBER_KEYS, f"data config: datasets[{i}]")
+        reject_unknown_keys(f"data config: datasets[{i}]", member, _MEMBER_KEYS)
     datasets = [
         LeRobotDataset(m["root"], episodes=m.get("episodes"), video_cache_mb=cache_mb) for m in members
     ]

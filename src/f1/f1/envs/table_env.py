@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from f1.checks import reject_unknown_keys
 from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, make_embodiment
 from f1.envs.table_render import ARM_RGB, GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB, TableRenderer
@@ -254,9 +255,7 @@ class TableTaskEnv:
     # -- internals --------------------------------------------------------------------------------------
 
     def _apply_options(self, scene: SceneLayout, options: dict[str, Any]) -> SceneLayout:
-        unknown = sorted(set(options) - {"conveyor_velocity"})
-        if unknown:
-            raise ValueError(f"options: unknown keys {unknown}, expected a subset of ['conveyor_velocity']")
+        reject_unknown_keys("options", options, ("conveyor_velocity",))
         if "conveyor_velocity" not in options:
             return scene
         velocity = options["conveyor_velocity"]

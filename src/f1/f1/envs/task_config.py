@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from f1.checks import reject_unknown_keys
 
 VARIANTS: tuple[str, ...] = ("static", "dynamic")
 EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
@@ -82,10 +84,7 @@ class TableTaskConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TableTaskConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TableTaskConfig: unknown keys {unknown}, expected a subset of {sorted(known)}")
+        reject_unknown_keys("TableTaskConfig", data, cls)
         return cls(**data)
 
 

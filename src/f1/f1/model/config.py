@@ -26,16 +26,16 @@ from typing import Any, Literal
 
 import yaml
 
-from f1.errors import ConfigError
-from f1.model._checks import (
-    did_you_mean,
+from f1.checks import (
     finite_float,
     float_tuple,
+    merge_overrides,
     one_of,
     optional_positive_int,
     positive_int,
     reject_unknown_keys,
 )
+from f1.errors import ConfigError
 from f1.model.embodiment import Embodiment
 from flowmatch import FIXED_STEP_SOLVERS
 from var_foresight import VQVAEConfig
@@ -402,11 +402,7 @@ class F1Config:
         An unknown key raises :class:`ConfigError` naming it (prefixed by ``where``, e.g.
         ``"model.overrides"``), the closest known key and the keys that exist there.
         """
-        if not isinstance(overrides, Mapping):
-            raise ConfigError(
-                f"{where or 'overrides'}: expected a mapping, received {type(overrides).__name__}"
-            )
-        return F1Config.from_dict(_merge_overrides(self.to_dict(), overrides, where))
+        return F1Config.from_dict(merge_overrides(self.to_dict(), overrides, where=where or "overrides"))
 
     def with_embodiment(self, embodiment: Embodiment) -> F1Config:
         """A copy with ``embodiment`` appended to the registry."""
@@ -465,25 +461,6 @@ class F1Config:
             raise ConfigError(f"path: expected a config file, {str(path)!r} does not exist")
         text = path.read_text()
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
-
-
-def _merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        head, _, rest = str(key).partition(".")
-        path = f"{where}.{head}" if where else head
-        if head not in merged:
-            raise ConfigError(
-                f"{path}: unknown key {head!r}{did_you_mean(head, sorted(merged))}, "
-                f"expected one of {sorted(merged)}"
-            )
-        if rest:
-            value = {rest: value}
-        if isinstance(merged[head], Mapping) and isinstance(value, Mapping):
-            merged[head] = _merge_overrides(merged[head], value, path)
-        else:
-            merged[head] = value
-    return merged
 
 
 def _part_to_dict(part: Any) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import torch
 
+from f1.checks import finite_float, float_tuple, one_of, positive_int, reject_unknown_keys
 from f1.errors import ConfigError, InputError, UnknownEmbodimentError
-from f1.model._checks import finite_float, float_tuple, one_of, positive_int, reject_unknown_keys
 
 __all__ = [
     "NORMALIZATION_MODES",

@@ -8,7 +8,6 @@ Every config is validated once, at construction; an unknown key raises ``ConfigE
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from f1.checks import did_you_mean, merge_overrides, reject_unknown_keys
 from f1.errors import ConfigError
 
 from .protocol import PARAMETER_GROUP_NAMES
@@ -25,24 +25,6 @@ from .protocol import PARAMETER_GROUP_NAMES
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 SHIPPED_STAGES: tuple[int, ...] = (1, 2, 3)
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def reject_unknown_keys(data: Mapping[str, Any], allowed: list[str] | tuple[str, ...], where: str) -> None:
-    """Raise ``ConfigError`` for the first key of ``data`` not in ``allowed``, suggesting the closest one."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, received {type(data).__name__}: {data!r}")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(
-                f"unknown key {where}.{key}{did_you_mean(str(key), allowed)}; "
-                f"allowed keys: {', '.join(allowed)}"
-            )
 
 
 def _float(where: str, value: object, *, low: float | None = None, high: float | None = None) -> float:
@@ -228,47 +210,16 @@ class StageConfig:
 
     def replace(self, **changes: Any) -> StageConfig:
         """A copy with ``changes`` applied and validated again."""
-        return StageConfig.from_dict(merge_overrides(self.to_dict(), changes, where="stage config"))
+        merged = merge_overrides(
+            self.to_dict(), changes, where="stage config", replaced_whole=_REPLACED_WHOLE
+        )
+        return StageConfig.from_dict(merged)
 
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
-    reject_unknown_keys(data, names, where)
+    reject_unknown_keys(where, data, names)
     return cls(**data)
-
-
-def merge_overrides(
-    base: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    *,
-    where: str,
-    open_sections: frozenset[str] = frozenset(),
-    strict: bool = True,
-) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in: nested mappings merge key by key, other values replace.
-
-    Keys of ``overrides`` may be dotted (``"optimizer.lr"``). With ``strict``, a key that ``base`` lacks
-    raises ``ConfigError`` with a suggestion, so a typo never passes silently; inside the top-level keys named
-    in ``open_sections`` (free-form sections validated later by their owner) new keys are accepted.
-    """
-    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
-    for raw_key, value in overrides.items():
-        head, _, rest = str(raw_key).partition(".")
-        if head not in merged:
-            if strict:
-                reject_unknown_keys({head: None}, list(merged), where)
-            merged[head] = None
-        if rest:
-            value = {rest: value}
-        if isinstance(merged[head], Mapping) and isinstance(value, Mapping) and head not in _REPLACED_WHOLE:
-            merged[head] = merge_overrides(
-                merged[head], value, where=f"{where}.{head}", strict=strict and head not in open_sections
-            )
-        elif merged[head] is None and isinstance(value, Mapping):
-            merged[head] = merge_overrides({}, value, where=f"{where}.{head}", strict=False)
-        else:
-            merged[head] = value
-    return merged
 
 
 # Mappings whose keys are open-ended (loss names, group names): an override replaces them whole, so that a
@@ -290,7 +241,8 @@ def load_stage_config(stage: int | str | Path, overrides: Mapping[str, Any] | No
     else:
         path = Path(stage)
     data = read_yaml_mapping(path, what="stage config")
-    return StageConfig.from_dict(merge_overrides(data, overrides or {}, where="stage config"))
+    merged = merge_overrides(data, overrides or {}, where="stage config", replaced_whole=_REPLACED_WHOLE)
+    return StageConfig.from_dict(merged)
 
 
 def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:

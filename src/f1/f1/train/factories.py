@@ -17,17 +17,17 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from f1.checks import reject_unknown_keys
+from f1.errors import ConfigError
 from f1.keys import camera_key
 from f1.model import F1Config, F1Model, preset
-
-from .config import ConfigError, reject_unknown_keys
 
 POLICY_KEYS = ("preset", "config_file", "overrides")
 
 
 def f1_config_from(config: Mapping[str, Any]) -> F1Config:
     """The ``F1Config`` of a run file's ``model`` section: a preset or a config file, then ``overrides``."""
-    reject_unknown_keys(config, POLICY_KEYS, "model")
+    reject_unknown_keys("model", config, POLICY_KEYS)
     if "preset" in config and "config_file" in config:
         raise ConfigError("model: give either preset or config_file, not both")
     if "config_file" in config:

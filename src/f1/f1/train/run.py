@@ -32,15 +32,15 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import Dataset
 
+from f1.checks import merge_overrides, reject_unknown_keys
+
 from .batches import SeededBatchStream
 from .checkpoint import latest_checkpoint, load_policy_weights
 from .config import (
     ConfigError,
     StageConfig,
     load_stage_config,
-    merge_overrides,
     read_yaml_mapping,
-    reject_unknown_keys,
 )
 from .distributed import init_distributed
 from .rng import seed_everything
@@ -106,7 +106,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Build from a mapping; unknown keys raise ``ConfigError`` with a suggestion."""
-        reject_unknown_keys(data, [f.name for f in dataclasses.fields(cls)], "run config")
+        reject_unknown_keys("run config", data, cls)
         if "output_dir" not in data:
             raise ConfigError("run config: output_dir is required (where metrics and checkpoints go)")
         return cls(**data)
