@@ -116,3 +116,14 @@ def test_load_agent_names_and_bad_paths(tmp_path):
     assert isinstance(load_agent("random", "gripper"), RandomAgent)
     with pytest.raises(ValueError, match="policy"):
         load_agent(str(tmp_path / "missing"), "gripper")
+
+
+def test_load_agent_reads_a_saved_policy_and_names_a_missing_embodiment(tmp_path):
+    from f1.model import Embodiment, F1Policy, preset
+
+    gripper = Embodiment(name="gripper", state_dim=8, action_dim=7)
+    F1Policy(preset("tiny", mode="no_gen", embodiments=(gripper,))).save(tmp_path / "policy")
+    agent = load_agent(str(tmp_path / "policy"), "gripper")
+    assert isinstance(agent, PolicyAgent)
+    with pytest.raises(ValueError, match=r"knows \['gripper'\], received 'arm'"):
+        load_agent(str(tmp_path / "policy"), "arm")

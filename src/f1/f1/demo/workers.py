@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from f1.demo.training import StagePlan
-from f1.model import F1Config
+import torch
+
+from f1.data import LeRobotDataset
+from f1.demo.training import StagePlan, measure_step_seconds, run_stage
+from f1.model import F1Config, F1Policy
+from f1.train import read_metrics
 
 __all__ = [
     "StageJob",
@@ -98,11 +102,6 @@ class StepProbe:
 
 
 def _measure(probe: StepProbe, threads: int) -> float:
-    import torch
-
-    from f1.data import LeRobotDataset
-    from f1.demo.training import measure_step_seconds
-
     torch.set_num_threads(threads)
     return measure_step_seconds(probe.config, LeRobotDataset(probe.dataset), probe.plan, steps=probe.steps)
 
@@ -135,12 +134,6 @@ def plan_workers(costs: Sequence[float], workers: int) -> float:
 
 def _run_job(job: TrainingJob, threads: int) -> str:
     """Worker entry point: train ``job`` through its stages (every stage's policy is saved on disk)."""
-    import torch
-
-    from f1.data import LeRobotDataset
-    from f1.demo.training import run_stage
-    from f1.model import F1Policy
-
     torch.set_num_threads(threads)
     policy = F1Policy.load(job.initial)
     for stage in job.stages:
@@ -152,8 +145,6 @@ def _run_job(job: TrainingJob, threads: int) -> str:
 
 def _logged_steps(job: TrainingJob) -> int:
     """Steps ``job`` has logged so far (its stages' ``metrics.jsonl``; read while the worker writes)."""
-    from f1.train import read_metrics
-
     done = 0
     for stage in job.stages:
         records = read_metrics(job.stage_dir(stage.name))

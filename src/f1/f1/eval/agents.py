@@ -12,6 +12,7 @@ runs one batched forward pass per step instead of ``B``. Three kinds ship here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 
 from f1.envs import Observation, ScriptedExpert, TableTaskEnv, make_expert
 from f1.keys import camera_key
+from f1.model import F1Policy
 
 __all__ = [
     "Agent",
@@ -156,10 +158,6 @@ def load_agent(policy: str, embodiment: str, *, device: str = "cpu") -> Agent:
         return ExpertAgent()
     if policy == "random":
         return RandomAgent()
-    from pathlib import Path
-
-    from f1.model import F1Policy
-
     path = Path(policy)
     if not path.exists():
         raise ValueError(
@@ -167,9 +165,9 @@ def load_agent(policy: str, embodiment: str, *, device: str = "cpu") -> Agent:
             f"{policy!r} does not exist"
         )
     loaded = F1Policy.load(path, device=device)
-    if embodiment not in loaded.embodiments:
+    if embodiment not in loaded.model.embodiments:
         raise ValueError(
-            f"embodiment: the policy at {policy!r} knows {list(loaded.embodiments.names)}, "
+            f"embodiment: the policy at {policy!r} knows {list(loaded.model.embodiments.names)}, "
             f"received {embodiment!r}"
         )
     loaded.eval()

@@ -48,6 +48,7 @@ from f1.model import (
     inference_flops,
     preset,
 )
+from f1.model.checkpoint import config_of
 from f1.model.language import TokenizedText
 from f1.model.presets import preset_names
 
@@ -98,8 +99,6 @@ class SyntheticTokenIds:
 
 def load_benchmarked_policy(directory: str | os.PathLike[str], device: torch.device) -> F1Policy:
     """A saved policy for timing (Gemma-tokenized ones get :class:`SyntheticTokenIds`)."""
-    from f1.model.checkpoint import config_of
-
     language = config_of(directory).language
     tokenizer = None
     if language.tokenizer == "gemma":
@@ -133,7 +132,7 @@ def bench_latency(policy: F1Policy, repeats: int) -> dict[str, Any]:
 def bench_train_step(policy: F1Policy, batch_size: int, repeats: int) -> float:
     """Median ms of the model's training pass + backward + AdamW step at ``batch_size``."""
     model = policy.model.train()
-    # fused AdamW: 6x faster than the default on CPU here (the tiny preset's 3.2M-row language embedding)
+    # fused AdamW: torch's default per-tensor loop is slow on a CPU (the tiny preset's 3.2M-row embedding)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     batch = _observation(policy, batch_size, 1, training=True)
     times = []
@@ -175,8 +174,6 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report: dict[str, Any] = {"machine": machine_info(device), "presets": {}}
 
-    from f1.model.checkpoint import config_of
-
     policies = list(args.policy or [])
     for directory in policies:
         try:
@@ -200,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         entry["train_step_ms"] = bench_train_step(policy, args.train_batch, max(2, args.repeats // 2))
         entry["train_batch"] = args.train_batch
         for scales in (
-            range(1, policy.config.generation.num_scales + 1) if policy.config.has_foresight else ()
+            range(1, policy.config.generation.vqvae_scales + 1) if policy.config.has_foresight else ()
         ):
             observation = _observation(policy, 1, 0, training=False)
             runs = [

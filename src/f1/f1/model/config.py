@@ -220,7 +220,7 @@ class GenerationConfig:
         object.__setattr__(self, "history_grid", grid)
         positive_int("generation.history_layers", self.history_layers)
         positive_int("generation.history_heads", self.history_heads)
-        n_scales = len(vqvae.scales)
+        n_scales = len(vqvae.scales)  # vqvae_scales
         for name in ("inference_scales", "train_scales"):
             value = getattr(self, name)
             if value is None and name == "train_scales":
@@ -238,8 +238,9 @@ class GenerationConfig:
             raise ConfigError(f"generation.frozen: expected a bool, received {self.frozen!r}")
 
     @property
-    def num_scales(self) -> int:
-        """Scales of the VQ-VAE schedule."""
+    def vqvae_scales(self) -> int:
+        """Scales of the VQ-VAE schedule: the most a pass can predict (``inference_scales``, a call's
+        ``num_scales`` and ``train_scales`` choose how many of them)."""
         return len(self.vqvae.scales)
 
 

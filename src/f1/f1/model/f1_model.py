@@ -178,8 +178,8 @@ class F1Model(nn.Module):
         return next(self.trunk.parameters()).dtype
 
     def _generation_io(self) -> GenerationIO:
-        if self.generation is None:
-            raise InputError(f"history/foresight: mode {self.config.mode!r} has no generation expert")
+        """The generation part; callers reach it only in the modes that build it (they check the mode)."""
+        assert self.generation is not None, f"mode {self.config.mode!r} builds no generation part"
         return self.generation
 
     def attention_spec(self, num_scales: int | None = None) -> AttentionSpec:
@@ -187,7 +187,7 @@ class F1Model(nn.Module):
         history = self.generation.history_length if self.generation is not None else None
         scales = None
         if self.config.has_foresight:
-            scales = self._generation_io().scale_tokens(num_scales or self.config.generation.num_scales)
+            scales = self._generation_io().scale_tokens(num_scales or self.config.generation.vqvae_scales)
         return uga_spec(
             self.config.mode,
             und_length=self.understanding.length,
@@ -274,7 +274,7 @@ class F1Model(nn.Module):
 
     def scales(self, argument: str, value: int | None, default: int) -> int:
         """``value`` (or ``default``) checked as a number of VQ-VAE scales, the error naming ``argument``."""
-        total = self.config.generation.num_scales
+        total = self.config.generation.vqvae_scales
         value = default if value is None else value
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= total:
             raise InputError(
@@ -320,7 +320,7 @@ class F1Model(nn.Module):
         config = self.config
         num_scales = 1
         if config.has_foresight:
-            default = config.generation.train_scales or config.generation.num_scales
+            default = config.generation.train_scales or config.generation.vqvae_scales
             num_scales = self.scales("generation_scales", generation_scales, default)
         if isinstance(batch, PolicyInputs):
             inputs = batch
@@ -346,8 +346,8 @@ class F1Model(nn.Module):
         generation = self._generation_io()
         if inputs.history_latents is not None:
             return generation.history_tokens_from_latents(inputs.history_latents, inputs.history_valid)
-        if inputs.history is None:
-            raise InputError("history: this mode needs the history frames or their cached latents")
+        if inputs.history is None:  # parse() reads the history in these modes unless told not to
+            raise InputError("history: this mode needs the history frames (or the policy's cached latents)")
         return generation.history_tokens(inputs.history, inputs.history_valid)
 
     def _upstream_segments(

@@ -5,6 +5,9 @@
   ``f_hat``) -> ``h * w`` tokens of the generation width (the ``hist`` segment).
 - ``embedding`` / ``head``: the next-scale token embedding (start tokens, teacher-forcing inputs, positions,
   levels) and the logits head (the ``gen`` segment), in mode ``"f1"`` only.
+
+Built only for the modes that read a history (``f1``, ``history_no_foresight``), with exactly the parts the
+mode needs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from f1.errors import InputError
+from f1.errors import ConfigError
 from f1.model.config import F1Config
 from var_foresight import (
     VQVAE,
@@ -34,22 +37,23 @@ class GenerationIO(nn.Module):
         width = config.trunk.generation_width
         self.schedule = gen.vqvae.schedule
         self.image_size = gen.vqvae.image_size
+        if not config.has_history:
+            raise ConfigError(f"mode: {config.mode!r} reads no history, so it has no generation part")
+        self.mode = config.mode
         self.tokenizer = VQVAE(gen.vqvae)
         self.tokenizer.requires_grad_(False)
-        self.history: TemporalHistoryEncoder | None = None
+        self.history = TemporalHistoryEncoder(
+            HistoryEncoderConfig(
+                z_channels=gen.vqvae.z_channels,
+                width=width,
+                grid=gen.history_grid,
+                max_frames=gen.history_frames,
+                num_layers=gen.history_layers,
+                num_heads=gen.history_heads,
+            )
+        )
         self.embedding: NextScaleEmbedding | None = None
         self.head: NextScaleHead | None = None
-        if config.has_history:
-            self.history = TemporalHistoryEncoder(
-                HistoryEncoderConfig(
-                    z_channels=gen.vqvae.z_channels,
-                    width=width,
-                    grid=gen.history_grid,
-                    max_frames=gen.history_frames,
-                    num_layers=gen.history_layers,
-                    num_heads=gen.history_heads,
-                )
-            )
         if config.has_foresight:
             self.embedding = NextScaleEmbedding(self.schedule, gen.vqvae.z_channels, width)
             self.head = NextScaleHead(width, gen.vqvae.vocab_size)
@@ -63,20 +67,11 @@ class GenerationIO(nn.Module):
     @property
     def history_length(self) -> int:
         """Tokens of the ``hist`` segment."""
-        return 0 if self.history is None else self.history.config.num_tokens
+        return self.history.config.num_tokens
 
     def scale_tokens(self, num_scales: int) -> tuple[int, ...]:
         """Tokens of each of the first ``num_scales`` scales, e.g. ``(1, 4, 9, 16)``."""
         return self.schedule.tokens_per_scale[:num_scales]
-
-    def check_frames(self, argument: str, frames: torch.Tensor) -> None:
-        """Raise :class:`InputError` unless ``frames`` is ``(..., 3, H, W)`` at the tokenizer's image size."""
-        size = tuple(self.image_size)
-        if tuple(frames.shape[-3:]) != (3, *size):
-            raise InputError(
-                f"{argument}: expected frames (..., 3, {size[0]}, {size[1]}) (the VQ-VAE's image size), "
-                f"received {tuple(frames.shape)}"
-            )
 
     @torch.no_grad()
     def quantized_latents(self, frames: torch.Tensor) -> torch.Tensor:
@@ -113,13 +108,11 @@ class GenerationIO(nn.Module):
     ) -> torch.Tensor:
         """Frame latents ``(B, T, Cz, h, w)`` (:meth:`quantized_latents` of each frame, cached by a policy
         so that a frame is encoded once) -> ``(B, h * w, D_gen)`` tokens of ``hist``."""
-        if self.history is None:
-            raise InputError("history: this policy's mode encodes no history")
         return self.history(latents.to(self.history.frame_proj.weight.dtype), frame_valid)
 
     def _foresight_parts(self) -> tuple[NextScaleEmbedding, NextScaleHead]:
         if self.embedding is None or self.head is None:
-            raise InputError("foresight: this policy's mode predicts no foresight (mode 'f1' does)")
+            raise ConfigError(f"mode: {self.mode!r} predicts no foresight (mode 'f1' does)")
         return self.embedding, self.head
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -31,33 +31,33 @@ def _meta_model(config: F1Config) -> F1Model:
 
 
 def count_parameters(config: F1Config) -> dict[str, int]:
-    """Parameters per component of a policy built from ``config`` (on the meta device: no memory).
+    """Parameters per component of a model built from ``config`` (on the meta device: no memory).
 
     Keys: ``vision``, ``projector``, ``language_embedding``, ``understanding_expert`` (their sum is the
     PaliGemma part, also given as ``paligemma``), ``generation_expert``, ``action_expert``,
     ``generation_heads`` (history encoder, next-scale embedding and head), ``embodiment_adapters``,
     ``vqvae`` and ``total``.
     """
-    policy = _meta_model(config)
-    experts = policy.trunk.experts
-    gen = policy.generation
+    model = _meta_model(config)
+    experts = model.trunk.experts
+    gen = model.generation
     counts = {
-        "vision": _numel(policy.understanding.vision),
-        "projector": _numel(policy.understanding.projector),
-        "language_embedding": _numel(policy.understanding.language),
+        "vision": _numel(model.understanding.vision),
+        "projector": _numel(model.understanding.projector),
+        "language_embedding": _numel(model.understanding.language),
         "understanding_expert": _numel(experts["und"]),
         "generation_expert": _numel(experts["gen"]) if "gen" in experts else 0,
         "action_expert": _numel(experts["act"]),
         "generation_heads": 0
         if gen is None
         else _numel(gen.history) + _numel(gen.embedding) + _numel(gen.head),
-        "embodiment_adapters": _numel(policy.adapters),
+        "embodiment_adapters": _numel(model.adapters),
         "vqvae": 0 if gen is None else _numel(gen.tokenizer),
     }
     counts["paligemma"] = sum(
         counts[k] for k in ("vision", "projector", "language_embedding", "understanding_expert")
     )
-    counts["total"] = sum(p.numel() for p in policy.parameters())
+    counts["total"] = sum(p.numel() for p in model.parameters())
     return counts
 
 
@@ -89,20 +89,20 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
     ``flow_steps`` (all ODE steps; fixed-step solvers: Euler 1, midpoint/Heun 2, RK4 4 evaluations per
     step) and ``total``.
     """
-    policy = _meta_model(config)
+    model = _meta_model(config)
     trunk = config.trunk
     cameras, size = len(config.cameras), config.vision.image_size
     flops: dict[str, int] = {}
     with torch.device("meta"):
         images = torch.empty(cameras, 3, size, size)
         # the language embedding is a lookup: no FLOPs
-        vision, projector = policy.understanding.vision, policy.understanding.projector
+        vision, projector = model.understanding.vision, model.understanding.projector
         flops["image_encode"] = _meta_flops(lambda: projector(vision(images)))
-    und = policy.understanding.length
+    und = model.understanding.length
     flops["prefix"] = _trunk_flops(config, und, und, trunk.understanding_width, trunk.understanding_mlp)
     keys = und
     if config.has_history:
-        gen = policy.generation
+        gen = model.generation
         frames = config.generation.history_frames
         vq = config.generation.vqvae
         with torch.device("meta"):
@@ -122,7 +122,7 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
         vq = config.generation.vqvae
         scales = num_scales or config.generation.inference_scales
         total = 0
-        for tokens in policy.generation.scale_tokens(scales):
+        for tokens in model.generation.scale_tokens(scales):
             keys += tokens
             total += _trunk_flops(config, tokens, keys, trunk.generation_width, trunk.generation_mlp)
             total += (

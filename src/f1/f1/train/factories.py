@@ -18,6 +18,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from f1.checks import reject_unknown_keys
+from f1.data import build_training_dataset
 from f1.errors import ConfigError
 from f1.keys import camera_key
 from f1.model import F1Config, F1Model, preset
@@ -69,10 +70,6 @@ def build_training_data(config: dict[str, Any], *, policy: F1Model | None = None
 
     For a mixture (``datasets``), the model's default embodiment is not imposed: each member names its own.
     """
-    try:
-        from f1.data import build_training_dataset
-    except ImportError as error:
-        raise ConfigError(f"data: f1.data provides no build_training_dataset ({error})") from None
     defaults = window_settings_of(policy) if policy is not None else {}
     if "datasets" in config:
         defaults.pop("embodiment", None)

@@ -79,7 +79,7 @@ def build_optimizer(trainable: dict[str, list[nn.Parameter]], config: OptimizerC
     Matrices and embeddings (``ndim >= 2``) get ``config.weight_decay``; vectors (norms, biases) get none.
     The fused implementation runs when every parameter is a float tensor on one CPU or CUDA device: on a
     CPU, torch's default per-tensor loop otherwise spends about as long in the optimizer as in the backward
-    pass of a small model (a demo policy's step: 116 ms with it, 76 ms fused, on a 2-core CPU).
+    pass of a small model (measured on the demo policy: docs/results/demo/NOTES.md).
     """
     param_groups = []
     for group in PARAMETER_GROUP_NAMES:  # fixed order: the optimizer state must line up across runs
