@@ -32,15 +32,6 @@ from f1.model.language import TextTokenizer
 from f1.model.vision import images_to_unit_float
 
 __all__ = [
-    "ACTION_IS_PAD_KEY",
-    "ACTION_KEY",
-    "EMBODIMENT_KEY",
-    "FUTURE_KEY",
-    "HISTORY_IS_PAD_KEY",
-    "HISTORY_KEY",
-    "IMAGE_KEY_PREFIX",
-    "STATE_KEY",
-    "TASK_KEY",
     "EmbodimentGroup",
     "PolicyInputs",
     "parse_inputs",

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 
 from f1.errors import ConfigError, InputError
+from f1.keys import IMAGE_KEY_PREFIX, STATE_KEY
 from f1.model.checkpoint import load_model, save_model
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment
 from f1.model.f1_model import F1Model, Plan
-from f1.model.inputs import IMAGE_KEY_PREFIX, STATE_KEY, PolicyInputs, resize_frames
+from f1.model.inputs import PolicyInputs, resize_frames
 from f1.model.language import TextTokenizer
 from f1.model.latency import LatencyRecorder
 
