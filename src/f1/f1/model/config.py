@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 Mode = Literal["f1", "no_gen", "history_no_foresight"]
-MODES: tuple[str, ...] = ("f1", "no_gen", "history_no_foresight")
+MODES: tuple[str, ...] = get_args(Mode)
 TokenizerKind = Literal["open_clip", "gemma"]
 
 

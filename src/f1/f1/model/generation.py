@@ -84,6 +84,11 @@ class GenerationIO(nn.Module):
         return self.tokenizer.encode_indices(frames.to(self._tokenizer_dtype))
 
     @property
+    def _model_dtype(self) -> torch.dtype:
+        """The dtype of every part but the tokenizer: where the tokenizer's float32 outputs are cast to."""
+        return self.history.frame_proj.weight.dtype
+
+    @property
     def _tokenizer_dtype(self) -> torch.dtype:
         return self.tokenizer.quant_conv.weight.dtype
 
@@ -108,7 +113,7 @@ class GenerationIO(nn.Module):
     ) -> torch.Tensor:
         """Frame latents ``(B, T, Cz, h, w)`` (:meth:`quantized_latents` of each frame, cached by a policy
         so that a frame is encoded once) -> ``(B, h * w, D_gen)`` tokens of ``hist``."""
-        return self.history(latents.to(self.history.frame_proj.weight.dtype), frame_valid)
+        return self.history(latents.to(self._model_dtype), frame_valid)
 
     def _foresight_parts(self) -> tuple[NextScaleEmbedding, NextScaleHead]:
         if self.embedding is None or self.head is None:
@@ -123,7 +128,7 @@ class GenerationIO(nn.Module):
         """Tokens ``(B, l_k, D_gen)`` of scale ``scale`` from its inputs ``(B, l_k, Cz)`` (None at 0)."""
         embedding = self._foresight_parts()[0]
         if inputs is not None:
-            inputs = inputs.to(embedding.word_embed.weight.dtype)
+            inputs = inputs.to(self._model_dtype)
         return embedding.embed_scale(scale, inputs, batch)
 
     def teacher_forced_tokens(self, indices: list[torch.Tensor], num_scales: int) -> torch.Tensor:
@@ -137,5 +142,5 @@ class GenerationIO(nn.Module):
                 else None
             )
         if teacher is not None:
-            teacher = teacher.to(embedding.word_embed.weight.dtype)
+            teacher = teacher.to(self._model_dtype)
         return embedding(teacher, batch, num_scales)
