@@ -117,3 +117,27 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def config_differences(
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    *,
+    ignore: frozenset[str] = frozenset(),
+    compared_whole: frozenset[str] = frozenset(),
+    prefix: str = "",
+) -> list[str]:
+    """Every difference between two nested configs, as ``"key.path: checkpoint X, now Y"``.
+
+    ``ignore``: top-level keys that may differ; ``compared_whole``: mappings compared as one value.
+    """
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        if not prefix and key in ignore:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping) and key not in compared_whole:
+            differences += config_differences(a, b, compared_whole=compared_whole, prefix=f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
+    return differences

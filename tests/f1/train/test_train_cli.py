@@ -17,8 +17,8 @@ from f1.train import read_checkpoint, read_metrics
 
 HERE = Path(__file__).resolve().parent
 RUN = {
-    "model": {"factory": "tiny_training_policy:build_tiny_policy"},
-    "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 24},
+    "model": {"factory": "tiny"},
+    "data": {"factory": "tiny", "size": 24},
     "train": {
         "steps": 4,
         "batch_size": 4,
@@ -99,11 +99,11 @@ def test_set_changes_one_value_and_typos_get_a_suggestion(run_file: Path, capsys
         (["--config", "{run}", "--stage", "nope.yaml"], "stage config file not found: nope.yaml"),
         (
             ["--config", "{run}", "--stage", "3", "--set", "model.factory=no_such_module:build"],
-            "model.factory = 'no_such_module:build': cannot import module 'no_such_module'",
+            "model.factory: 'no_such_module:build' is an import path",
         ),
         (
-            ["--config", "{run}", "--stage", "3", "--set", "data.factory=tiny_training_policy:nothing"],
-            "module 'tiny_training_policy' has no function 'nothing'",
+            ["--config", "{run}", "--stage", "3", "--set", "data.factory=nothing"],
+            "data.factory: unknown factory 'nothing'",
         ),
         (
             ["--config", "{run}", "--stage", "3", "--set", "init_from=nowhere"],
@@ -188,3 +188,40 @@ def test_a_run_stopped_and_resumed_in_new_processes_repeats_the_straight_run_bit
     straight, resumed = read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "resumed")
     for name, value in straight.weights.items():
         assert (resumed.weights[name] == value).all(), name
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_metrics_of_a_run_without_a_checkpoint_are_never_replaced(
+    run_file: Path, tmp_path: Path, capsys, resume: bool
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    before = sorted(p.name for p in out.iterdir())
+    argv = ["train", "--config", str(run_file), "--stage", "3", *(["--resume"] if resume else [])]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "holds metrics.jsonl of an earlier run but no checkpoint" in error
+    assert error.count("\n") == 1
+    assert (out / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.5}\n'
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_resume_with_another_model_or_data_config_is_refused_naming_every_difference(
+    run_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    start = ["train", "--config", str(run_file), "--stage", "3", "--no-progress"]
+    assert main([*start, "--stop-at-step", "2"]) == 0
+    run_yaml = (out / "run.yaml").read_text()
+    changed = [*start, "--resume", "--set", "model.hidden=8", "--set", "data.size=30"]
+    assert main(changed) == 2
+    error = capsys.readouterr().err
+    assert "was written by a run with another configuration" in error
+    assert "data.size: checkpoint 24, now 30" in error
+    assert "model.hidden: checkpoint None, now 8" in error
+    assert (out / "run.yaml").read_text() == run_yaml  # nothing rewritten
+    assert read_checkpoint(out).step == 2
+    # what may change on resume (threads, workers) does not block it
+    assert main([*start, "--resume", "--set", "threads=1"]) == 0
+    assert read_checkpoint(out).step == 4

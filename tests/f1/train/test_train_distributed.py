@@ -49,8 +49,8 @@ def _run_file(tmp_path: Path, output_dir: Path, accumulation_steps: int = 1) -> 
     # noise from each process's own RNG, runs agree in distribution only.
     run = {
         "output_dir": str(output_dir),
-        "model": {"factory": "tiny_training_policy:build_tiny_policy"},
-        "data": {"factory": "tiny_training_policy:build_tiny_dataset", "size": 32, "with_flow_noise": True},
+        "model": {"factory": "tiny"},
+        "data": {"factory": "tiny", "size": 32, "with_flow_noise": True},
         "train": {**TRAIN, "accumulation_steps": accumulation_steps},
         "device": "cpu",
     }

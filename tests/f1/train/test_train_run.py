@@ -1,4 +1,4 @@
-"""Run files: validated like stage configs, with factories named as 'module:function'."""
+"""Run files: validated like stage configs, naming registered factories, never code to import."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from f1.train import ConfigError, RunConfig
-from f1.train.run import DEFAULT_DATASET_FACTORY, DEFAULT_POLICY_FACTORY, resolve_factory
+from f1.train.factories import build_f1_model, build_training_data
+from f1.train.registry import available_factories, resolve_factory
+from f1.train.run import DEFAULT_DATASET_FACTORY, DEFAULT_POLICY_FACTORY
 
 
 def test_run_file_round_trips_and_defaults_the_factories(tmp_path: Path) -> None:
@@ -24,7 +26,10 @@ def test_run_file_round_trips_and_defaults_the_factories(tmp_path: Path) -> None
     [
         ({"output_dir": "o", "modle": {}}, "did you mean 'model'"),
         ({"model": {}}, "output_dir is required"),
-        ({"output_dir": "o", "model": {"factory": "no_colon"}}, "model.factory must be 'package.module:func"),
+        ({"output_dir": "o", "model": {"factory": "no_colon"}}, r"model.factory: unknown factory 'no_colon'"),
+        ({"output_dir": "o", "model": {"factory": "subprocess:run"}}, r"'subprocess:run' is an import path"),
+        ({"output_dir": "o", "data": {"factory": "lerobbot"}}, r"did you mean 'lerobot'"),
+        ({"output_dir": "o", "data": {"factory": 3}}, r"data.factory: expected the name of a registered"),
         ({"output_dir": "o", "device": "gpu"}, "device must be one of auto, cpu, cuda, received 'gpu'"),
         ({"output_dir": "o", "num_workers": -1}, "num_workers must be an integer >= 0"),
         ({"output_dir": "o", "train": [1]}, "train must be a mapping"),
@@ -36,6 +41,22 @@ def test_bad_run_files_are_named(data: dict, message: str) -> None:
         RunConfig.from_dict(data)
 
 
-def test_factories_resolve_by_import_path() -> None:
-    factory = resolve_factory("tiny_training_policy:build_tiny_policy", "model.factory")
-    assert factory.__name__ == "build_tiny_policy"
+def test_factories_resolve_by_registered_name_built_in_or_declared_by_an_installed_package() -> None:
+    # the test suite registers "tiny" the way a package does: an entry point of a distribution on sys.path
+    assert resolve_factory("f1", "model") is build_f1_model
+    assert resolve_factory("lerobot", "data") is build_training_data
+    assert resolve_factory("tiny", "model").__name__ == "build_tiny_policy"
+    assert resolve_factory("tiny", "data").__name__ == "build_tiny_dataset"
+    assert available_factories("model")[:1] == ["f1"]
+    assert "tiny" in available_factories("model")
+
+
+def test_an_import_path_in_a_run_file_is_never_imported(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    (tmp_path / "planted.py").write_text("import pathlib\npathlib.Path(__file__).with_name('ran').touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="is an import path"):
+        RunConfig.from_dict({"output_dir": "o", "model": {"factory": "planted:build"}})
+    assert "planted" not in sys.modules
+    assert not (tmp_path / "ran").exists()

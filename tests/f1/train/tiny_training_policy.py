@@ -117,12 +117,12 @@ class TinyEpisodes(Dataset):
 
 
 def build_tiny_policy(config: dict[str, Any]) -> TinyPolicy:
-    """Run-file factory: ``model: {factory: "tiny_training_policy:build_tiny_policy", hidden: 16}``."""
+    """Run-file factory: ``model: {factory: "tiny", hidden: 16}``."""
     return TinyPolicy(hidden=int(config.get("hidden", HIDDEN)))
 
 
 def build_tiny_dataset(config: dict[str, Any]) -> TinyEpisodes:
-    """Run-file factory: ``data: {factory: "tiny_training_policy:build_tiny_dataset", size: 64}``."""
+    """Run-file factory: ``data: {factory: "tiny", size: 64}``."""
     return TinyEpisodes(
         size=int(config.get("size", 64)),
         seed=int(config.get("seed", 0)),

@@ -18,6 +18,7 @@ from .checkpoint import (
     latest_checkpoint,
     load_policy_weights,
     read_checkpoint,
+    read_checkpoint_metadata,
     read_weights,
     save_checkpoint,
 )
@@ -25,6 +26,7 @@ from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, l
 from .distributed import DistributedContext, init_distributed
 from .metrics import MetricsLogger, read_metrics
 from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainableModel
+from .registry import available_factories
 from .run import RunConfig, run_training
 from .trainer import Trainer, TrainResult
 
@@ -46,11 +48,13 @@ __all__ = [
     "TrainableModel",
     "Trainer",
     "TrainingCheckpoint",
+    "available_factories",
     "init_distributed",
     "latest_checkpoint",
     "load_policy_weights",
     "load_stage_config",
     "read_checkpoint",
+    "read_checkpoint_metadata",
     "read_metrics",
     "read_weights",
     "run_training",

@@ -244,6 +244,15 @@ def _read_state_file(path: Path) -> dict[str, Any]:
     return state
 
 
+def read_checkpoint_metadata(path: Path) -> dict[str, Any]:
+    """The caller metadata stored with the checkpoint at (or latest under) ``path`` (e.g. the run config),
+    read from its state file alone (the checkpoint's files are checked for presence and size)."""
+    metadata = _read_state_file(resolve_checkpoint(Path(path))).get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: the checkpoint's metadata is not a mapping")
+    return metadata
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``model.safetensors`` written by ``save_checkpoint`` (aliases restored), on CPU."""
     path = Path(path)

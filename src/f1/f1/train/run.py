@@ -1,7 +1,7 @@
 """A whole training run from one YAML file: build policy and data, pick the stage, train, checkpoint, resume.
 
-The run file names the code that builds the policy and the dataset as ``"package.module:function"`` factories,
-so the trainer depends on no particular model or dataset::
+The run file names the factories that build the model and the dataset, so the trainer depends on no
+particular model or dataset::
 
     model: {preset: tiny}                # factory(config: dict) -> TrainableModel (an nn.Module)
     data: {root: data/my-robot}          # factory(config: dict[, policy=...]) -> map-style Dataset
@@ -9,15 +9,15 @@ so the trainer depends on no particular model or dataset::
     init_from: runs/stage2          # optional: start from these weights (ignored when resuming)
     train: {steps: 1000, batch_size: 64}   # optional overrides of the stage config
 
-``factory`` defaults to ``f1.train.factories:build_f1_model`` and ``:build_training_data``; everything
-else in ``model``/``data`` is passed to the factory as a plain dict. A data factory that takes a ``policy``
-keyword gets the built policy (to follow its history, chunk and camera settings).
+``factory`` names a registered factory (:mod:`f1.train.registry`: built-in ``f1`` and ``lerobot``, the
+defaults, or one an installed package declares as an entry point); a run file never names code to import.
+Everything else in ``model``/``data`` is passed to the factory as a plain dict. A data factory that takes
+a ``policy`` keyword gets the built model (to follow its history, chunk and camera settings).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import json
 import logging
@@ -32,10 +32,10 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import Dataset
 
-from f1.checks import merge_overrides, reject_unknown_keys
+from f1.checks import config_differences, merge_overrides, reject_unknown_keys
 
 from .batches import SeededBatchStream
-from .checkpoint import latest_checkpoint, load_policy_weights
+from .checkpoint import latest_checkpoint, load_policy_weights, read_checkpoint_metadata
 from .config import (
     ConfigError,
     StageConfig,
@@ -43,13 +43,15 @@ from .config import (
     read_yaml_mapping,
 )
 from .distributed import init_distributed
+from .metrics import METRICS_FILE
+from .registry import resolve_factory
 from .rng import seed_everything
 from .trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY_FACTORY = "f1.train.factories:build_f1_model"
-DEFAULT_DATASET_FACTORY = "f1.train.factories:build_training_data"
+DEFAULT_POLICY_FACTORY = "f1"
+DEFAULT_DATASET_FACTORY = "lerobot"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -81,9 +83,7 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a mapping, received {type(value).__name__}: {value!r}")
             object.__setattr__(self, name, dict(value))
         for name, default in (("model", DEFAULT_POLICY_FACTORY), ("data", DEFAULT_DATASET_FACTORY)):
-            factory = getattr(self, name).get("factory", default)
-            if not isinstance(factory, str) or factory.count(":") != 1:
-                raise ConfigError(f"{name}.factory must be 'package.module:function', received {factory!r}")
+            resolve_factory(getattr(self, name).get("factory", default), name)  # a registered name
         if self.init_from is not None and not isinstance(self.init_from, str | os.PathLike):
             raise ConfigError(f"init_from must be a path or null, received {self.init_from!r}")
         if (
@@ -130,33 +130,13 @@ class RunConfig:
 
     @property
     def policy_factory(self) -> str:
-        """The ``module:function`` that builds the policy."""
+        """The registered name of the factory that builds the model."""
         return str(self.model.get("factory", DEFAULT_POLICY_FACTORY))
 
     @property
     def dataset_factory(self) -> str:
-        """The ``module:function`` that builds the training dataset."""
+        """The registered name of the factory that builds the training dataset."""
         return str(self.data.get("factory", DEFAULT_DATASET_FACTORY))
-
-
-def resolve_factory(reference: str, where: str) -> Callable[[dict[str, Any]], Any]:
-    """Import ``"package.module:function"``; errors name ``where``, the reference and what went wrong."""
-    module_name, _, function_name = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(
-            f"{where} = {reference!r}: cannot import module {module_name!r} ({error}). Set {where} to "
-            "'package.module:function' of an installed module"
-        ) from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        public = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
-        raise ConfigError(
-            f"{where} = {reference!r}: module {module_name!r} has no function {function_name!r}"
-            f" (callables there: {', '.join(public[:10]) or 'none'})"
-        )
-    return function
 
 
 def _factory_arguments(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,10 +186,19 @@ def run_training(
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"output_dir {output_dir} exists and is not a directory")
+    if previous is not None:
+        _check_resumed_run(run, previous)
+    metrics = output_dir / METRICS_FILE
+    if previous is None and metrics.is_file() and metrics.stat().st_size > 0:
+        raise ConfigError(
+            f"output_dir {output_dir} holds {METRICS_FILE} of an earlier run but no checkpoint to "
+            f"{'resume from' if resume else 'continue'}; starting over would replace those metrics: choose "
+            "another output_dir"
+        )
     if run.init_from is not None and not Path(run.init_from).exists():
         raise ConfigError(f"init_from: path not found: {run.init_from}")
-    build_policy = resolve_factory(run.policy_factory, "model.factory")
-    build_dataset = resolve_factory(run.dataset_factory, "data.factory")
+    build_policy = resolve_factory(run.policy_factory, "model")
+    build_dataset = resolve_factory(run.dataset_factory, "data")
 
     if run.threads is not None:
         torch.set_num_threads(run.threads)
@@ -266,6 +255,26 @@ def run_training(
     finally:
         if context.is_distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+#: Run-config keys a resumed run may change: they do not change what is trained (the stage config, compared
+#: by the trainer, covers ``train``; ``init_from`` is ignored when resuming).
+RUN_RESUME_MAY_CHANGE = frozenset(
+    {"output_dir", "init_from", "train", "num_workers", "device", "threads", "find_unused_parameters"}
+)
+
+
+def _check_resumed_run(run: RunConfig, checkpoint: Path) -> None:
+    """Refuse to resume ``checkpoint`` with another model or data configuration, naming every difference."""
+    saved = read_checkpoint_metadata(checkpoint).get("run")
+    if not isinstance(saved, Mapping):
+        return  # written by a trainer used directly, without a run file: nothing to compare
+    differences = config_differences(saved, run.to_dict(), ignore=RUN_RESUME_MAY_CHANGE)
+    if differences:
+        raise ConfigError(
+            f"{checkpoint} was written by a run with another configuration; resuming would not continue "
+            f"the same run. Differences: {'; '.join(differences)}"
+        )
 
 
 def _write_text_atomically(path: Path, text: str) -> None:

@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from f1.checks import config_differences
+
 from .batches import SeededBatchStream, as_resumable
 from .checkpoint import (
     CheckpointError,
@@ -86,19 +88,6 @@ def use_bf16_autocast(precision: str, device: torch.device) -> bool:
     if precision == "fp32":
         return False
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
-    differences = []
-    for key in sorted(set(saved) | set(current)):
-        if not prefix and key in RESUME_MAY_CHANGE:
-            continue
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, Mapping) and isinstance(b, Mapping) and key not in ("loss_weights", "group_lr"):
-            differences += _config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            differences.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
-    return differences
 
 
 class StopRequest:
@@ -243,7 +232,12 @@ class Trainer:
         return checkpoint.path
 
     def _check_compatible(self, checkpoint: TrainingCheckpoint) -> None:
-        differences = _config_differences(checkpoint.stage_config, self.config.to_dict())
+        differences = config_differences(
+            checkpoint.stage_config,
+            self.config.to_dict(),
+            ignore=RESUME_MAY_CHANGE,
+            compared_whole=frozenset({"loss_weights", "group_lr"}),
+        )
         if differences:
             raise CheckpointError(
                 f"{checkpoint.path} was written by a different stage config; resuming would not continue "
