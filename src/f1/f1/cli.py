@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -77,8 +78,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"f1 demo: error: --out {args.out} exists and is not a directory", file=sys.stderr)
         return EXIT_USAGE
-    if args.train_minutes is not None and not args.train_minutes > 0:
-        print(f"f1 demo: error: --train-minutes must be > 0, received {args.train_minutes}", file=sys.stderr)
+    if args.train_minutes is not None and not (0 < args.train_minutes < math.inf):
+        print(
+            f"f1 demo: error: --train-minutes must be a finite number > 0, received {args.train_minutes}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.seed < 0:
+        print(f"f1 demo: error: --seed must be >= 0, received {args.seed}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from dataclasses import replace
@@ -175,6 +182,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     for name in ("episodes", "batch_size", "threads"):
         if getattr(args, name) < 1:
             return fail(f"--{name.replace('_', '-')} must be >= 1, received {getattr(args, name)}")
+    available = len(seed_range(args.split))
+    if args.episodes > available:
+        return fail(
+            f"--episodes must be at most the {available} seeds of split {args.split!r}, "
+            f"received {args.episodes}"
+        )
+    if args.out is not None and (args.out.is_dir() or (args.out.exists() and not args.out.is_file())):
+        return fail(f"--out {args.out} is a directory; give the path of the JSON file to write")
     task = {**DEMO_TASK, "resolution": args.resolution}
     for key, value in (
         ("num_objects", args.objects),

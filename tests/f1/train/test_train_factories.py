@@ -88,3 +88,48 @@ def test_f1_train_runs_the_tiny_f1_policy_on_a_lerobot_dataset(tmp_path: Path) -
     checkpoint = read_checkpoint(tmp_path / "out")
     assert checkpoint.step == 2
     assert checkpoint.metadata["run"]["model"] == {"preset": "tiny"}
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "message"),
+    [
+        # the dataset's 8-dim state and 7-dim actions against an embodiment of another width
+        (
+            {
+                "preset": "tiny",
+                "overrides": {"embodiments": [{"name": "sim_arm", "state_dim": 6, "action_dim": 7}]},
+            },
+            {},
+            r"the first batch does not fit the model: observation\.state: expected last dimension 6",
+        ),
+        # No-Gen computes no generation loss, which stage III weights
+        ({"preset": "tiny", "overrides": {"mode": "no_gen"}}, {}, r"weights losses \['generation'\]"),
+        ({"config_file": "{bad_yaml}"}, {}, r"bad\.yaml: config: not valid YAML"),
+    ],
+)
+def test_f1_train_refuses_what_does_not_fit_before_writing_anything(
+    tmp_path: Path, model: dict, train: dict, message: str
+) -> None:
+    _write_tiny_lerobot_dataset(tmp_path / "data")
+    (tmp_path / "bad.yaml").write_text("trunk: [unclosed\n")
+    model = {
+        k: (v.replace("{bad_yaml}", str(tmp_path / "bad.yaml")) if isinstance(v, str) else v)
+        for k, v in model.items()
+    }
+    run = RunConfig.from_dict(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "model": model,
+            "data": {"root": str(tmp_path / "data")},
+            "train": {"steps": 2, "batch_size": 2, "precision": "fp32", **train},
+            "device": "cpu",
+            "threads": 1,
+        }
+    )
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(ConfigError, match=message):
+            run_training(run, 3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

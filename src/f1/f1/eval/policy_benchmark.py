@@ -168,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     unknown = [name for name in args.presets if name not in preset_names()]
     if unknown:
         raise ValueError(f"--presets: unknown {unknown}, expected names among {list(preset_names())}")
-    if args.repeats < 1:
-        raise ValueError(f"--repeats: expected a positive count, received {args.repeats}")
+    for name in ("repeats", "threads", "train_batch"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}: expected a positive count, received {getattr(args, name)}")
+    if args.out.is_dir():
+        raise ValueError(f"--out: {args.out} is a directory; give the path of the JSON file to write")
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report: dict[str, Any] = {"machine": machine_info(device), "presets": {}}

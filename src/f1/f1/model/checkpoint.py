@@ -9,7 +9,6 @@ half-written checkpoint in place of a good one.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -86,39 +85,51 @@ def _weights_path(path: str | Path) -> Path:
     return path
 
 
+def _check_metadata(weights: Path, metadata: Mapping[str, str]) -> None:
+    if metadata.get("format") != FORMAT:
+        kind = metadata.get("format")
+        hint = (
+            "it is a training checkpoint of f1 train (load it into a model with f1.train.load_policy_weights)"
+            if kind == "f1.train.checkpoint"
+            else "import published F1, pi0, PaliGemma or VAR weights with f1 convert"
+        )
+        raise CheckpointError(
+            f"path: {weights} is not an f1 policy checkpoint (metadata format={kind!r}, expected "
+            f"{FORMAT!r}); {hint}"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"path: {weights} has format_version {metadata.get('format_version')!r}, "
+            f"this library reads {FORMAT_VERSION!r}"
+        )
+
+
+def _config_from(weights: Path, metadata: Mapping[str, str]) -> F1Config:
+    try:
+        return F1Config.from_json(metadata["config"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"path: {weights} carries no valid F1 config ({err})") from None
+
+
 def read_policy_checkpoint(path: str | Path) -> tuple[F1Config, dict[str, torch.Tensor]]:
     """The config and tensors of a checkpoint written by :func:`save_model` (or :meth:`F1Policy.save`).
 
-    Raises :class:`CheckpointError` for a corrupt file or a foreign one (no ``f1-policy`` metadata, e.g.
-    a published F1, pi0 or PaliGemma file: import those with :func:`f1.model.convert_checkpoint`).
+    Raises :class:`CheckpointError` naming the file for a corrupt or truncated file or a foreign one (no
+    ``f1-policy`` metadata, e.g. a published F1, pi0 or PaliGemma file: import those with ``f1 convert``).
     """
     weights = _weights_path(path)
     try:
         with safe_open(str(weights), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            if metadata.get("format") != FORMAT:
-                raise CheckpointError(
-                    f"path: {weights} is not an f1 policy checkpoint (metadata format="
-                    f"{metadata.get('format')!r}, expected {FORMAT!r}); import published weights with "
-                    "f1.model.convert_checkpoint"
-                )
-            if metadata.get("format_version") != FORMAT_VERSION:
-                raise CheckpointError(
-                    f"path: {weights} has format_version {metadata.get('format_version')!r}, "
-                    f"this library reads {FORMAT_VERSION!r}"
-                )
+            _check_metadata(weights, metadata)
             # clone: tensors read from the file may sit at unaligned addresses, where CPU kernels take
             # other SIMD paths and round differently; a fresh allocation keeps round trips bit-identical
             tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}  # noqa: SIM118
     except CheckpointError:
         raise
     except Exception as err:  # truncated or corrupt files
-        raise CheckpointError(f"path: {weights} is not a readable safetensors file ({err})") from err
-    try:
-        config = F1Config.from_json(metadata["config"])
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"path: {weights} carries no valid F1 config ({err})") from err
-    return config, tensors
+        raise CheckpointError(f"path: {weights} is not a readable safetensors file ({err})") from None
+    return _config_from(weights, metadata), tensors
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -160,10 +171,13 @@ def load_model(path: str | Path, *, device: torch.device | str = "cpu", tokenize
 
 
 def config_of(path: str | Path) -> F1Config:
-    """Only the config of a checkpoint (reads the metadata, not the tensors)."""
+    """Only the config of a checkpoint (reads the metadata, not the tensors); errors as
+    :func:`read_policy_checkpoint`."""
     weights = _weights_path(path)
-    with safe_open(str(weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"path: {weights} is not an f1 policy checkpoint")
-    return F1Config.from_dict(json.loads(metadata["config"]))
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:  # truncated or corrupt files
+        raise CheckpointError(f"path: {weights} is not a readable safetensors file ({err})") from None
+    _check_metadata(weights, metadata)
+    return _config_from(weights, metadata)

@@ -444,7 +444,10 @@ class F1Config:
 
     @classmethod
     def from_yaml(cls, text: str) -> F1Config:
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config: not valid YAML ({err})") from None
         if not isinstance(data, Mapping):
             raise ConfigError(f"config: expected a YAML mapping, received {type(data).__name__}")
         return cls.from_dict(data)
@@ -460,8 +463,13 @@ class F1Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"path: expected a config file, {str(path)!r} does not exist")
-        text = path.read_text()
-        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        try:
+            text = path.read_text()
+            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a text config file ({err})") from None
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
 
 
 def _part_to_dict(part: Any) -> dict[str, Any]:

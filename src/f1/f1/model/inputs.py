@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from f1.checks import did_you_mean
 from f1.errors import InputError
 from f1.keys import (
     ACTION_IS_PAD_KEY,
@@ -25,6 +26,7 @@ from f1.keys import (
     IMAGE_KEY_PREFIX,
     STATE_KEY,
     TASK_KEY,
+    camera_key,
 )
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
@@ -155,6 +157,29 @@ def _per_group(
     return {g.name: value.index_select(0, g.rows)[..., : widths[g.name]] for g in groups}
 
 
+_READ_KEYS = (
+    STATE_KEY,
+    TASK_KEY,
+    EMBODIMENT_KEY,
+    HISTORY_KEY,
+    HISTORY_IS_PAD_KEY,
+    FUTURE_KEY,
+    FUTURE_KEY + "_is_pad",
+    ACTION_KEY,
+    ACTION_IS_PAD_KEY,
+)
+
+
+def _reject_near_misses(batch: Mapping[str, Any], config: F1Config) -> None:
+    known = [*_READ_KEYS, *(camera_key(c) for c in config.cameras)]
+    for key in batch:
+        if key in known or not isinstance(key, str):
+            continue
+        hint = did_you_mean(key, known, cutoff=0.85)
+        if hint:
+            raise InputError(f"{key}: unknown key{hint}; the model reads {known}")
+
+
 def parse_inputs(
     batch: Mapping[str, Any],
     config: F1Config,
@@ -168,9 +193,15 @@ def parse_inputs(
     need_history: bool,
 ) -> PolicyInputs:
     """Validate ``batch`` and return normalized tensors on ``device`` (see :class:`f1.model.F1Model` for
-    the keys); ``history`` is read when ``need_history``."""
+    the keys); ``history`` is read when ``need_history``.
+
+    Keys the model does not read are ignored (LeRobot's columns such as ``episode_index``, collate masks),
+    except one that is a near miss of a key it reads (``history_is_padd``): that is refused, naming the key
+    it probably meant, since the value would otherwise be silently dropped.
+    """
     if not isinstance(batch, Mapping):
         raise InputError(f"batch: expected a mapping of keys to values, received {type(batch).__name__}")
+    _reject_near_misses(batch, config)
     # cameras
     cameras = []
     size = config.vision.image_size
@@ -184,13 +215,17 @@ def parse_inputs(
     for camera, image in zip(config.cameras, cameras):
         _check_batch(IMAGE_KEY_PREFIX + camera, image, batch_size)
     images = torch.stack(
-        [images_to_unit_float(k, im.to(device)) for k, im in zip(config.cameras, cameras)], 1
+        [images_to_unit_float(camera_key(c), im.to(device)) for c, im in zip(config.cameras, cameras)], 1
     )
 
     # language
     if TASK_KEY not in batch:
         raise InputError(f"{TASK_KEY}: missing from the batch (expected a list of {batch_size} instructions)")
     tasks = batch[TASK_KEY]
+    if not isinstance(tasks, str | list | tuple):
+        raise InputError(
+            f"{TASK_KEY}: expected a str or a list of {batch_size} str, received {type(tasks).__name__}"
+        )
     tasks = [tasks] * batch_size if isinstance(tasks, str) else list(tasks)
     if len(tasks) != batch_size or not all(isinstance(t, str) for t in tasks):
         raise InputError(
@@ -271,5 +306,10 @@ def parse_inputs(
                     f"received {pad.dtype} {tuple(pad.shape)}"
                 )
             step_valid = ~pad.to(device)
+            if not bool(step_valid.any()):
+                raise InputError(
+                    f"{ACTION_IS_PAD_KEY}: every chunk step of every sample is padding; the batch has no "
+                    "action to learn from"
+                )
         inputs.step_valid = step_valid
     return inputs

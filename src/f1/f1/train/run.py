@@ -248,6 +248,12 @@ def run_training(
         if previous is not None:
             used = trainer.resume(checkpoints_dir)
             log.info("resumed from %s at step %d", used, trainer.step)
+        try:  # the first batch through the model, before anything is written
+            trainer.check_first_batch()
+        except ConfigError:
+            raise
+        except (ValueError, KeyError, TypeError) as error:  # InputError, missing losses, bad batches
+            raise ConfigError(f"the first batch does not fit the model: {error}") from error
         if context.is_main:
             _write_text_atomically(output_dir / "run.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
             _write_text_atomically(output_dir / "stage.yaml", stage_config.to_yaml())

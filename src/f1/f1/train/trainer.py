@@ -263,6 +263,26 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- training
 
+    def check_first_batch(self) -> None:
+        """Run the model's forward on the first batch, without gradients, and check what it returns: a
+        batch that does not fit the model (dimensions, image size, keys) or a stage that weights a loss
+        the model does not compute fails here, before a run writes anything. The batch stream and every
+        random generator are left as they were, so training is unchanged (bitwise)."""
+        state, rng, training = self.batches.state_dict(), capture_rng_state(), self.model.training
+        self.model.eval()  # no running statistics move
+        try:
+            batch = move_to_device(next(iter(self.batches)), self.context.device)
+            autocast = torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+            with torch.no_grad(), autocast:
+                losses = self.model(batch, generation_scales=self.config.generation_scales)
+            self._weighted_total(losses)
+        except StopIteration:
+            raise ValueError("batches: the stream yields no batch (an empty dataset?)") from None
+        finally:
+            self.model.train(training)
+            self.batches.load_state_dict(state)
+            restore_rng_state(rng)
+
     def train_step(self, batches: Batch | Sequence[Batch]) -> dict[str, torch.Tensor]:
         """One optimizer step on one batch, or on ``config.accumulation_steps`` micro-batches (a sequence).
 
