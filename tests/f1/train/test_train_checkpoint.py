@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -102,15 +103,38 @@ def test_an_exception_halfway_through_a_save_keeps_the_previous_checkpoint(tmp_p
     def write_half_then_fail(path: Path, obj) -> None:
         real_write(path, obj)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-        raise OSError("disk full (simulated)")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt, "_write_torch", write_half_then_fail)
     with torch.no_grad():
         policy.vision.weight.add_(1.0)
-    with pytest.raises(OSError, match="disk full"):
+    expected = (
+        r"could not write the checkpoint of step 2 .*: No space left on device .*step_00000001 is intact"
+    )
+    with pytest.raises(CheckpointError, match=expected):
         _save(tmp_path, policy, step=2)
     assert latest_checkpoint(tmp_path).name == "step_00000001"
     assert not list(tmp_path.glob(".tmp-*"))  # the partial directory was removed
+    assert read_checkpoint(tmp_path).step == 1
+
+
+def test_a_full_disk_reported_by_torch_names_the_reason_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch
+) -> None:
+    policy = TinyPolicy()
+    _save(tmp_path, policy, step=1)
+
+    def torch_style_failure(path: Path, obj) -> None:  # torch.save's own wrapping of ENOSPC
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as cause:
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0"
+            ) from cause
+
+    monkeypatch.setattr(ckpt, "_write_torch", torch_style_failure)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        _save(tmp_path, policy, step=2)
     assert read_checkpoint(tmp_path).step == 1
 
 

@@ -207,6 +207,14 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.replace(temporary, final)
         _fsync(checkpoints_dir)
+    except (OSError, RuntimeError) as error:  # disk full, quota, permissions (torch: a RuntimeError)
+        shutil.rmtree(temporary, ignore_errors=True)
+        previous = latest_checkpoint(checkpoints_dir)
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "none was written before"
+        raise CheckpointError(
+            f"could not write the checkpoint of step {step} under {checkpoints_dir}: "
+            f"{_write_failure(error)}; {kept}"
+        ) from error
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -214,6 +222,18 @@ def save_checkpoint(
         for old in list_checkpoints(checkpoints_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write_failure(error: BaseException) -> str:
+    """The operating system's reason behind a failed write (torch buries it in a RuntimeError chain)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{seen.strerror} ({type(seen).__name__})"
+        if "No space left on device" in str(seen):
+            return "No space left on device"
+        seen = seen.__cause__ or seen.__context__
+    return str(error)
 
 
 # --------------------------------------------------------------------------------------------------- reading
