@@ -252,7 +252,9 @@ class F1Policy:
     def _batched(self, observation: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         if not isinstance(observation, Mapping):
             raise InputError(f"observation: expected a mapping, received {type(observation).__name__}")
-        state = observation.get(STATE_KEY)
+        if STATE_KEY not in observation:
+            raise InputError(f"{STATE_KEY}: missing from the observation (expected (S,) or (B, S))")
+        state = observation[STATE_KEY]
         if not isinstance(state, torch.Tensor):
             raise InputError(
                 f"{STATE_KEY}: expected a tensor (S,) or (B, S), received {type(state).__name__}"
