@@ -8,15 +8,15 @@ may see whom), build a :class:`MixtureOfTransformers` from a :class:`MoTConfig`,
 from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import AttentionBackend, ExpertConfig, MoTConfig
+from mot.errors import ArgumentTypeError, ConfigError, MoTError, SpecError, WeightImportError
 from mot.expert import Expert, ExpertAttention, ExpertLayer
 from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
 from mot.model import MixtureOfTransformers
-from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment, SpecError
+from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment
 from mot.weights import (
     GEMMA_LAYER_TENSORS,
-    WeightImportError,
     find_gemma_prefix,
     gemma_config_to_mot,
     load_gemma_expert,
@@ -27,9 +27,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GEMMA_LAYER_TENSORS",
+    "ArgumentTypeError",
     "AttentionBackend",
     "AttentionSpec",
     "Blockwise",
+    "ConfigError",
     "Expert",
     "ExpertAttention",
     "ExpertConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "KVCache",
     "MixtureOfTransformers",
     "MoTConfig",
+    "MoTError",
     "RMSNorm",
     "Segment",
     "SpecError",

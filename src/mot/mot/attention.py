@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mot.errors import ArgumentTypeError, SpecError
+
 __all__ = ["additive_mask", "joint_attention"]
 
 
@@ -14,6 +16,12 @@ def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
 
     Converting once per forward instead of letting SDPA convert it in every layer saves one op per layer.
     """
+    if not isinstance(mask, Tensor):
+        raise ArgumentTypeError(f"mask: expected a bool tensor, received {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise SpecError(f"mask: expected a bool tensor, received dtype {mask.dtype}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise SpecError(f"dtype: expected a floating-point torch.dtype, received {dtype!r}")
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
@@ -32,15 +40,17 @@ def joint_attention(q: Tensor, k: Tensor, v: Tensor, mask: object | None, backen
 
     Returns:
         ``(B, H, Lq, D)``.
+
+    Runs in every layer of every call: only the head counts are checked here (the model built the shapes).
     """
     n_heads, n_kv_heads = q.shape[1], k.shape[1]
     if n_heads % n_kv_heads:
-        raise ValueError(f"k: expected a number of heads dividing {n_heads}, received {n_kv_heads}")
+        raise SpecError(f"k: expected a number of heads dividing {n_heads}, received {n_kv_heads}")
     if backend == "flex":
         from torch.nn.attention.flex_attention import flex_attention
 
         return flex_attention(q, k, v, block_mask=mask, enable_gqa=n_kv_heads != n_heads)
     if backend != "sdpa":
-        raise ValueError(f"backend: expected 'sdpa' or 'flex', received {backend!r}")
+        raise SpecError(f"backend: expected 'sdpa' or 'flex', received {backend!r}")
     attn_mask = None if mask is None else mask[:, None]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=n_kv_heads != n_heads)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from mot.errors import ArgumentTypeError, SpecError, describe
+from mot.layout import as_device, check_bool_tensor, check_spec, check_valid_lengths
 from mot.spec import AttentionSpec
 
 __all__ = ["KVCache"]
@@ -35,6 +37,45 @@ class KVCache:
     valid_lengths: dict[str, Tensor] = field(default_factory=dict)
     # positions, rotary tables and masks of read-only calls against this state (cleared when it changes)
     _derived: dict[object, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Only the cache's own consistency; whether it fits a model is checked by the model's entries.
+        check_spec(self.spec, "KVCache.spec")
+        for name in ("keys", "values"):
+            tensors = getattr(self, name)
+            if not isinstance(tensors, list) or not all(isinstance(t, Tensor) for t in tensors):
+                raise ArgumentTypeError(
+                    f"KVCache.{name}: expected a list of (B, Hkv, length, D) tensors, received "
+                    f"{describe(tensors)}"
+                )
+        if len(self.keys) != len(self.values):
+            raise SpecError(
+                f"KVCache.values: expected one tensor per layer of keys ({len(self.keys)}), "
+                f"received {len(self.values)}"
+            )
+        self.valid_lengths = check_valid_lengths(self.spec, self.valid_lengths)
+        if self.valid is None:
+            if self.keys or self.valid_lengths:
+                raise SpecError(
+                    "KVCache.valid: expected a (B, length) bool tensor with keys/values, received None"
+                )
+            return
+        check_bool_tensor("KVCache.valid", self.valid, 2, "(B, length)")
+        batch, length = self.valid.shape
+        if batch < 1 or not 1 <= length <= self.spec.total_length:
+            raise SpecError(
+                f"KVCache.valid: expected shape (B >= 1, 1..{self.spec.total_length}), received "
+                f"{(batch, length)}"
+            )
+        if not self.keys:
+            raise SpecError("KVCache.keys: expected one (B, Hkv, length, D) tensor per layer, received none")
+        for layer, (k, v) in enumerate(zip(self.keys, self.values)):
+            if k.ndim != 4 or k.shape[0] != batch or k.shape[2] != length or v.shape != k.shape:
+                raise SpecError(
+                    f"KVCache.keys[{layer}]/values[{layer}]: expected equal shapes ({batch}, Hkv, "
+                    f"{length}, D) "
+                    f"(batch and length of valid), received {tuple(k.shape)} and {tuple(v.shape)}"
+                )
 
     @property
     def length(self) -> int:
@@ -75,6 +116,7 @@ class KVCache:
 
     def to(self, device: torch.device | str) -> KVCache:
         """A copy on ``device``."""
+        device = as_device(device)
         return KVCache(
             self.spec,
             [k.to(device) for k in self.keys],

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["AttentionBackend", "ExpertConfig", "MoTConfig"]
+from mot.errors import ConfigError, check_int, describe
+
+__all__ = ["AttentionBackend", "ConfigError", "ExpertConfig", "MoTConfig"]
 
 AttentionBackend = Literal["sdpa", "flex"]
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name}: expected a positive int, received {value!r}")
+    check_int(f"{owner}.{name}", value, error=ConfigError)
 
 
-def _check_keys(owner: str, data: Mapping[str, Any], cls: type) -> None:
+def _positive_number(owner: str, name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, float | int)
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        raise ConfigError(f"{owner}.{name}: expected a finite positive number, received {describe(value)}")
+
+
+def _check_keys(owner: str, data: object, cls: type) -> dict[str, Any]:
+    """``data`` as a dict after checking it is a mapping with known keys and every required key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{owner}: expected a mapping of {cls.__name__} fields, received {describe(data)}")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(map(repr, set(data) - known))
     if unknown:
-        raise ValueError(f"{owner}: unknown keys {unknown}, expected a subset of {sorted(known)}")
+        raise ConfigError(
+            f"{owner}: unknown keys [{', '.join(unknown)}], expected a subset of {sorted(known)}"
+        )
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ConfigError(f"{owner}: missing keys {missing}, required keys are {required}")
+    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -40,8 +62,19 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         _positive_int("ExpertConfig", "width", self.width)
         _positive_int("ExpertConfig", "mlp_width", self.mlp_width)
-        if not (isinstance(self.norm_eps, float | int) and self.norm_eps > 0):
-            raise ValueError(f"ExpertConfig.norm_eps: expected a positive number, received {self.norm_eps!r}")
+        _positive_number("ExpertConfig", "norm_eps", self.norm_eps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-serialisable dict (inverse of :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], owner: str = "ExpertConfig") -> ExpertConfig:
+        """Build from :meth:`to_dict` output; unknown or missing keys raise :class:`~mot.ConfigError`.
+
+        ``owner`` names the dict in messages (e.g. ``"MoTConfig.experts['und']"``).
+        """
+        return cls(**_check_keys(owner, data, cls))
 
 
 @dataclass(frozen=True)
@@ -77,33 +110,39 @@ class MoTConfig:
         for name in ("n_layers", "n_heads", "n_kv_heads", "head_dim"):
             _positive_int("MoTConfig", name, getattr(self, name))
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"MoTConfig.n_kv_heads: expected a divisor of n_heads={self.n_heads}, "
                 f"received {self.n_kv_heads}"
             )
         if self.head_dim % 2:
-            raise ValueError(f"MoTConfig.head_dim: expected an even number, received {self.head_dim}")
+            raise ConfigError(f"MoTConfig.head_dim: expected an even number, received {self.head_dim}")
+        if not isinstance(self.experts, Mapping):
+            raise ConfigError(
+                f"MoTConfig.experts: expected a mapping {{name: ExpertConfig}}, received "
+                f"{describe(self.experts)}"
+            )
         if not self.experts:
-            raise ValueError("MoTConfig.experts: expected at least one expert, received none")
+            raise ConfigError("MoTConfig.experts: expected at least one expert, received none")
         experts = {}
         for name, expert in dict(self.experts).items():
             if not isinstance(name, str) or not name:
-                raise ValueError(f"MoTConfig.experts: expected non-empty str names, received {name!r}")
+                raise ConfigError(f"MoTConfig.experts: expected non-empty str names, received {name!r}")
             if isinstance(expert, Mapping):
-                _check_keys(f"MoTConfig.experts[{name!r}]", expert, ExpertConfig)
-                expert = ExpertConfig(**expert)
+                expert = ExpertConfig.from_dict(expert, owner=f"MoTConfig.experts[{name!r}]")
             if not isinstance(expert, ExpertConfig):
-                raise ValueError(f"MoTConfig.experts[{name!r}]: expected ExpertConfig, received {expert!r}")
+                raise ConfigError(
+                    f"MoTConfig.experts[{name!r}]: expected an ExpertConfig or its dict, received "
+                    f"{describe(expert)}"
+                )
             experts[name] = expert
         object.__setattr__(self, "experts", experts)
-        if self.attention_backend not in ("sdpa", "flex"):
-            raise ValueError(
+        if not isinstance(self.attention_backend, str) or self.attention_backend not in ("sdpa", "flex"):
+            raise ConfigError(
                 f"MoTConfig.attention_backend: expected 'sdpa' or 'flex', received {self.attention_backend!r}"
             )
         if not isinstance(self.use_rotary, bool):
-            raise ValueError(f"MoTConfig.use_rotary: expected a bool, received {self.use_rotary!r}")
-        if not self.rope_base > 0:
-            raise ValueError(f"MoTConfig.rope_base: expected a positive number, received {self.rope_base!r}")
+            raise ConfigError(f"MoTConfig.use_rotary: expected a bool, received {self.use_rotary!r}")
+        _positive_number("MoTConfig", "rope_base", self.rope_base)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable dict (inverse of :meth:`from_dict`)."""
@@ -113,6 +152,5 @@ class MoTConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MoTConfig:
-        """Build from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
-        _check_keys("MoTConfig", data, cls)
-        return cls(**dict(data))
+        """Build from :meth:`to_dict` output; unknown or missing keys raise :class:`~mot.ConfigError`."""
+        return cls(**_check_keys("MoTConfig", data, cls))

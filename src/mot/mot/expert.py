@@ -9,9 +9,17 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mot.config import ExpertConfig, MoTConfig
+from mot.errors import ArgumentTypeError, check_int
 from mot.layers import GeGLU, RMSNorm
 
 __all__ = ["Expert", "ExpertAttention", "ExpertLayer"]
+
+
+def _check_configs(expert: object, config: object) -> None:
+    if not isinstance(expert, ExpertConfig):
+        raise ArgumentTypeError(f"expert: expected an ExpertConfig, received {type(expert).__name__}")
+    if not isinstance(config, MoTConfig):
+        raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
 
 
 class ExpertAttention(nn.Module):
@@ -19,6 +27,9 @@ class ExpertAttention(nn.Module):
 
     def __init__(self, width: int, n_heads: int, n_kv_heads: int, head_dim: int) -> None:
         super().__init__()
+        for name, value in (("width", width), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
+            check_int(name, value)
+        check_int("head_dim", head_dim)
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.q_proj = nn.Linear(width, n_heads * head_dim, bias=False)
         self.k_proj = nn.Linear(width, n_kv_heads * head_dim, bias=False)
@@ -35,6 +46,7 @@ class ExpertLayer(nn.Module):
 
     def __init__(self, expert: ExpertConfig, config: MoTConfig) -> None:
         super().__init__()
+        _check_configs(expert, config)
         self.input_layernorm = RMSNorm(expert.width, expert.norm_eps)
         self.self_attn = ExpertAttention(expert.width, config.n_heads, config.n_kv_heads, config.head_dim)
         self.post_attention_layernorm = RMSNorm(expert.width, expert.norm_eps)
@@ -66,6 +78,7 @@ class Expert(nn.Module):
 
     def __init__(self, expert: ExpertConfig, config: MoTConfig) -> None:
         super().__init__()
+        _check_configs(expert, config)
         self.config = expert
         self.layers = nn.ModuleList(ExpertLayer(expert, config) for _ in range(config.n_layers))
         self.norm = RMSNorm(expert.width, expert.norm_eps)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mot.errors import ArgumentTypeError, SpecError, check_int, describe
 
 __all__ = ["GeGLU", "RMSNorm", "apply_rotary", "rotary_cos_sin", "rotary_table"]
 
@@ -21,6 +25,9 @@ class RMSNorm(nn.Module):
 
     def __init__(self, width: int, eps: float = 1e-6) -> None:
         super().__init__()
+        check_int("width", width)
+        if isinstance(eps, bool) or not isinstance(eps, float | int) or not math.isfinite(eps) or eps <= 0:
+            raise SpecError(f"eps: expected a finite positive number, received {describe(eps)}")
         self.eps = eps
         self.weight = nn.Parameter(torch.zeros(width))
 
@@ -41,6 +48,8 @@ class GeGLU(nn.Module):
 
     def __init__(self, width: int, mlp_width: int) -> None:
         super().__init__()
+        check_int("width", width)
+        check_int("mlp_width", mlp_width)
         self.gate_proj = nn.Linear(width, mlp_width, bias=False)
         self.up_proj = nn.Linear(width, mlp_width, bias=False)
         self.down_proj = nn.Linear(mlp_width, width, bias=False)
@@ -62,8 +71,12 @@ def rotary_table(
     depends on how many tokens a call has (vectorised and scalar ``cos`` may differ in the last bit); this
     keeps cached and uncached runs bit-identical and makes the table free after the first call.
     """
+    check_int("length", length, minimum=0)
+    check_int("head_dim", head_dim)
     if head_dim % 2:
-        raise ValueError(f"head_dim: expected an even number, received {head_dim}")
+        raise SpecError(f"head_dim: expected an even number, received {head_dim}")
+    if isinstance(base, bool) or not isinstance(base, float | int) or not math.isfinite(base) or base <= 0:
+        raise SpecError(f"base: expected a finite positive number, received {describe(base)}")
     key = (str(torch.device(device)), head_dim, float(base))
     table = _ROTARY_TABLES.get(key)
     if table is None or table[0].shape[0] < length:
@@ -90,6 +103,12 @@ def rotary_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> t
     Returns:
         ``cos, sin``, each ``(B, L, D)`` fp32, the frequency table repeated for both halves.
     """
+    if not isinstance(positions, Tensor):
+        raise ArgumentTypeError(
+            f"positions: expected a (B, L) int tensor, received {type(positions).__name__}"
+        )
+    if positions.ndim != 2 or positions.dtype.is_floating_point or positions.dtype == torch.bool:
+        raise SpecError(f"positions: expected a (B, L) int tensor, received {describe(positions)}")
     positions = positions.clamp(min=0)
     largest = int(positions.max()) if positions.numel() else 0
     cos, sin = rotary_table(largest + 1, head_dim, base, positions.device)
@@ -98,6 +117,8 @@ def rotary_cos_sin(positions: Tensor, head_dim: int, base: float = 10000.0) -> t
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate ``x`` by its positions (split-half "rotate half" convention), computed in fp32.
+
+    Runs in every layer of every call, so shapes are not checked here (the model built them).
 
     Args:
         x: ``(B, H, L, D)`` queries or keys.

@@ -13,14 +13,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mot.spec import AttentionSpec, SpecError
+from mot.errors import ArgumentTypeError, SpecError, check_int, describe
+from mot.spec import AttentionSpec
 
 __all__ = [
     "ChunkPiece",
     "ChunkPlan",
     "TokenTables",
     "ValidLengths",
+    "as_device",
+    "check_bool_tensor",
     "check_cut",
+    "check_spec",
+    "check_valid_lengths",
+    "lengths_tensor",
     "plan_chunk",
     "positions_from_valid",
     "token_tables",
@@ -67,8 +73,61 @@ def token_tables(spec: AttentionSpec, device: torch.device | str = "cpu") -> Tok
     )
 
 
-def _lengths_tensor(name: str, lengths: Tensor | Sequence[int], limit: int, device: torch.device) -> Tensor:
-    values = torch.as_tensor(lengths, device=device)
+def check_spec(spec: object, name: str = "spec") -> AttentionSpec:
+    """``spec`` if it is an :class:`AttentionSpec`, else :class:`~mot.ArgumentTypeError`."""
+    if not isinstance(spec, AttentionSpec):
+        raise ArgumentTypeError(f"{name}: expected an AttentionSpec, received {type(spec).__name__}")
+    return spec
+
+
+def as_device(device: object, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device``, else :class:`SpecError` naming the argument."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise ArgumentTypeError(f"{name}: expected a torch.device or str, received {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise SpecError(
+            f"{name}: expected a device such as 'cpu' or 'cuda:0', received {device!r}"
+        ) from error
+
+
+def check_valid_lengths(spec: AttentionSpec, valid_lengths: object) -> dict[str, object]:
+    """``valid_lengths`` as a dict after checking it is a mapping of the spec's segment names."""
+    if valid_lengths is None:
+        return {}
+    if not isinstance(valid_lengths, Mapping):
+        raise SpecError(
+            f"valid_lengths: expected a mapping {{segment: (B,) ints}} or None, received "
+            f"{describe(valid_lengths)}"
+        )
+    for name in valid_lengths:
+        if not isinstance(name, str) or name not in spec.names:
+            raise SpecError(f"valid_lengths: unknown segment {name!r}, known segments {list(spec.names)}")
+    return dict(valid_lengths)
+
+
+def check_bool_tensor(name: str, value: object, ndim: int, shape: str) -> Tensor:
+    """``value`` if it is a bool tensor with ``ndim`` dimensions, else an error naming ``name``."""
+    if not isinstance(value, Tensor):
+        raise ArgumentTypeError(
+            f"{name}: expected a bool tensor of shape {shape}, received {type(value).__name__}"
+        )
+    if value.dtype != torch.bool or value.ndim != ndim:
+        raise SpecError(f"{name}: expected a bool tensor of shape {shape}, received {describe(value)}")
+    return value
+
+
+def lengths_tensor(name: str, lengths: object, limit: int, device: torch.device | None) -> Tensor:
+    """Checked ``(B,)`` long valid lengths of segment ``name`` (values in ``[0, limit]``)."""
+    try:
+        values = torch.as_tensor(lengths, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise SpecError(
+            f"valid_lengths[{name!r}]: expected (B,) ints, received {describe(lengths)}"
+        ) from error
     if values.ndim != 1:
         raise SpecError(f"valid_lengths[{name!r}]: expected shape (B,), received {tuple(values.shape)}")
     if values.dtype.is_floating_point or values.dtype == torch.bool or values.is_complex():
@@ -99,16 +158,18 @@ def token_valid(
     Returns:
         ``(B, end)`` bool, True where the token is real (not padding).
     """
-    device = torch.device(device)
-    end = spec.total_length if end is None else end
-    valid_lengths = dict(valid_lengths or {})
-    for name in valid_lengths:
-        spec.segment(name)  # raises on an unknown segment
+    check_spec(spec)
+    device = as_device(device)
+    check_int("batch_size", batch_size)
+    end = spec.total_length if end is None else check_int("end", end, minimum=0)
+    if end > spec.total_length:
+        raise SpecError(f"end: expected at most {spec.total_length} (the spec's length), received {end}")
+    valid_lengths = check_valid_lengths(spec, valid_lengths)
     columns = []
     for seg in spec.segments:
         slots = torch.arange(seg.length, device=device)
         if seg.name in valid_lengths:
-            lengths = _lengths_tensor(seg.name, valid_lengths[seg.name], seg.length, device)
+            lengths = lengths_tensor(seg.name, valid_lengths[seg.name], seg.length, device)
             if lengths.shape[0] != batch_size:
                 raise SpecError(
                     f"valid_lengths[{seg.name!r}]: expected {batch_size} entries (batch size), "
@@ -131,6 +192,14 @@ def positions_from_valid(valid: Tensor, offset: Tensor | int = 0) -> Tensor:
     Returns:
         ``(B, L)`` long positions.
     """
+    check_bool_tensor("valid", valid, 2, "(B, L)")
+    if isinstance(offset, Tensor):
+        if offset.ndim != 1 or offset.shape[0] != valid.shape[0] or offset.dtype.is_floating_point:
+            raise SpecError(
+                f"offset: expected ({valid.shape[0]},) ints or an int, received {describe(offset)}"
+            )
+    elif isinstance(offset, bool) or not isinstance(offset, int):
+        raise ArgumentTypeError(f"offset: expected an int or a (B,) tensor, received {type(offset).__name__}")
     positions = torch.cumsum(valid.long(), dim=1) - 1
     if isinstance(offset, Tensor):
         return positions + offset.long().reshape(-1, 1)

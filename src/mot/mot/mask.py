@@ -19,8 +19,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mot.layout import TokenTables, ValidLengths, token_tables, token_valid
-from mot.spec import AttentionSpec, Blockwise, SpecError
+from mot.errors import SpecError, check_int
+from mot.layout import (
+    TokenTables,
+    ValidLengths,
+    check_bool_tensor,
+    check_spec,
+    token_tables,
+    token_valid,
+)
+from mot.spec import AttentionSpec, Blockwise
 
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask
@@ -44,8 +52,17 @@ def _allowed(tables: TokenTables, valid: Tensor, b: Tensor, q: Tensor, k: Tensor
 
 
 def _query_range(spec: AttentionSpec, queries: tuple[int, int] | None, keys_end: int | None):
-    q0, q1 = (0, spec.total_length) if queries is None else queries
-    k1 = spec.total_length if keys_end is None else keys_end
+    if queries is None:
+        q0, q1 = 0, spec.total_length
+    elif (
+        not isinstance(queries, tuple | list)
+        or len(queries) != 2
+        or any(isinstance(i, bool) or not isinstance(i, int) for i in queries)
+    ):
+        raise SpecError(f"queries: expected a (start, end) pair of ints or None, received {queries!r}")
+    else:
+        q0, q1 = queries
+    k1 = spec.total_length if keys_end is None else check_int("keys_end", keys_end, minimum=0)
     if not 0 <= q0 < q1 <= k1 <= spec.total_length:
         raise SpecError(
             f"queries/keys_end: expected 0 <= start < end <= keys_end <= {spec.total_length}, "
@@ -54,8 +71,37 @@ def _query_range(spec: AttentionSpec, queries: tuple[int, int] | None, keys_end:
     return q0, q1, k1
 
 
+def _prepare(
+    spec: AttentionSpec,
+    valid_lengths: ValidLengths | None,
+    batch_size: int,
+    queries: tuple[int, int] | None,
+    keys_end: int | None,
+    device: torch.device | str,
+    valid: Tensor | None,
+) -> tuple[int, int, int, Tensor]:
+    """Checked query range and ``(B, >= keys_end)`` validity shared by both compiled forms."""
+    check_spec(spec)
+    q0, q1, k1 = _query_range(spec, queries, keys_end)
+    if valid is None:
+        return q0, q1, k1, token_valid(spec, valid_lengths, batch_size, end=k1, device=device)
+    check_bool_tensor("valid", valid, 2, f"(B, >= {k1})")
+    if valid.shape[0] < 1 or valid.shape[1] < k1:
+        raise SpecError(f"valid: expected shape (B >= 1, >= {k1}), received {tuple(valid.shape)}")
+    return q0, q1, k1, valid
+
+
 def check_rows_see_a_key(mask: Tensor, spec: AttentionSpec | None = None, query_start: int = 0) -> None:
     """Raise :class:`SpecError` if some query row of a ``(B, Lq, Lk)`` boolean mask sees no key."""
+    check_bool_tensor("mask", mask, 3, "(B, Lq, Lk)")
+    if spec is not None:
+        check_spec(spec)
+    check_int("query_start", query_start, minimum=0)
+    if spec is not None and query_start + mask.shape[1] > spec.total_length:
+        raise SpecError(
+            f"mask: expected at most {spec.total_length - query_start} query rows from query_start="
+            f"{query_start} (the spec's length is {spec.total_length}), received {mask.shape[1]}"
+        )
     empty = ~mask.any(dim=-1)
     if bool(empty.any()):
         b, row = (int(i) for i in empty.nonzero()[0])
@@ -92,9 +138,7 @@ def compile_mask(
     Returns:
         ``(B, Lq, Lk)`` bool. Raises :class:`SpecError` if a query row sees no key.
     """
-    q0, q1, k1 = _query_range(spec, queries, keys_end)
-    if valid is None:
-        valid = token_valid(spec, valid_lengths, batch_size, end=k1, device=device)
+    q0, q1, k1, valid = _prepare(spec, valid_lengths, batch_size, queries, keys_end, device, valid)
     tables = token_tables(spec, valid.device)
     b = torch.arange(valid.shape[0], device=valid.device)[:, None, None]
     q = torch.arange(q0, q1, device=valid.device)[None, :, None]
@@ -128,9 +172,8 @@ def compile_block_mask(
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    q0, q1, k1 = _query_range(spec, queries, keys_end)
-    if valid is None:
-        valid = token_valid(spec, valid_lengths, batch_size, end=k1, device=device)
+    check_int("block_size", block_size)
+    q0, q1, k1, valid = _prepare(spec, valid_lengths, batch_size, queries, keys_end, device, valid)
     tables = token_tables(spec, valid.device)
 
     def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
@@ -151,7 +194,9 @@ def reference_mask(
     spec: AttentionSpec, valid_lengths: ValidLengths | None = None, batch_size: int = 1
 ) -> Tensor:
     """The spec read literally, one (query, key) pair at a time: ``(B, L, L)`` bool. For tests and docs."""
-    lengths = {name: [int(n) for n in values] for name, values in (valid_lengths or {}).items()}
+    check_spec(spec)
+    token_valid(spec, valid_lengths, batch_size)  # the same checks of valid_lengths as the compiled forms
+    lengths = {name: [int(n) for n in torch.as_tensor(v)] for name, v in (valid_lengths or {}).items()}
     slots = []  # (segment, index inside the segment) for every slot of the joint sequence
     for seg in spec.segments:
         slots.extend((seg, i) for i in range(seg.length))
@@ -190,10 +235,15 @@ def reference_mask(
 
 def render_mask(mask: Tensor, spec: AttentionSpec | None = None) -> str:
     """A readable picture of one ``(L, L)`` mask: ``#`` may attend, ``.`` may not; segment borders marked."""
-    if mask.ndim != 2:
-        raise SpecError(f"mask: expected shape (L, L) (one sample), received {tuple(mask.shape)}")
+    check_bool_tensor("mask", mask, 2, "(L, L) (one sample)")
     borders: set[int] = set()
     if spec is not None:
+        check_spec(spec)
+        size = spec.total_length
+        if tuple(mask.shape) != (size, size):
+            raise SpecError(
+                f"mask: expected shape ({size}, {size}) (the spec's length), received {tuple(mask.shape)}"
+            )
         borders = {spec.start(name) for name in spec.names[1:]}
     lines = []
     for qi, row in enumerate(mask.tolist()):

@@ -30,11 +30,22 @@ from torch import Tensor, nn
 from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
+from mot.errors import ArgumentTypeError, SpecError, describe
 from mot.expert import Expert
 from mot.layers import apply_rotary, rotary_cos_sin, rotary_table
-from mot.layout import ChunkPlan, ValidLengths, check_cut, plan_chunk, positions_from_valid, token_valid
+from mot.layout import (
+    ChunkPlan,
+    ValidLengths,
+    check_cut,
+    check_spec,
+    check_valid_lengths,
+    lengths_tensor,
+    plan_chunk,
+    positions_from_valid,
+    token_valid,
+)
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
-from mot.spec import AttentionSpec, SpecError
+from mot.spec import AttentionSpec
 
 __all__ = ["MixtureOfTransformers"]
 
@@ -73,12 +84,18 @@ class MixtureOfTransformers(nn.Module):
 
     Inputs are per-segment embeddings ``{segment: (B, n, width of its expert)}``; outputs are the final-norm
     hidden states ``{segment: (B, n, width)}``. Outputs at padding slots are unspecified (finite).
+
+    Every entry checks its arguments before running and raises a :class:`~mot.MoTError` naming the argument
+    (a wrong shape, dtype or device, an unknown segment, valid lengths out of range, a cache built by a
+    model of another depth or head layout, or for another batch); a call that raises leaves the cache
+    unchanged. ``forward``, ``prefill`` and ``extend(..., append=True)`` also refuse non-finite inputs;
+    ``extend(..., append=False)`` does not (see there).
     """
 
     def __init__(self, config: MoTConfig) -> None:
         super().__init__()
         if not isinstance(config, MoTConfig):
-            raise TypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
+            raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
         self.config = config
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
 
@@ -97,7 +114,9 @@ class MixtureOfTransformers(nn.Module):
         Returns:
             ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
         """
-        return self._run(inputs, spec, KVCache(spec), valid_lengths, append=False)
+        return self._run(
+            inputs, spec, KVCache(check_spec(spec)), valid_lengths, append=False, check_finite=True
+        )
 
     def prefill(
         self, inputs: Mapping[str, Tensor], spec: AttentionSpec, valid_lengths: ValidLengths | None = None
@@ -107,8 +126,8 @@ class MixtureOfTransformers(nn.Module):
         Same arguments as :meth:`forward`. To also get the outputs, use
         ``cache = KVCache(spec); out = model.extend(inputs, spec, cache, append=True)``.
         """
-        cache = KVCache(spec)
-        self._run(inputs, spec, cache, valid_lengths, append=True)
+        cache = KVCache(check_spec(spec))
+        self._run(inputs, spec, cache, valid_lengths, append=True, check_finite=True)
         return cache
 
     def extend(
@@ -132,15 +151,21 @@ class MixtureOfTransformers(nn.Module):
 
         Returns:
             ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
+
+        With ``append=True`` non-finite inputs are refused (they would be stored in the cache). With
+        ``append=False`` they are not checked: this call runs once per ODE step of a policy, and the check
+        would add a device synchronization per step on a GPU; a NaN there reaches only this call's outputs.
+        Every other check (types, shapes, dtypes, the cache fitting this model) runs in both modes.
         """
         if not isinstance(cache, KVCache):
-            raise TypeError(f"cache: expected a KVCache, received {type(cache).__name__}")
-        return self._run(inputs, spec, cache, valid_lengths, append=append)
+            raise ArgumentTypeError(f"cache: expected a KVCache, received {type(cache).__name__}")
+        if not isinstance(append, bool):
+            raise ArgumentTypeError(f"append: expected a bool, received {type(append).__name__}")
+        return self._run(inputs, spec, cache, valid_lengths, append=append, check_finite=append)
 
     # --- the single code path ------------------------------------------------------------------------
     def _check_inputs(self, inputs: Mapping[str, Tensor], spec: AttentionSpec) -> tuple[int, Tensor]:
-        if not isinstance(spec, AttentionSpec):
-            raise TypeError(f"spec: expected an AttentionSpec, received {type(spec).__name__}")
+        check_spec(spec)
         unknown_experts = [e for e in spec.experts if e not in self.experts]
         if unknown_experts:
             raise SpecError(
@@ -151,6 +176,8 @@ class MixtureOfTransformers(nn.Module):
         param = next(self.parameters())
         batch = None
         for name, x in inputs.items():
+            if not isinstance(name, str) or name not in spec.names:
+                raise SpecError(f"inputs: unknown segment {name!r}, known segments {list(spec.names)}")
             seg = spec.segment(name)
             width = self.config.experts[seg.expert].width
             if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != width:
@@ -164,11 +191,74 @@ class MixtureOfTransformers(nn.Module):
                     f"inputs[{name!r}]: expected dtype {param.dtype} on {param.device} (the model's), "
                     f"received {x.dtype} on {x.device}"
                 )
+            if x.shape[0] < 1:
+                raise SpecError(
+                    f"inputs[{name!r}]: expected a batch size B >= 1, received shape {tuple(x.shape)}"
+                )
             if batch is None:
                 batch = x.shape[0]
             elif x.shape[0] != batch:
                 raise SpecError(f"inputs[{name!r}]: expected batch size {batch}, received {x.shape[0]}")
         return int(batch), param
+
+    def _check_finite(self, inputs: Mapping[str, Tensor]) -> None:
+        # One device synchronization for all inputs; the offending segment is looked up only on failure.
+        finite = torch.stack([torch.isfinite(x).all() for x in inputs.values()])
+        if not bool(finite.all()):
+            name = next(n for n, ok in zip(inputs, finite.tolist()) if not ok)
+            x = inputs[name]
+            raise SpecError(
+                f"inputs[{name!r}]: expected finite values, received {int(x.isnan().sum())} NaN and "
+                f"{int(x.isinf().sum())} inf of {x.numel()}"
+            )
+
+    def _check_cache(self, cache: KVCache, spec: AttentionSpec, batch: int, param: Tensor) -> None:
+        """The cache must come from this spec, batch and head layout (a model of this depth and heads)."""
+        if cache.spec != spec:
+            raise SpecError("spec: expected the spec the cache was built with, received a different spec")
+        if cache.batch_size is not None and cache.batch_size != batch:
+            raise SpecError(f"inputs: expected batch size {cache.batch_size} (the cache's), received {batch}")
+        if not cache.length:
+            return
+        config = self.config
+        if len(cache.keys) != config.n_layers:
+            raise SpecError(
+                f"cache: expected keys/values of {config.n_layers} layers (this model's depth), "
+                f"received {len(cache.keys)}"
+            )
+        expected = (batch, config.n_kv_heads, cache.length, config.head_dim)
+        for layer, (k, v) in enumerate(zip(cache.keys, cache.values)):
+            if tuple(k.shape) != expected or tuple(v.shape) != expected:
+                raise SpecError(
+                    f"cache.keys[{layer}]: expected shape {expected} (B, n_kv_heads, length, head_dim of "
+                    "this "
+                    f"model), received keys {tuple(k.shape)} and values {tuple(v.shape)}"
+                )
+            if k.dtype != param.dtype or v.dtype != param.dtype or k.device != param.device:
+                raise SpecError(
+                    f"cache.keys[{layer}]: expected dtype {param.dtype} on {param.device} (the model's), "
+                    f"received {k.dtype}/{v.dtype} on {k.device}"
+                )
+        valid = cache.valid
+        if valid.dtype != torch.bool or valid.shape != (batch, cache.length) or valid.device != param.device:
+            raise SpecError(
+                f"cache.valid: expected a bool tensor of shape {(batch, cache.length)} on {param.device}, "
+                f"received {describe(valid)}"
+            )
+
+    def _check_valid_lengths(
+        self, spec: AttentionSpec, valid_lengths: object, batch: int, param: Tensor
+    ) -> dict[str, Tensor]:
+        checked = {}
+        for name, lengths in check_valid_lengths(spec, valid_lengths).items():
+            values = lengths_tensor(name, lengths, spec.segment(name).length, param.device)
+            if values.shape[0] != batch:
+                raise SpecError(
+                    f"valid_lengths[{name!r}]: expected {batch} entries (batch size), received "
+                    f"{values.shape[0]}"
+                )
+            checked[name] = values
+        return checked
 
     def _merge_valid_lengths(
         self, spec: AttentionSpec, cache: KVCache, plan: ChunkPlan, valid_lengths: ValidLengths | None
@@ -202,14 +292,16 @@ class MixtureOfTransformers(nn.Module):
         cache: KVCache,
         valid_lengths: ValidLengths | None,
         append: bool,
+        check_finite: bool,
     ) -> dict[str, Tensor]:
+        # Every check runs before anything is computed or stored: a call that raises changes nothing.
         batch, param = self._check_inputs(inputs, spec)
-        if cache.spec != spec:
-            raise SpecError("spec: expected the spec the cache was built with, received a different spec")
-        if cache.batch_size is not None and cache.batch_size != batch:
-            raise SpecError(f"inputs: expected batch size {cache.batch_size} (the cache's), received {batch}")
+        self._check_cache(cache, spec, batch, param)
+        valid_lengths = self._check_valid_lengths(spec, valid_lengths, batch, param)
         lengths = tuple((name, x.shape[1]) for name, x in inputs.items())
         layout = _chunk_layout(spec, lengths, cache.length)
+        if check_finite:
+            self._check_finite(inputs)
         plan, runs, groups = layout.plan, layout.runs, layout.groups
         # A read-only call (a downstream segment run once per ODE step) against an unchanged cache sees
         # the same positions and masks every time: derive them once per cache state.

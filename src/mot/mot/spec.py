@@ -18,15 +18,13 @@ Across segments, token ``i`` of segment ``A`` may attend to every token of segme
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mot.errors import SpecError, check_int, describe
+
 __all__ = ["AttentionSpec", "Blockwise", "IntraRule", "Segment", "SpecError"]
-
-
-class SpecError(ValueError):
-    """An attention spec (or the inputs checked against it) is inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,10 @@ class Blockwise:
     sizes: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        if isinstance(self.sizes, str | bytes) or not isinstance(self.sizes, Iterable):
+            raise SpecError(
+                f"Blockwise.sizes: expected a sequence of positive ints, received {describe(self.sizes)}"
+            )
         sizes = tuple(self.sizes)
         if not sizes:
             raise SpecError("Blockwise.sizes: expected at least one block, received ()")
@@ -138,6 +140,16 @@ class AttentionSpec:
     sees: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.segments, Segment | str | bytes) or not isinstance(self.segments, Iterable):
+            raise SpecError(
+                "AttentionSpec.segments: expected a sequence of Segment objects, received "
+                f"{describe(self.segments)}"
+            )
+        if not isinstance(self.sees, Mapping):
+            raise SpecError(
+                f"AttentionSpec.sees: expected a mapping {{segment: [segments]}}, received "
+                f"{describe(self.sees)}"
+            )
         segments = tuple(self.segments)
         if not segments:
             raise SpecError("AttentionSpec.segments: expected at least one Segment, received none")
@@ -152,8 +164,11 @@ class AttentionSpec:
         for viewer, targets in dict(self.sees).items():
             if viewer not in names:
                 raise SpecError(f"AttentionSpec.sees: unknown segment {viewer!r}, known segments {names}")
-            if isinstance(targets, str):
-                raise SpecError(f"AttentionSpec.sees[{viewer!r}]: expected a list of names, received a str")
+            if isinstance(targets, str | bytes) or not isinstance(targets, Iterable):
+                raise SpecError(
+                    f"AttentionSpec.sees[{viewer!r}]: expected a list of segment names, received "
+                    f"{describe(targets)}"
+                )
             targets = tuple(targets)
             for target in targets:
                 if target not in names:
@@ -213,7 +228,14 @@ class AttentionSpec:
 
     def may_see(self, viewer: str, target: str) -> bool:
         """Whether tokens of ``viewer`` may attend to tokens of a different segment ``target``."""
-        return target in self.sees.get(viewer, ())
+        if viewer not in self.sees:
+            self.segment(viewer)  # raises on an unknown name
+            self.segment(target)
+            return False
+        if target in self.sees[viewer]:
+            return True
+        self.segment(target)
+        return False
 
     # --- serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -233,29 +255,52 @@ class AttentionSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AttentionSpec:
-        """Build from :meth:`to_dict` output; unknown keys raise :class:`SpecError`."""
-        unknown = sorted(set(data) - {"segments", "sees"})
+        """Build from :meth:`to_dict` output; unknown or missing keys and wrong types raise "
+        ":class:`SpecError`."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"AttentionSpec.from_dict: data: expected a mapping, received {describe(data)}")
+        unknown = sorted(map(repr, set(data) - {"segments", "sees"}))
         if unknown:
-            raise SpecError(f"AttentionSpec.from_dict: unknown keys {unknown}, expected 'segments', 'sees'")
+            raise SpecError(
+                f"AttentionSpec.from_dict: unknown keys [{', '.join(unknown)}], expected 'segments', 'sees'"
+            )
+        if "segments" not in data:
+            raise SpecError("AttentionSpec.from_dict: missing key 'segments' (a list of segment dicts)")
+        entries = data["segments"]
+        if isinstance(entries, Mapping | str | bytes) or not isinstance(entries, Iterable):
+            raise SpecError(
+                "AttentionSpec.from_dict: segments: expected a list of segment dicts, received "
+                f"{describe(entries)}"
+            )
         segments = []
-        for entry in data.get("segments", []):
-            extra = sorted(set(entry) - {"name", "expert", "length", "rule"})
+        for i, entry in enumerate(entries):
+            where = f"AttentionSpec.from_dict: segments[{i}]"
+            if not isinstance(entry, Mapping):
+                raise SpecError(f"{where}: expected a segment dict, received {describe(entry)}")
+            extra = sorted(map(repr, set(entry) - {"name", "expert", "length", "rule"}))
             if extra:
-                raise SpecError(f"AttentionSpec.from_dict: unknown segment keys {extra}")
+                raise SpecError(
+                    f"{where}: unknown segment keys [{', '.join(extra)}], "
+                    "expected 'name', 'expert', 'length', 'rule'"
+                )
+            missing = [key for key in ("name", "expert", "length") if key not in entry]
+            if missing:
+                raise SpecError(f"{where}: missing keys {missing}, required 'name', 'expert', 'length'")
             rule = entry.get("rule", "full")
             if isinstance(rule, Mapping):
                 if set(rule) != {"blockwise"}:
                     raise SpecError(
-                        f"AttentionSpec.from_dict: expected rule {{'blockwise': sizes}}, got {rule}"
+                        f"{where}: expected rule {{'blockwise': sizes}} or a name, received {rule}"
                     )
-                rule = Blockwise(tuple(rule["blockwise"]))
+                rule = Blockwise(rule["blockwise"])
             segments.append(Segment(entry["name"], entry["expert"], entry["length"], rule))
-        return cls(segments=tuple(segments), sees=dict(data.get("sees", {})))
+        return cls(segments=tuple(segments), sees=data.get("sees", {}))
 
     # --- ready-made specs -----------------------------------------------------------------------------
     @staticmethod
     def causal_lm(length: int, expert: str = "lm", name: str = "text") -> AttentionSpec:
         """A plain causal language model: one causal segment."""
+        check_int("AttentionSpec.causal_lm: length", length)
         return AttentionSpec(segments=(Segment(name, expert, length, "causal"),))
 
     @staticmethod
@@ -263,6 +308,8 @@ class AttentionSpec:
         prefix_length: int, chunk: int, prefix_expert: str = "vlm", suffix_expert: str = "act"
     ) -> AttentionSpec:
         """pi0's layout: a bidirectional prefix, then [state | action chunk] that sees the prefix."""
+        check_int("AttentionSpec.pi0: prefix_length", prefix_length)
+        check_int("AttentionSpec.pi0: chunk", chunk)
         return AttentionSpec(
             segments=(
                 Segment("prefix", prefix_expert, prefix_length, "full"),
@@ -274,7 +321,17 @@ class AttentionSpec:
     @staticmethod
     def next_scale(condition_length: int, scale_sizes: Sequence[int], expert: str = "gen") -> AttentionSpec:
         """VAR's block-causal layout: condition tokens, then one block per scale that sees the condition."""
+        check_int("AttentionSpec.next_scale: condition_length", condition_length)
+        if isinstance(scale_sizes, str | bytes) or not isinstance(scale_sizes, Iterable):
+            raise SpecError(
+                "AttentionSpec.next_scale: scale_sizes: expected a sequence of positive ints, "
+                f"received {describe(scale_sizes)}"
+            )
         sizes = tuple(scale_sizes)
+        for size in sizes:
+            check_int(f"AttentionSpec.next_scale: scale_sizes {sizes}", size)
+        if not sizes:
+            raise SpecError("AttentionSpec.next_scale: scale_sizes: expected at least one scale, received ()")
         return AttentionSpec(
             segments=(
                 Segment("cond", expert, condition_length, "full"),

@@ -7,6 +7,7 @@ names and shapes; nothing in the model changes unless every tensor is present wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from mot.config import ExpertConfig, MoTConfig
+from mot.errors import ArgumentTypeError, ConfigError, WeightImportError, describe
 from mot.model import MixtureOfTransformers
 
 __all__ = [
@@ -49,11 +51,41 @@ PI0_VLM_PREFIXES = (
 PI0_EXPERT_PREFIXES = ("paligemma_with_expert.gemma_expert.model.",)
 
 
-class WeightImportError(KeyError):
-    """A state dict does not fit the expert it is loaded into (missing key, wrong shape, wrong depth)."""
+def _gemma_int(config: Mapping[str, Any], key: str, default: object = None) -> int:
+    value = config.get(key, default)
+    if isinstance(value, float) and value.is_integer():  # JSON writers sometimes emit 2048.0
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"config[{key!r}]: expected a positive int, received {describe(value)}")
+    return value
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+
+def _gemma_float(config: Mapping[str, Any], key: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, float | int)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"config[{key!r}]: expected a finite positive number, received {describe(value)}")
+    return float(value)
+
+
+def _check_model(model: object) -> MixtureOfTransformers:
+    if not isinstance(model, MixtureOfTransformers):
+        raise ArgumentTypeError(f"model: expected a MixtureOfTransformers, received {type(model).__name__}")
+    return model
+
+
+def _check_state_dict(state_dict: object) -> Mapping[str, Tensor]:
+    if not isinstance(state_dict, Mapping):
+        raise ArgumentTypeError(
+            f"state_dict: expected a mapping {{name: tensor}}, received {type(state_dict).__name__}"
+        )
+    for key in state_dict:
+        if not isinstance(key, str):
+            raise WeightImportError(f"state_dict: expected str keys, received {key!r}")
+    return state_dict
 
 
 def gemma_config_to_mot(config: Mapping[str, Any], expert: str = "lm") -> MoTConfig:
@@ -65,29 +97,37 @@ def gemma_config_to_mot(config: Mapping[str, Any], expert: str = "lm") -> MoTCon
             ``rope_theta`` or ``rope_parameters.rope_theta``). For PaliGemma pass its ``text_config``.
         expert: the name of the expert.
     """
+    if not isinstance(config, Mapping):
+        raise ArgumentTypeError(f"config: expected a Gemma config dict, received {type(config).__name__}")
     act = config.get("hidden_act", config.get("hidden_activation", "gelu_pytorch_tanh"))
     if act not in ("gelu_pytorch_tanh", "gelu_tanh", None):
-        raise ValueError(f"config['hidden_act']: expected 'gelu_pytorch_tanh' (GeGLU tanh), received {act!r}")
+        raise ConfigError(
+            f"config['hidden_act']: expected 'gelu_pytorch_tanh' (GeGLU tanh), received {act!r}"
+        )
     missing = [
         k
         for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
         if k not in config
     ]
     if missing:
-        raise ValueError(f"config: missing Gemma keys {missing}")
+        raise ConfigError(f"config: missing Gemma keys {missing}")
     rope = config.get("rope_parameters") or {}
-    rope_base = float(rope.get("rope_theta", config.get("rope_theta", 10000.0)))
-    n_heads = int(config["num_attention_heads"])
+    if not isinstance(rope, Mapping):
+        raise ConfigError(f"config['rope_parameters']: expected a dict, received {describe(rope)}")
+    rope_key = "rope_parameters.rope_theta" if "rope_theta" in rope else "rope_theta"
+    rope_base = _gemma_float(config, rope_key, rope.get("rope_theta", config.get("rope_theta", 10000.0)))
+    norm_eps = _gemma_float(config, "rms_norm_eps", config.get("rms_norm_eps", 1e-6))
+    width = _gemma_int(config, "hidden_size")
+    n_heads = _gemma_int(config, "num_attention_heads")
+    head_dim = _gemma_int(config, "head_dim") if config.get("head_dim") else width // n_heads
     return MoTConfig(
-        n_layers=int(config["num_hidden_layers"]),
+        n_layers=_gemma_int(config, "num_hidden_layers"),
         n_heads=n_heads,
-        n_kv_heads=int(config.get("num_key_value_heads", n_heads)),
-        head_dim=int(config.get("head_dim") or config["hidden_size"] // n_heads),
+        n_kv_heads=_gemma_int(config, "num_key_value_heads", n_heads),
+        head_dim=head_dim,
         experts={
             expert: ExpertConfig(
-                width=int(config["hidden_size"]),
-                mlp_width=int(config["intermediate_size"]),
-                norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+                width=width, mlp_width=_gemma_int(config, "intermediate_size"), norm_eps=norm_eps
             )
         },
         rope_base=rope_base,
@@ -102,6 +142,15 @@ def find_gemma_prefix(state_dict: Mapping[str, Tensor], candidates: tuple[str, .
         candidates: prefixes to try in order (each also tried under a leading ``"model."``); None finds
             every prefix with Gemma layers and requires exactly one.
     """
+    state_dict = _check_state_dict(state_dict)
+    if candidates is not None and (
+        isinstance(candidates, str)
+        or not isinstance(candidates, tuple | list)
+        or not all(isinstance(c, str) for c in candidates)
+    ):
+        raise ArgumentTypeError(
+            f"candidates: expected a tuple of str prefixes or None, received {candidates!r}"
+        )
     probe = "layers.0.mlp.gate_proj.weight"
     if candidates is not None:
         for prefix in candidates:
@@ -121,8 +170,9 @@ def find_gemma_prefix(state_dict: Mapping[str, Tensor], candidates: tuple[str, .
 def _expert_tensors(
     model: MixtureOfTransformers, expert: str, state_dict: Mapping[str, Tensor], prefix: str
 ) -> dict[str, Tensor]:
-    """Map ``prefix`` + Gemma names to the expert's own parameter names, checking names and shapes."""
-    if expert not in model.experts:
+    """Map ``prefix`` + Gemma names to the expert's own parameter names, checking names, shapes, dtypes and
+    that every value is finite (a NaN weight would make every output NaN)."""
+    if not isinstance(expert, str) or expert not in model.experts:
         raise WeightImportError(f"expert: unknown expert {expert!r}, the model has {list(model.experts)}")
     target = model.experts[expert].state_dict()
     layer_prefix = prefix + "layers."
@@ -140,10 +190,24 @@ def _expert_tensors(
         if key not in state_dict:
             raise WeightImportError(f"state_dict: missing key {key!r} for expert {expert!r}")
         tensor = state_dict[key]
+        if not isinstance(tensor, Tensor):
+            raise WeightImportError(
+                f"state_dict[{key!r}]: expected a tensor, received {type(tensor).__name__}"
+            )
+        if not tensor.dtype.is_floating_point:
+            raise WeightImportError(
+                f"state_dict[{key!r}]: expected a floating-point tensor for expert {expert!r}, "
+                f"received dtype {tensor.dtype}"
+            )
         if tuple(tensor.shape) != tuple(target[name].shape):
             raise WeightImportError(
                 f"state_dict[{key!r}]: expected shape {tuple(target[name].shape)} for expert {expert!r}, "
                 f"received {tuple(tensor.shape)}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise WeightImportError(
+                f"state_dict[{key!r}]: expected finite values for expert {expert!r}, received "
+                f"{int(tensor.isnan().sum())} NaN and {int(tensor.isinf().sum())} inf of {tensor.numel()}"
             )
         mapped[name] = tensor
     return mapped
@@ -167,6 +231,9 @@ def load_gemma_expert(
     Returns:
         The other tensors under the prefix (e.g. ``{"embed_tokens.weight": ...}``), keyed without it.
     """
+    model, state_dict = _check_model(model), _check_state_dict(state_dict)
+    if prefix is not None and not isinstance(prefix, str):
+        raise ArgumentTypeError(f"prefix: expected a str or None, received {type(prefix).__name__}")
     prefix = find_gemma_prefix(state_dict) if prefix is None else prefix
     mapped = _expert_tensors(model, expert, state_dict, prefix)
     dtype = next(model.parameters()).dtype
@@ -195,6 +262,12 @@ def load_pi0(
         Every tensor that is not part of the two decoders (vision tower, projector, token embeddings,
         state/action/time projections), under its original key, for the caller to route.
     """
+    model, state_dict = _check_model(model), _check_state_dict(state_dict)
+    if prefix_expert == suffix_expert:
+        raise WeightImportError(
+            f"suffix_expert: expected an expert other than prefix_expert={prefix_expert!r} (the two decoders "
+            f"would overwrite each other), received {suffix_expert!r}"
+        )
     vlm_prefix = find_gemma_prefix(state_dict, PI0_VLM_PREFIXES)
     act_prefix = find_gemma_prefix(state_dict, PI0_EXPERT_PREFIXES)
     vlm = _expert_tensors(model, prefix_expert, state_dict, vlm_prefix)
