@@ -6,6 +6,11 @@
 
 A backbone (the standalone :class:`flowmatch.TransformerBackbone`, or a MoT action expert) maps the tokens
 of width ``w`` to tokens of the same width; these modules are all a backbone needs on either side.
+
+Their ``forward`` checks type and shape, not values: they run at every step of a sampler's loop, where a
+NaN/inf check would add a device synchronization per step. The entries that take a user's tensors once
+(:meth:`flowmatch.FlowMatchingHead.loss` and ``sample``, :func:`flowmatch.sample`,
+:func:`flowmatch.interpolate`) refuse NaN and inf.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from einops import repeat
 from torch import nn
 
 from flowmatch._validation import require_floating, require_positive_int, require_shape
-from flowmatch.time_embedding import sinusoidal_time_embedding
+from flowmatch.time_embedding import check_periods, embed_time
 
 
 class ActionEncoder(nn.Module):
@@ -33,6 +38,7 @@ class ActionEncoder(nn.Module):
             raise ValueError(
                 f"width must be even (the time embedding has sin and cos halves), received {width}"
             )
+        check_periods(min_period, max_period)
         self.min_period = min_period
         self.max_period = max_period
         self.action_in = nn.Linear(action_dim, width)
@@ -50,7 +56,7 @@ class ActionEncoder(nn.Module):
         require_shape("tau", tau, (batch,))
         # The embedding is computed from float32 times at least: bfloat16 cannot tell 0.500 from 0.501,
         # which the 4e-3 period is there to resolve.
-        time_emb = sinusoidal_time_embedding(
+        time_emb = embed_time(
             tau.to(torch.promote_types(tau.dtype, torch.float32)),
             self.width,
             min_period=self.min_period,

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from flowmatch._validation import require_floating, require_positive_int, require_shape
+from flowmatch._validation import (
+    require_finite,
+    require_finite_number,
+    require_floating,
+    require_generator,
+    require_positive_int,
+    require_shape,
+)
 from flowmatch.flow_head import FlowMatchingHead, FlowMatchingHeadConfig
 
 
@@ -45,6 +52,8 @@ class BimodalChunkTask:
     def __post_init__(self) -> None:
         for name in ("horizon", "action_dim", "context_dim"):
             require_positive_int(name, getattr(self, name))
+        require_finite_number("mode_offset", self.mode_offset)
+        require_finite_number("noise_std", self.noise_std)
         if self.mode_offset <= 0:
             raise ValueError(f"mode_offset must be > 0, received {self.mode_offset}")
         if self.noise_std < 0:
@@ -53,12 +62,14 @@ class BimodalChunkTask:
     def sample_context(self, batch_size: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Contexts ``(B, C)`` uniform in [-1, 1]."""
         require_positive_int("batch_size", batch_size)
+        require_generator("generator", generator)
         return 2 * torch.rand(batch_size, self.context_dim, generator=generator) - 1
 
     def mode_centers(self, context: torch.Tensor) -> torch.Tensor:
         """Mode centres ``(B, 2, H, D)`` for contexts ``(B, C)``; index 0 is ``m = +1``, 1 is ``m = -1``."""
         require_floating("context", context)
         require_shape("context", context, (None, self.context_dim))
+        require_finite("context", context)
         steps = torch.arange(1, self.horizon + 1, dtype=context.dtype) / self.horizon  # (H,)
         dims = torch.arange(self.action_dim, dtype=context.dtype)  # (D,)
         first = context[:, 0]
@@ -77,6 +88,7 @@ class BimodalChunkTask:
         self, context: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw one chunk per context: ``(actions (B, H, D), mode (B,) in {0, 1})``."""
+        require_generator("generator", generator)
         centers = self.mode_centers(context)
         batch = context.shape[0]
         mode = (torch.rand(batch, generator=generator) < 0.5).long()
@@ -94,8 +106,11 @@ class BimodalChunkTask:
 
     def nearest_mode(self, actions: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For chunks ``(B, H, D)`` and contexts ``(B, C)``: ``(nearest mode (B,), RMS distance (B,))``."""
+        require_floating("context", context)
+        require_shape("context", context, (None, self.context_dim))
         require_floating("actions", actions)
         require_shape("actions", actions, (context.shape[0], self.horizon, self.action_dim))
+        require_finite("actions", actions)
         centers = self.mode_centers(context)
         rms = (actions[:, None] - centers).pow(2).mean(dim=(2, 3)).sqrt()  # (B, 2)
         distance, mode = rms.min(dim=1)
@@ -111,11 +126,12 @@ class MSERegressor(nn.Module):
 
     def __init__(self, config: FlowMatchingHeadConfig):
         super().__init__()
-        self.config = config
         self.network = FlowMatchingHead(config)
+        self.config = config
 
     def predict(self, context: torch.Tensor, *, state: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted chunk ``(B, H, D)`` for contexts ``(B, C)``."""
+        """Predicted chunk ``(B, H, D)`` for contexts ``(B, C)``; NaN/inf in ``context`` is refused."""
+        self.network.velocity_fn(context, state=state)  # checks the conditioning once
         batch = context.shape[0]
         zeros = torch.zeros(batch, self.config.horizon, self.config.action_dim, dtype=context.dtype)
         tau = torch.zeros(batch, dtype=context.dtype)
@@ -126,7 +142,13 @@ class MSERegressor(nn.Module):
     ) -> torch.Tensor:
         """Mean squared error of :meth:`predict` (``generator`` is unused; it keeps the head's signature)."""
         del generator
-        return (self.predict(context) - actions).pow(2).mean()
+        cfg = self.config
+        require_floating("actions", actions)
+        require_shape("actions", actions, (None, cfg.horizon, cfg.action_dim))
+        require_finite("actions", actions)
+        predicted = self.predict(context)
+        require_shape("actions", actions, tuple(predicted.shape))
+        return (predicted - actions).pow(2).mean()
 
 
 def fit(
@@ -141,9 +163,28 @@ def fit(
     """Train ``model`` on fresh batches of ``task`` with AdamW and a one-cycle schedule; returns the losses.
 
     Data, times and noise all come from one generator seeded with ``seed``, so a run is reproducible.
+    Every argument is checked before the model is touched.
     """
+    if not isinstance(model, (FlowMatchingHead, MSERegressor)):
+        raise TypeError(f"model must be a FlowMatchingHead or MSERegressor, received {type(model).__name__}")
+    if not isinstance(task, BimodalChunkTask):
+        raise TypeError(f"task must be a BimodalChunkTask, received {type(task).__name__}")
+    cfg = model.config
+    if (cfg.horizon, cfg.action_dim, cfg.context_dim) != (task.horizon, task.action_dim, task.context_dim):
+        raise ValueError(
+            "task must have the model's (horizon, action_dim, context_dim) "
+            f"{(cfg.horizon, cfg.action_dim, cfg.context_dim)}, "
+            f"received {(task.horizon, task.action_dim, task.context_dim)}"
+        )
+    if cfg.state_dim is not None:
+        raise ValueError(f"model must have state_dim=None (the task has no state), received {cfg.state_dim}")
     require_positive_int("steps", steps)
     require_positive_int("batch_size", batch_size)
+    require_finite_number("learning_rate", learning_rate)
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, received {learning_rate}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, received {type(seed).__name__}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

@@ -7,16 +7,23 @@ This is the complete head for users without a backbone of their own; with one (a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from flowmatch._validation import require_floating, require_shape
+from flowmatch._validation import (
+    require_finite,
+    require_finite_number,
+    require_floating,
+    require_generator,
+    require_shape,
+)
 from flowmatch.action_tokens import ActionDecoder, ActionEncoder, StateEncoder
 from flowmatch.masked_loss import flow_matching_loss, valid_entry_mask
-from flowmatch.ode_sampling import SampleResult, gaussian_noise, sample
+from flowmatch.ode_sampling import SampleResult, check_sample_options, gaussian_noise, sample
 from flowmatch.ode_solvers import FixedStepSolver
 from flowmatch.probability_path import VelocityFn, interpolate, target_velocity
 from flowmatch.standalone_backbone import BackboneConfig, TransformerBackbone
@@ -71,6 +78,8 @@ class FlowMatchingHeadConfig:
             raise ValueError(
                 f"time_sampler must be 'uniform', 'beta' or 'logit_normal', received {self.time_sampler!r}"
             )
+        require_finite_number("time_min_period", self.time_min_period)
+        require_finite_number("time_max_period", self.time_max_period)
         if not 0 < self.time_min_period < self.time_max_period:
             raise ValueError(
                 "need 0 < time_min_period < time_max_period, "
@@ -96,6 +105,8 @@ class FlowMatchingHeadConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlowMatchingHeadConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``KeyError`` naming them."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping of config keys, received {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -106,7 +117,12 @@ class FlowMatchingHeadConfig:
 
 
 class FlowMatchingHead(nn.Module):
-    """Flow-matching policy head: context (+ state) -> distribution over action chunks ``(B, H, D)``."""
+    """Flow-matching policy head: context (+ state) -> distribution over action chunks ``(B, H, D)``.
+
+    :meth:`loss`, :meth:`sample` and :meth:`velocity_fn` check their tensors once, NaN/inf included, before
+    they draw from a generator; :meth:`velocity` checks only types and shapes, because a sampler calls it
+    at every step (a NaN check there would synchronize the device per step).
+    """
 
     def __init__(self, config: FlowMatchingHeadConfig):
         super().__init__()
@@ -147,6 +163,8 @@ class FlowMatchingHead(nn.Module):
         if self.state_encoder is not None:
             if state is None:
                 raise ValueError(f"state of shape (B, {cfg.state_dim}) is required: the config has state_dim")
+            require_floating("state", state)
+            require_shape("state", state, (noisy_actions.shape[0], cfg.state_dim))
             tokens = torch.cat([self.state_encoder(state), tokens], dim=1)
             if step_mask is not None:
                 require_shape("step_mask", step_mask, (noisy_actions.shape[0], cfg.horizon))
@@ -164,7 +182,11 @@ class FlowMatchingHead(nn.Module):
         state: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> VelocityFn:
-        """The field ``v(x, tau)`` for fixed conditioning, ready for :func:`flowmatch.sample`."""
+        """The field ``v(x, tau)`` for fixed conditioning, ready for :func:`flowmatch.sample`.
+
+        The conditioning is checked here, once (shapes, dtype, device, NaN/inf), not at every step.
+        """
+        self._check_conditioning(context, None, state, context_mask)
 
         def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
             return self.velocity(x, tau, context, state=state, context_mask=context_mask)
@@ -188,15 +210,20 @@ class FlowMatchingHead(nn.Module):
         ``a_tau = (1 - tau) eps + tau a`` and regresses the velocity on ``a - eps`` over valid entries only
         (``action_dim_mask`` (D,) or (B, D), ``step_mask`` (B, H); see :func:`flowmatch.flow_matching_loss`).
         Padded action entries are zeroed before they are noised and padded steps are hidden from attention,
-        so whatever values padding holds, the loss is the same.
+        so whatever values padding holds, the loss is the same; NaN/inf in a real entry of ``actions``, in
+        ``context`` or in ``state`` is a ``ValueError`` raised before ``generator`` is drawn from.
         """
         cfg = self.config
         require_floating("actions", actions)
         require_shape("actions", actions, (None, cfg.horizon, cfg.action_dim))
+        self._require_like_parameters("actions", actions)
         batch = actions.shape[0]
         valid = valid_entry_mask(
             actions.shape, action_dim_mask=action_dim_mask, step_mask=step_mask, device=actions.device
         )
+        require_finite("actions", actions, where=valid)
+        self._check_conditioning(context, batch, state, context_mask)
+        require_generator("generator", generator)
         actions = torch.where(valid, actions, 0.0)
         tau = self.time_sampler(batch, generator=generator, device=actions.device, dtype=actions.dtype)
         noise = gaussian_noise(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
@@ -230,19 +257,58 @@ class FlowMatchingHead(nn.Module):
 
         ``noise`` (B, H, D) is drawn from ``generator`` unless given. The defaults are pi0's 10 Euler steps;
         see :func:`flowmatch.sample` for ``solver``, ``steps``, ``time_grid``, ``rtol`` and ``atol``.
+        Every argument is checked (NaN/inf in ``context``, ``state``, ``noise`` and ``time_grid`` included)
+        before ``generator`` is drawn from.
         """
         cfg = self.config
-        require_floating("context", context)
+        field = self.velocity_fn(context, state=state, context_mask=context_mask)
         batch = context.shape[0]
+        check_sample_options(solver=solver, steps=steps, time_grid=time_grid, rtol=rtol, atol=atol)
+        require_generator("generator", generator)
         param = next(self.parameters())
-        if noise is None:
+        if noise is not None:
+            require_floating("noise", noise)
+            require_shape("noise", noise, (batch, cfg.horizon, cfg.action_dim))
+            self._require_like_parameters("noise", noise)
+        else:
             noise = gaussian_noise(
                 (batch, cfg.horizon, cfg.action_dim),
                 generator=generator,
                 dtype=param.dtype,
                 device=param.device,
             )
-        else:
-            require_shape("noise", noise, (batch, cfg.horizon, cfg.action_dim))
-        field = self.velocity_fn(context, state=state, context_mask=context_mask)
         return sample(field, noise, solver=solver, steps=steps, time_grid=time_grid, rtol=rtol, atol=atol)
+
+    def _check_conditioning(
+        self,
+        context: torch.Tensor,
+        batch: int | None,
+        state: torch.Tensor | None,
+        context_mask: torch.Tensor | None,
+    ) -> None:
+        """Check what conditions a call: ``context`` (batch, C) or (batch, N, C) (any batch for None), its
+        mask and ``state``."""
+        cfg = self.config
+        self.backbone.check_context(context, batch, context_mask=context_mask)
+        batch = context.shape[0]
+        self._require_like_parameters("context", context)
+        require_finite("context", context)
+        if self.state_encoder is None:
+            if state is not None:
+                raise ValueError("state was given but the config has state_dim=None")
+            return
+        if state is None:
+            raise ValueError(f"state of shape (B, {cfg.state_dim}) is required: the config has state_dim")
+        require_floating("state", state)
+        require_shape("state", state, (batch, cfg.state_dim))
+        self._require_like_parameters("state", state)
+        require_finite("state", state)
+
+    def _require_like_parameters(self, name: str, value: torch.Tensor) -> None:
+        """A tensor the layers consume must be on the parameters' device with their dtype (under autocast,
+        any floating dtype: autocast casts it)."""
+        param = next(self.parameters())
+        if value.device != param.device:
+            raise ValueError(f"{name} must be on the head's device {param.device}, received {value.device}")
+        if value.dtype != param.dtype and not torch.is_autocast_enabled(param.device.type):
+            raise TypeError(f"{name} must have the head's dtype {param.dtype}, received {value.dtype}")

@@ -7,11 +7,12 @@ dimensions and padded chunk steps are excluded from both the sum and the count.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 
-from flowmatch._validation import require_floating, require_ndim, require_tensor
+from flowmatch._validation import require_finite, require_floating, require_ndim, require_tensor
 
 Reduction = Literal["mean", "per_sample", "none"]
 
@@ -31,7 +32,7 @@ def valid_entry_mask(
         step_mask: bool ``(B, H)``; True marks a real chunk step.
         device: device of the result.
     """
-    batch, horizon, dim = shape
+    batch, horizon, dim = _chunk_shape(shape)
     valid = torch.ones(batch, horizon, dim, dtype=torch.bool, device=device)
     if action_dim_mask is not None:
         require_tensor("action_dim_mask", action_dim_mask)
@@ -58,6 +59,16 @@ def valid_entry_mask(
     return valid
 
 
+def _chunk_shape(shape: object) -> tuple[int, int, int]:
+    if (
+        not isinstance(shape, Sequence)
+        or len(shape) != 3
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise ValueError(f"shape must be (B, H, D), three ints >= 0, received {shape!r}")
+    return shape[0], shape[1], shape[2]
+
+
 def flow_matching_loss(
     predicted_velocity: torch.Tensor,
     target_velocity: torch.Tensor,
@@ -78,8 +89,12 @@ def flow_matching_loss(
             ``"none"``: ``(B, H, D)`` squared errors with padded entries set to 0.
 
     Padded entries contribute neither to the numerator nor to the count, so their values (even NaN) never
-    change the loss or its gradient.
+    change the loss or its gradient. NaN/inf in a valid entry of ``target_velocity`` (built from the data)
+    is refused with a ``ValueError``; ``predicted_velocity`` is not checked for them: it is a model's
+    output, and a non-finite loss is how a trainer (or a ``GradScaler``) sees a diverging step.
     """
+    if reduction not in get_args(Reduction):
+        raise ValueError(f"reduction must be one of 'mean', 'per_sample', 'none', received {reduction!r}")
     require_floating("predicted_velocity", predicted_velocity)
     require_floating("target_velocity", target_velocity)
     require_ndim("predicted_velocity", predicted_velocity, (3,), "(B, H, D)")
@@ -94,6 +109,7 @@ def flow_matching_loss(
         step_mask=step_mask,
         device=predicted_velocity.device,
     )
+    require_finite("target_velocity", target_velocity, where=valid.to(target_velocity.device))
     # Select before squaring, and with torch.where rather than a multiplication by the mask: NaN or inf in
     # padding then reaches neither the value nor the gradient (0 * nan would be nan in both).
     squared = torch.where(valid, predicted_velocity - target_velocity, 0.0) ** 2
@@ -102,6 +118,4 @@ def flow_matching_loss(
     if reduction == "per_sample":
         counts = valid.sum(dim=(1, 2)).clamp_min(1)
         return squared.sum(dim=(1, 2)) / counts
-    if reduction == "mean":
-        return squared.sum() / valid.sum().clamp_min(1)
-    raise ValueError(f"reduction must be one of 'mean', 'per_sample', 'none', received {reduction!r}")
+    return squared.sum() / valid.sum().clamp_min(1)

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 import torchdiffeq
 
-from flowmatch._validation import require_floating, require_positive_int
+from flowmatch._validation import (
+    require_bool,
+    require_finite,
+    require_finite_number,
+    require_floating,
+    require_floating_dtype,
+    require_generator,
+    require_positive_int,
+)
 from flowmatch.ode_solvers import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, FixedStepSolver
 from flowmatch.probability_path import VelocityFn
 from flowmatch.time_grids import uniform_time_grid, validate_time_grid
@@ -48,10 +56,12 @@ def gaussian_noise(
     The draw is made on the generator's device and moved to ``device``, so one seed gives the same noise
     wherever the model runs.
     """
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, received {type(generator).__name__}")
-    if not torch.empty(0, dtype=dtype).is_floating_point():
-        raise TypeError(f"dtype must be a floating-point dtype, received {dtype}")
+    if not isinstance(shape, Sequence) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise ValueError(f"shape must be a sequence of ints >= 0, received {shape!r}")
+    require_generator("generator", generator)
+    require_floating_dtype("dtype", dtype)
     draw_device = generator.device if generator is not None else device
     noise = torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=torch.float32)
     return noise.to(device=device if device is not None else draw_device, dtype=dtype)
@@ -129,7 +139,7 @@ def sample(
             ``trajectory`` (default ``[0, 1]``).
         rtol: relative tolerance of adaptive solvers (ignored by fixed-step ones).
         atol: absolute tolerance of adaptive solvers (ignored by fixed-step ones).
-        return_trajectory: also return the states at every grid time.
+        return_trajectory: also return the states at every grid time (a bool).
         time_dtype: dtype of the ``tau`` handed to ``velocity_fn`` (default: ``noise``'s). ``torch.float64``
             gives a field the grid's times unrounded, so a conversion such as pi0's ``t = 1 - tau`` is
             rounded once, to the float nearest the exact time (``1 - 0.6`` computed in float32 is
@@ -138,12 +148,47 @@ def sample(
     Returns:
         :class:`SampleResult` with ``x`` (shape, dtype and device of ``noise``) and ``nfe``, the number
         of ``velocity_fn`` calls, which is the cost to compare solvers by.
+
+    Every argument is checked once, here, before the first call to ``velocity_fn``: NaN or inf in ``noise``
+    or ``time_grid`` is a ``ValueError``. What ``velocity_fn`` returns is checked for type and shape at every
+    call but not for NaN/inf: that would add a device synchronization per step on a GPU, so a field that
+    returns NaN gives a NaN sample.
     """
     if not callable(velocity_fn):
         raise TypeError(f"velocity_fn must be callable (x, tau) -> dx, received {type(velocity_fn).__name__}")
     require_floating("noise", noise)
     if noise.ndim < 1:
         raise ValueError(f"noise must have shape (B, ...), received shape {tuple(noise.shape)}")
+    method, grid = check_sample_options(
+        solver=solver,
+        steps=steps,
+        time_grid=time_grid,
+        rtol=rtol,
+        atol=atol,
+        return_trajectory=return_trajectory,
+        time_dtype=time_dtype,
+    )
+    require_finite("noise", noise)
+
+    field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
+    if isinstance(method, str):
+        return _sample_adaptive(field, noise, method, grid, rtol, atol, return_trajectory)
+    return _sample_fixed(field, noise, method, grid, return_trajectory)
+
+
+def check_sample_options(
+    *,
+    solver: str | FixedStepSolver,
+    steps: int | None,
+    time_grid: torch.Tensor | None,
+    rtol: float,
+    atol: float,
+    return_trajectory: bool = False,
+    time_dtype: torch.dtype | None = None,
+) -> tuple[str | FixedStepSolver, torch.Tensor]:
+    """Check :func:`sample`'s options; return the solver (an adaptive method's name or a fixed-step
+    solver) and the time grid it integrates over. A caller that draws noise first (a head's ``sample``)
+    calls this before drawing, so a bad option leaves its generator untouched."""
     if steps is not None and time_grid is not None:
         raise ValueError("pass either steps or time_grid, not both")
     if steps is not None:
@@ -154,18 +199,21 @@ def sample(
         isinstance(time_dtype, torch.dtype) and torch.empty(0, dtype=time_dtype).is_floating_point()
     ):
         raise TypeError(f"time_dtype must be a floating-point torch.dtype or None, received {time_dtype!r}")
+    require_bool("return_trajectory", return_trajectory)
+    # Checked for every solver (fixed-step ones ignore them), so a bad value never waits for a solver switch.
+    require_finite_number("rtol", rtol)
+    require_finite_number("atol", atol)
+    if rtol <= 0 or atol <= 0:
+        raise ValueError(f"rtol and atol must be > 0, received rtol={rtol}, atol={atol}")
 
     if isinstance(solver, str) and solver in ADAPTIVE_SOLVERS:
         if steps is not None:
             raise ValueError(f"adaptive solver {solver!r} chooses its own steps; pass rtol/atol, not steps")
         grid = torch.tensor([0.0, 1.0], dtype=torch.float64) if time_grid is None else time_grid
-        field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
-        return _sample_adaptive(field, noise, solver, grid, rtol, atol, return_trajectory)
-
+        return solver, grid
     fixed = _resolve_fixed_solver(solver)
     grid = uniform_time_grid(10 if steps is None else steps) if time_grid is None else time_grid
-    field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
-    return _sample_fixed(field, noise, fixed, grid, return_trajectory)
+    return fixed, grid
 
 
 def _resolve_fixed_solver(solver: str | FixedStepSolver) -> FixedStepSolver:
@@ -212,8 +260,6 @@ def _sample_adaptive(
     atol: float,
     return_trajectory: bool,
 ) -> SampleResult:
-    if rtol <= 0 or atol <= 0:
-        raise ValueError(f"rtol and atol must be > 0, received rtol={rtol}, atol={atol}")
     work_dtype = field.work_dtype
     times = grid.detach().to(device=noise.device, dtype=work_dtype)
 

@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from flowmatch._validation import require_positive_int
+
 ScalarTimeField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``f(x, tau)`` with ``tau`` a 0-d tensor; returns ``dx/dtau`` shaped like ``x``."""
 
@@ -141,12 +143,22 @@ ADAPTIVE_SOLVERS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "
 
 
 def register_solver(solver: FixedStepSolver) -> None:
-    """Add a fixed-step solver to the registry under ``solver.name`` (refuses to replace an existing one)."""
-    if not isinstance(solver, FixedStepSolver):
+    """Add a fixed-step solver to the registry under ``solver.name`` (refuses to replace an existing one).
+
+    ``name`` must be a non-empty str, ``order`` and ``evaluations_per_step`` positive ints and ``step``
+    callable; on any error the registry is left as it was.
+    """
+    if not isinstance(solver, FixedStepSolver) or not callable(solver.step):
         raise TypeError(
             "solver must provide name, order, evaluations_per_step and step(field, x, tau0, tau1), "
             f"received {type(solver).__name__}"
         )
+    if not isinstance(solver.name, str):
+        raise TypeError(f"solver.name must be a str, received {type(solver.name).__name__}")
+    if not solver.name:
+        raise ValueError("solver.name must be a non-empty str, received ''")
+    require_positive_int("solver.order", solver.order)
+    require_positive_int("solver.evaluations_per_step", solver.evaluations_per_step)
     if solver.name in FIXED_STEP_SOLVERS or solver.name in ADAPTIVE_SOLVERS:
         raise ValueError(f"a solver named {solver.name!r} is already registered")
     FIXED_STEP_SOLVERS[solver.name] = solver

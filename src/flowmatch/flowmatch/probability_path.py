@@ -10,6 +10,11 @@ pi0 (openpi, LeRobot) uses the same path with the time reversed, ``t = 1 - tau``
 
 So a pi0 model is used here by converting at the edge: call it at ``t = 1 - tau`` and negate its output
 (:func:`velocity_fn_from_pi0`). There is no second code path for pi0's convention.
+
+:func:`interpolate` and :func:`target_velocity` (a training step's inputs) refuse NaN/inf. The four
+conversions check types only, not values: they run inside a sampler's loop on every step (a pi0 adapter's
+``t = 1 - tau`` and ``v = -u``), where a value check would cost a device synchronization per step; NaN in
+gives NaN out.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from flowmatch._validation import require_floating, require_ndim
+from flowmatch._validation import require_finite, require_floating, require_in_unit_interval, require_ndim
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A velocity field ``v(x, tau) -> dx/dtau``: ``x`` (B, ...), ``tau`` (B,), output shaped like ``x``."""
@@ -47,26 +52,34 @@ def interpolate(noise: torch.Tensor, actions: torch.Tensor, tau: torch.Tensor) -
 
     Returns:
         ``a_tau`` with the shape of ``actions``.
+
+    Raises ``ValueError`` naming the argument for NaN/inf in any input or ``tau`` outside [0, 1].
     """
-    require_floating("noise", noise)
-    require_floating("actions", actions)
-    if noise.shape != actions.shape:
-        raise ValueError(
-            f"noise must have the shape of actions {tuple(actions.shape)}, received {tuple(noise.shape)}"
-        )
-    t = broadcast_time(tau, actions).to(actions.dtype)
+    _check_pair(noise, actions)
+    t = broadcast_time(tau, actions)
+    require_in_unit_interval("tau", tau)
+    t = t.to(actions.dtype)
     return (1 - t) * noise + t * actions
 
 
 def target_velocity(noise: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Regression target of the path: ``d a_tau / d tau = actions - noise``, shape of ``actions``."""
+    """Regression target of the path: ``d a_tau / d tau = actions - noise``, shape of ``actions``.
+
+    Raises ``ValueError`` naming the argument for NaN/inf in ``noise`` or ``actions``.
+    """
+    _check_pair(noise, actions)
+    return actions - noise
+
+
+def _check_pair(noise: torch.Tensor, actions: torch.Tensor) -> None:
     require_floating("noise", noise)
     require_floating("actions", actions)
     if noise.shape != actions.shape:
         raise ValueError(
             f"noise must have the shape of actions {tuple(actions.shape)}, received {tuple(noise.shape)}"
         )
-    return actions - noise
+    require_finite("noise", noise)
+    require_finite("actions", actions)
 
 
 def tau_from_pi0_time(t: torch.Tensor) -> torch.Tensor:

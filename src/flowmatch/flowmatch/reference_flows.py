@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-from flowmatch._validation import require_floating
+from flowmatch._validation import (
+    require_bool,
+    require_finite,
+    require_finite_number,
+    require_floating,
+    require_ndim,
+)
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +40,9 @@ class GaussianFlow:
     warped: bool = False
 
     def __post_init__(self) -> None:
+        require_finite_number("mu", self.mu)
+        require_finite_number("sigma", self.sigma)
+        require_bool("warped", self.warped)
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, received {self.sigma}")
 
@@ -42,7 +51,14 @@ class GaussianFlow:
         return torch.sin(math.pi / 2 * u) if self.warped else u
 
     def velocity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``dx/du`` at states ``x`` (B, ...) and times ``u`` (B,)."""
+        """``dx/du`` at states ``x`` (B, ...) and times ``u`` (B,) or a scalar.
+
+        Types and shapes are checked, values are not: this is a field a sampler calls at every step.
+        """
+        require_floating("x", x)
+        require_floating("u", u)
+        if u.ndim and u.shape != x.shape[:1]:
+            raise ValueError(f"u must have shape () or ({x.shape[0]},), received {tuple(u.shape)}")
         t = _per_sample(self.clock(u), x)
         s2 = (1 - t) ** 2 + t**2 * self.sigma**2
         v = self.mu + (t * self.sigma**2 - (1 - t)) / s2 * (x - t * self.mu)
@@ -53,9 +69,15 @@ class GaussianFlow:
     def solution(self, eps: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact states ``(T, *eps.shape)`` at solver times ``u`` (T,) starting from ``eps`` at ``u = 0``."""
         require_floating("eps", eps)
+        require_finite("eps", eps)
+        require_floating("u", u)
+        require_ndim("u", u, (1,), "(T,)")
+        require_finite("u", u)
         t = self.clock(u.to(eps.dtype)).reshape(-1, *([1] * eps.ndim))
         return t * self.mu + ((1 - t) ** 2 + t**2 * self.sigma**2).sqrt() * eps[None]
 
     def endpoint(self, eps: torch.Tensor) -> torch.Tensor:
         """The exact sample ``mu + sigma eps`` that ``eps`` flows to."""
+        require_floating("eps", eps)
+        require_finite("eps", eps)
         return self.mu + self.sigma * eps

@@ -4,6 +4,10 @@ Sequence: ``[context tokens (N) | query tokens (T)]`` where the query tokens are
 and the action tokens. The context is a feature vector ``(B, C)`` (one token) or tokens ``(B, N, C)``,
 projected to width ``w``. Attention is bidirectional; padded context tokens are never attended to. Only the
 query tokens are returned.
+
+``forward`` checks types and shapes, not values: it runs at every step of a sampler's loop, where a NaN/inf
+check would add a device synchronization per step; :class:`flowmatch.FlowMatchingHead` checks its
+context once per ``loss`` or ``sample`` call.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from flowmatch._validation import require_floating, require_shape, require_tensor
+from flowmatch._validation import require_finite_number, require_floating, require_shape, require_tensor
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class BackboneConfig:
                 raise ValueError(f"{name} must be a positive int, received {value!r}")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        require_finite_number("mlp_ratio", self.mlp_ratio)
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be > 0, received {self.mlp_ratio}")
 
@@ -122,16 +127,15 @@ class TransformerBackbone(nn.Module):
             raise ValueError(
                 f"query_tokens has {n_query} tokens, more than max_query_tokens={cfg.max_query_tokens}"
             )
-        context_tokens = self._context_tokens(context, batch)
+        context = self.check_context(context, batch, context_mask=context_mask)
+        context_tokens = self.context_in(context) + self.context_type
         key_mask = None
         if context_mask is not None or query_mask is not None:
             device = query_tokens.device
             context_valid = torch.ones(batch, context_tokens.shape[1], dtype=torch.bool, device=device)
             query_valid = torch.ones(batch, n_query, dtype=torch.bool, device=device)
             if context_mask is not None:
-                context_valid = _checked_mask("context_mask", context_mask, (batch, context_tokens.shape[1]))
-                if not bool(context_valid.any(dim=1).all()):
-                    raise ValueError("context_mask must mark at least one real context token in every sample")
+                context_valid = context_mask
             if query_mask is not None:
                 query_valid = _checked_mask("query_mask", query_mask, (batch, n_query))
             key_mask = torch.cat([context_valid.to(device), query_valid.to(device)], dim=1)
@@ -140,9 +144,15 @@ class TransformerBackbone(nn.Module):
             x = block(x, key_mask)
         return self.out_norm(x[:, -n_query:])
 
-    def _context_tokens(self, context: torch.Tensor, batch: int) -> torch.Tensor:
+    def check_context(
+        self, context: torch.Tensor, batch: int | None, *, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Check ``context`` ((batch, C) or (batch, N, C); any batch for None) and ``context_mask`` (bool
+        (batch, N)); return the context as tokens ``(batch, N, C)``. ``forward`` calls it; a caller may call
+        it first to fail before it draws noise or times."""
         cfg = self.config
         require_floating("context", context)
+        shown = "B" if batch is None else batch
         if context.ndim == 2:
             require_shape("context", context, (batch, cfg.context_dim))
             context = context[:, None, :]
@@ -150,10 +160,14 @@ class TransformerBackbone(nn.Module):
             require_shape("context", context, (batch, None, cfg.context_dim))
         else:
             raise ValueError(
-                f"context must have shape ({batch}, {cfg.context_dim}) or ({batch}, N, {cfg.context_dim}), "
+                f"context must have shape ({shown}, {cfg.context_dim}) or ({shown}, N, {cfg.context_dim}), "
                 f"received {tuple(context.shape)}"
             )
-        return self.context_in(context) + self.context_type
+        if context_mask is not None:
+            _checked_mask("context_mask", context_mask, (context.shape[0], context.shape[1]))
+            if not bool(context_mask.any(dim=1).all()):
+                raise ValueError("context_mask must mark at least one real context token in every sample")
+        return context
 
 
 def _checked_mask(name: str, mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

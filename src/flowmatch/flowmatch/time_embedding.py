@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from flowmatch._validation import require_floating, require_positive_int
+from flowmatch._validation import (
+    require_finite,
+    require_finite_number,
+    require_floating,
+    require_positive_int,
+)
 
 
 def sinusoidal_time_embedding(
@@ -16,6 +21,7 @@ def sinusoidal_time_embedding(
 
     The ``dim / 2`` periods ``p_k`` are spaced geometrically from ``min_period`` to ``max_period`` (pi0 uses
     4e-3 .. 4.0), so both the coarse position in [0, 1] and fine differences between nearby times are visible.
+    NaN/inf in ``tau`` is a ``ValueError``.
     """
     require_floating("tau", tau)
     require_positive_int("dim", dim)
@@ -23,8 +29,22 @@ def sinusoidal_time_embedding(
         raise ValueError(f"tau must have shape (B,), received {tuple(tau.shape)}")
     if dim % 2:
         raise ValueError(f"dim must be even (sin and cos halves), received {dim}")
+    check_periods(min_period, max_period)
+    require_finite("tau", tau)
+    return embed_time(tau, dim, min_period=min_period, max_period=max_period)
+
+
+def check_periods(min_period: float, max_period: float) -> None:
+    """Raise unless ``0 < min_period < max_period``, both finite real numbers."""
+    require_finite_number("min_period", min_period)
+    require_finite_number("max_period", max_period)
     if not 0 < min_period < max_period:
         raise ValueError(f"need 0 < min_period < max_period, received {min_period}, {max_period}")
+
+
+def embed_time(tau: torch.Tensor, dim: int, *, min_period: float, max_period: float) -> torch.Tensor:
+    """:func:`sinusoidal_time_embedding` without its checks, for a caller that has made them (an encoder
+    inside a sampler's loop, where a NaN check would synchronize the device at every step)."""
     fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=tau.device)
     period = min_period * (max_period / min_period) ** fraction
     angle = (2 * math.pi) * tau.to(torch.float64)[:, None] / period[None, :]

@@ -6,12 +6,19 @@ Every sampler draws from an explicit ``torch.Generator`` so training is reproduc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
 
-from flowmatch._validation import require_positive_int
+from flowmatch._validation import (
+    require_bool,
+    require_finite_number,
+    require_floating_dtype,
+    require_generator,
+    require_name,
+    require_positive_int,
+)
 
 
 class TimeSampler(Protocol):
@@ -37,6 +44,8 @@ class UniformTimeSampler:
     high: float = 1.0
 
     def __post_init__(self) -> None:
+        require_finite_number("low", self.low)
+        require_finite_number("high", self.high)
         if not 0.0 <= self.low < self.high <= 1.0:
             raise ValueError(f"need 0 <= low < high <= 1, received low={self.low}, high={self.high}")
 
@@ -49,7 +58,7 @@ class UniformTimeSampler:
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Return ``(batch_size,)`` uniform times."""
-        require_positive_int("batch_size", batch_size)
+        _check_call(batch_size, generator, dtype)
         u = torch.rand(batch_size, generator=generator, device=device, dtype=dtype)
         return self.low + (self.high - self.low) * u
 
@@ -70,6 +79,9 @@ class BetaTimeSampler:
     pi0_convention: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "scale", "offset"):
+            require_finite_number(name, getattr(self, name))
+        require_bool("pi0_convention", self.pi0_convention)
         if self.alpha <= 0 or self.beta <= 0:
             raise ValueError(f"alpha and beta must be > 0, received alpha={self.alpha}, beta={self.beta}")
         if self.scale <= 0 or self.offset < 0 or self.scale + self.offset > 1:
@@ -87,7 +99,7 @@ class BetaTimeSampler:
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Return ``(batch_size,)`` times ``tau``."""
-        require_positive_int("batch_size", batch_size)
+        _check_call(batch_size, generator, dtype)
         x = sample_gamma(self.alpha, batch_size, generator=generator, device=device)
         y = sample_gamma(self.beta, batch_size, generator=generator, device=device)
         draw = self.scale * (x / (x + y)) + self.offset
@@ -103,6 +115,8 @@ class LogitNormalTimeSampler:
     std: float = 1.0
 
     def __post_init__(self) -> None:
+        require_finite_number("mean", self.mean)
+        require_finite_number("std", self.std)
         if self.std <= 0:
             raise ValueError(f"std must be > 0, received {self.std}")
 
@@ -115,9 +129,15 @@ class LogitNormalTimeSampler:
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Return ``(batch_size,)`` times ``tau`` in (0, 1)."""
-        require_positive_int("batch_size", batch_size)
+        _check_call(batch_size, generator, dtype)
         z = torch.randn(batch_size, generator=generator, device=device, dtype=torch.float32)
         return torch.sigmoid(self.mean + self.std * z).to(dtype)
+
+
+def _check_call(batch_size: object, generator: object, dtype: object) -> None:
+    require_positive_int("batch_size", batch_size)
+    require_generator("generator", generator)
+    require_floating_dtype("dtype", dtype)
 
 
 def sample_gamma(
@@ -133,8 +153,11 @@ def sample_gamma(
     (vectorised rejection; acceptance > 95% for ``concentration >= 1``), with the boost
     ``Gamma(k) = Gamma(k + 1) * U^(1/k)`` for ``concentration < 1``.
     """
+    # inf would never be accepted by the rejection loop below (it would spin forever), NaN neither.
+    require_finite_number("concentration", concentration)
     if concentration <= 0:
         raise ValueError(f"concentration must be > 0, received {concentration}")
+    require_positive_int("size", size)
     boosted = concentration < 1
     k = concentration + 1 if boosted else concentration
     d = k - 1.0 / 3.0
@@ -164,7 +187,15 @@ _TIME_SAMPLERS: dict[str, type] = {
 
 
 def make_time_sampler(name: str, **params: float | bool) -> TimeSampler:
-    """Build a time sampler by name: ``"uniform"``, ``"beta"`` (pi0's) or ``"logit_normal"``."""
-    if name not in _TIME_SAMPLERS:
-        raise KeyError(f"unknown time sampler {name!r}; expected one of {sorted(_TIME_SAMPLERS)}")
+    """Build a time sampler by name: ``"uniform"``, ``"beta"`` (pi0's) or ``"logit_normal"``.
+
+    ``params`` are the sampler's fields; an unknown one is a ``KeyError`` naming the fields it has.
+    """
+    require_name("name", name, _TIME_SAMPLERS, "time sampler")
+    accepted = [f.name for f in fields(_TIME_SAMPLERS[name])]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise KeyError(
+            f"unknown parameters {unknown} for time sampler {name!r}; expected a subset of {accepted}"
+        )
     return _TIME_SAMPLERS[name](**params)

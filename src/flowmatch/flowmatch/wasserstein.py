@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from flowmatch._validation import require_floating, require_ndim, require_positive_int
+from flowmatch._validation import (
+    require_finite,
+    require_floating,
+    require_generator,
+    require_ndim,
+    require_positive_int,
+)
 
 
 def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, *, p: int = 2) -> torch.Tensor:
@@ -23,7 +29,11 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor, *, p: int = 2) -> torch.Ten
     require_floating("y", y)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, received {tuple(x.shape)} and {tuple(y.shape)}")
-    if p not in (1, 2):
+    if x.ndim < 1 or x.shape[-1] < 1:
+        raise ValueError(f"x must have shape (..., N) with N >= 1, received {tuple(x.shape)}")
+    require_finite("x", x)
+    require_finite("y", y)
+    if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, received {p}")
     gaps = (x.sort(dim=-1).values - y.sort(dim=-1).values).abs()
     return gaps.pow(p).mean(dim=-1).pow(1.0 / p)
@@ -45,9 +55,15 @@ def sliced_wasserstein(
     """
     require_floating("x", x)
     require_ndim("x", x, (2,), "(N, K)")
+    require_floating("y", y)
     if x.shape != y.shape:
         raise ValueError(f"y must have the shape of x {tuple(x.shape)}, received {tuple(y.shape)}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"x must have shape (N, K) with N, K >= 1, received {tuple(x.shape)}")
+    require_finite("x", x)
+    require_finite("y", y)
     require_positive_int("num_projections", num_projections)
+    require_generator("generator", generator)
     directions = torch.randn(x.shape[1], num_projections, generator=generator, dtype=torch.float64)
     directions = directions / directions.norm(dim=0, keepdim=True)
     projected_x = (x.to(torch.float64) @ directions.to(x.device)).T  # (P, N)
