@@ -11,6 +11,8 @@ from typing import Protocol
 import torch
 from vector_quantize_pytorch import VectorQuantize
 
+from var_foresight.validation import check_finite, check_int, check_tensor
+
 
 class CodeLookup(Protocol):
     """``(z (N, Cz), codebook (V, Cz)) -> indices (N,)``."""
@@ -18,9 +20,29 @@ class CodeLookup(Protocol):
     def __call__(self, z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor: ...
 
 
+def check_lookup_arguments(z: torch.Tensor, codebook: torch.Tensor) -> None:
+    """``z`` ``(N, Cz)`` and ``codebook`` ``(V >= 1, Cz)``, floating and finite."""
+    check_tensor("codebook", codebook, 2, "float", "(V, Cz)")
+    check_tensor("z", z, 2, "float", f"(N, {codebook.shape[1]})")
+    if codebook.shape[0] < 1:
+        raise ValueError(f"codebook: expected at least one code, got shape {tuple(codebook.shape)}")
+    if z.shape[1] != codebook.shape[1]:
+        raise ValueError(
+            f"z: expected shape (N, {codebook.shape[1]}) (the codebook's width), got {tuple(z.shape)}"
+        )
+    check_finite("z", z)
+    check_finite("codebook", codebook)
+
+
 def direct_lookup(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """``argmin_v |z|^2 + |e_v|^2 - 2 z.e_v`` in float32, in the released tokenizer's order of operations so
-    that near-ties resolve the same way."""
+    that near-ties resolve the same way. ``z`` ``(N, Cz)`` and ``codebook`` ``(V, Cz)`` are checked (shape,
+    dtype, finite); the quantizer calls the unchecked `_direct_lookup` per scale after checking its input."""
+    check_lookup_arguments(z, codebook)
+    return _direct_lookup(z, codebook)
+
+
+def _direct_lookup(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     z, codebook = z.float(), codebook.float()
     distances = torch.sum(z.square(), dim=1, keepdim=True) + torch.sum(codebook.square(), dim=1)
     distances.addmm_(z, codebook.T, alpha=-2, beta=1)
@@ -36,7 +58,7 @@ class VectorQuantizeLookup:
     """
 
     def __init__(self, vocab_size: int, dim: int) -> None:
-        self.vocab_size, self.dim = vocab_size, dim
+        self.vocab_size, self.dim = check_int("vocab_size", vocab_size), check_int("dim", dim)
         self.vq: VectorQuantize | None = None  # built on first use, on the device of the data
 
     def _build(self, device: torch.device) -> VectorQuantize:
@@ -53,6 +75,16 @@ class VectorQuantizeLookup:
             ).eval()
 
     def __call__(self, z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """``z`` ``(N, dim)``, ``codebook`` ``(vocab_size, dim)`` -> ``(N,)``, arguments checked."""
+        check_lookup_arguments(z, codebook)
+        if tuple(codebook.shape) != (self.vocab_size, self.dim):
+            raise ValueError(
+                f"codebook: expected shape {(self.vocab_size, self.dim)}, got {tuple(codebook.shape)}"
+            )
+        return self.lookup(z, codebook)
+
+    def lookup(self, z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The unchecked lookup the quantizer calls per scale (it checks its latent once at entry)."""
         if self.vq is None or self.vq.codebook.device != z.device:
             self.vq = self._build(z.device)
         with torch.no_grad():
@@ -64,7 +96,7 @@ class VectorQuantizeLookup:
 def make_lookup(kind: str, vocab_size: int, dim: int) -> CodeLookup:
     """``"direct"`` (fast, the default) or ``"vector_quantize"``."""
     if kind == "direct":
-        return direct_lookup
+        return _direct_lookup
     if kind == "vector_quantize":
-        return VectorQuantizeLookup(vocab_size, dim)
+        return VectorQuantizeLookup(vocab_size, dim).lookup
     raise ValueError(f"lookup: expected 'direct' or 'vector_quantize', got {kind!r}")

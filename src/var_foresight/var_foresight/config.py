@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from var_foresight.errors import CheckpointError
 from var_foresight.scales import VAR_SCALES_256, ScaleSchedule, phi_table
+from var_foresight.validation import check_int, check_number, type_name
 
 CodebookLookup = Literal["direct", "vector_quantize"]
 
@@ -37,7 +39,13 @@ class VQVAEConfig:
     lookup: CodebookLookup = "direct"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ch_mult", tuple(int(m) for m in self.ch_mult))
+        if isinstance(self.ch_mult, str | bytes) or not isinstance(self.ch_mult, tuple | list):
+            raise TypeError(f"ch_mult: expected a tuple of positive ints, got {type_name(self.ch_mult)}")
+        if len(self.ch_mult) == 0:
+            raise ValueError("ch_mult: expected a non-empty tuple of positive ints, got ()")
+        for i, m in enumerate(self.ch_mult):
+            check_int(f"ch_mult[{i}]", m, 1)
+        object.__setattr__(self, "ch_mult", tuple(self.ch_mult))
         object.__setattr__(self, "scales", ScaleSchedule.from_sides(self.scales).sizes)
         for name in (
             "ch",
@@ -48,23 +56,16 @@ class VQVAEConfig:
             "norm_groups",
             "num_phi",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if len(self.ch_mult) == 0 or any(m < 1 for m in self.ch_mult):
-            raise ValueError(f"ch_mult: expected a non-empty tuple of positive ints, got {self.ch_mult}")
+            check_int(name, getattr(self, name), 1)
         for width in {self.ch * m for m in self.ch_mult}:
             if width % self.norm_groups:
                 raise ValueError(
                     f"ch * ch_mult: every level width must be divisible by norm_groups={self.norm_groups}, "
                     f"got width {width}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.phi_ratio <= 1.0:
-            raise ValueError(f"phi_ratio: expected a value in [0, 1], got {self.phi_ratio}")
-        if self.beta < 0:
-            raise ValueError(f"beta: expected >= 0, got {self.beta}")
+        check_number("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_number("phi_ratio", self.phi_ratio, 0.0, 1.0)
+        check_number("beta", self.beta, 0.0)
         if self.lookup not in ("direct", "vector_quantize"):
             raise ValueError(f"lookup: expected 'direct' or 'vector_quantize', got {self.lookup!r}")
 
@@ -88,6 +89,11 @@ class VQVAEConfig:
         return phi_table(len(self.scales), self.num_phi)
 
     def replace(self, **changes: Any) -> VQVAEConfig:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise KeyError(
+                f"VQVAEConfig: unknown key(s) {unknown}; expected some of {sorted(self.to_dict())}"
+            )
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,15 +104,15 @@ class VQVAEConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VQVAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise KeyError(f"VQVAEConfig: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        values = dict(data)
-        if "ch_mult" in values:
-            values["ch_mult"] = tuple(values["ch_mult"])
-        if "scales" in values:
-            values["scales"] = tuple(tuple(s) if isinstance(s, list | tuple) else s for s in values["scales"])
+        """The inverse of `to_dict`: every key is required (a partial dict would silently take the released
+        preset's values for the rest; build those with ``VQVAEConfig(**changes)``)."""
+        values = checked_fields(cls, data)
+        values["ch_mult"] = (
+            tuple(values["ch_mult"]) if isinstance(values["ch_mult"], list) else values["ch_mult"]
+        )
+        scales = values["scales"]
+        if isinstance(scales, list | tuple):
+            values["scales"] = tuple(tuple(s) if isinstance(s, list) else s for s in scales)
         return cls(**values)
 
     def save_json(self, path: str | Path) -> None:
@@ -114,7 +120,42 @@ class VQVAEConfig:
 
     @classmethod
     def load_json(cls, path: str | Path) -> VQVAEConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Raises `CheckpointError` naming the file when it is not a JSON `to_dict` of a config."""
+        data = read_config_json(path, cls.__name__)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: {err.args[0] if err.args else err}") from err
+
+
+def checked_fields(cls: type, data: Any) -> dict[str, Any]:
+    """``data`` as keyword arguments of the dataclass ``cls``: a mapping with exactly its fields."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__}: expected a mapping of field names to values, got {type_name(data)}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in set(data) - set(known))
+    if unknown:
+        raise KeyError(f"{cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    missing = [k for k in known if k not in data]
+    if missing:
+        raise KeyError(f"{cls.__name__}: missing key(s) {missing}; a to_dict() holds all of {known}")
+    return dict(data)
+
+
+def read_config_json(path: str | Path, kind: str) -> dict[str, Any]:
+    """The JSON object in ``path``; `CheckpointError` naming the file if it is not one."""
+    if not isinstance(path, str | Path):
+        raise TypeError(f"path: expected a str or Path, got {type_name(path)}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no {kind} config file at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a JSON {kind} config ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of {kind} fields, got {type_name(data)}")
+    return data
 
 
 def released_vqvae_config() -> VQVAEConfig:
@@ -132,6 +173,6 @@ VQVAE_PRESETS = {"released": released_vqvae_config, "tiny": tiny_vqvae_config}
 
 def vqvae_config(name: str) -> VQVAEConfig:
     """A preset by name: ``"released"`` or ``"tiny"``."""
-    if name not in VQVAE_PRESETS:
+    if not isinstance(name, str) or name not in VQVAE_PRESETS:
         raise KeyError(f"preset: unknown VQ-VAE preset {name!r}; expected one of {sorted(VQVAE_PRESETS)}")
     return VQVAE_PRESETS[name]()

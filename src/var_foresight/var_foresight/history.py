@@ -16,6 +16,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from var_foresight.validation import (
+    check_device_matches,
+    check_dtype_matches,
+    check_finite,
+    check_int,
+    check_tensor,
+    type_name,
+)
+
 
 @dataclass(frozen=True)
 class HistoryEncoderConfig:
@@ -30,13 +39,15 @@ class HistoryEncoderConfig:
     num_heads: int = 4
 
     def __post_init__(self) -> None:
+        if isinstance(self.grid, str | bytes) or not isinstance(self.grid, tuple | list):
+            raise TypeError(f"grid: expected a (gh, gw) pair of positive ints, got {type_name(self.grid)}")
         object.__setattr__(self, "grid", tuple(self.grid))
         for name in ("z_channels", "width", "max_frames", "num_layers", "num_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if len(self.grid) != 2 or min(self.grid) < 1:
+            check_int(name, getattr(self, name), 1)
+        if len(self.grid) != 2:
             raise ValueError(f"grid: expected two positive ints, got {self.grid}")
+        for i, side in enumerate(self.grid):
+            check_int(f"grid[{i}]", side, 1)
         if self.width % self.num_heads:
             raise ValueError(f"width: expected a multiple of num_heads={self.num_heads}, got {self.width}")
 
@@ -55,6 +66,8 @@ class TemporalHistoryEncoder(nn.Module):
 
     def __init__(self, config: HistoryEncoderConfig | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, HistoryEncoderConfig):
+            raise TypeError(f"config: expected a HistoryEncoderConfig or None, got {type_name(config)}")
         self.config = config = config or HistoryEncoderConfig()
         self.frame_proj = nn.Linear(config.z_channels, config.width)
         self.cell_embed = nn.Parameter(torch.randn(config.num_tokens, config.width) * 0.02)
@@ -69,7 +82,10 @@ class TemporalHistoryEncoder(nn.Module):
         self.norm = nn.LayerNorm(config.width)
 
     def forward(self, frames: torch.Tensor, frame_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """frames: float ``(B, T, Cz, H, W)``, finite everywhere (padded frames too: they are zeroed by a
+        multiplication, and ``NaN * 0`` is NaN); frame_valid: bool ``(B, T)`` or None (all valid)."""
         config = self.config
+        check_tensor("frames", frames, kind="float")
         if frames.ndim != 5 or frames.shape[2] != config.z_channels:
             raise ValueError(
                 f"frames: expected shape (B, T, {config.z_channels}, H, W), got {tuple(frames.shape)}"
@@ -77,6 +93,14 @@ class TemporalHistoryEncoder(nn.Module):
         batch, num_frames = frames.shape[:2]
         if not 1 <= num_frames <= config.max_frames:
             raise ValueError(f"frames: expected 1..{config.max_frames} frames, got {num_frames}")
+        if batch < 1 or frames.shape[3] < 1 or frames.shape[4] < 1:
+            raise ValueError(f"frames: expected B, H, W >= 1, got {tuple(frames.shape)}")
+        check_device_matches("frames", frames, self.frame_proj.weight, "history encoder")
+        check_dtype_matches("frames", frames, self.frame_proj.weight, "history encoder's parameters")
+        check_finite("frames", frames)
+        if frame_valid is not None:
+            check_tensor("frame_valid", frame_valid)
+            check_device_matches("frame_valid", frame_valid, frames, "frames")
         if frame_valid is None:
             frame_valid = torch.ones(batch, num_frames, dtype=torch.bool, device=frames.device)
         if frame_valid.shape != (batch, num_frames) or frame_valid.dtype != torch.bool:

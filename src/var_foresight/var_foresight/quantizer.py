@@ -23,6 +23,14 @@ from torch import nn
 from var_foresight.codebook import make_lookup
 from var_foresight.config import VQVAEConfig
 from var_foresight.scales import ScaleSchedule, phi_table
+from var_foresight.validation import (
+    check_device_matches,
+    check_finite,
+    check_indices,
+    check_int,
+    check_tensor,
+    type_name,
+)
 
 
 class PhiConv(nn.Conv2d):
@@ -81,6 +89,8 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()
+        if not isinstance(config, VQVAEConfig):
+            raise TypeError(f"config: expected a VQVAEConfig, got {type_name(config)}")
         self.config = config
         self.schedule = config.schedule
         self.vocab_size, self.channels = config.vocab_size, config.z_channels
@@ -92,7 +102,14 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     # ---- one scale ----------------------------------------------------------------------------------------
     def nearest_codes(self, z: torch.Tensor) -> torch.Tensor:
-        """Residual vectors ``(N, Cz)`` -> nearest code indices ``(N,)``."""
+        """Residual vectors ``(N, Cz)`` (floating, finite) -> nearest code indices ``(N,)``."""
+        check_tensor("z", z, 2, "float", f"(N, {self.channels})")
+        if z.shape[1] != self.channels:
+            raise ValueError(f"z: expected shape (N, {self.channels}), got {tuple(z.shape)}")
+        check_finite("z", z)
+        return self._nearest_codes(z)
+
+    def _nearest_codes(self, z: torch.Tensor) -> torch.Tensor:
         return self.lookup(z, self.embedding.weight.detach())
 
     def scale_contribution(
@@ -100,9 +117,17 @@ class MultiScaleResidualQuantizer(nn.Module):
     ) -> torch.Tensor:
         """What scale ``scale`` adds to ``f_hat``: ``Phi(bicubic-up(codebook[indices]))`` ``(B, Cz, H, W)``.
 
-        indices: ``(B, h_k * w_k)`` int64 for the scale at position ``scale`` of ``schedule``.
+        indices: ``(B, h_k * w_k)`` int64 for the scale at position ``scale`` of ``schedule``, in the
+        vocabulary (checked).
         """
+        if schedule is not None and not isinstance(schedule, ScaleSchedule):
+            raise TypeError(f"schedule: expected a ScaleSchedule or None, got {type_name(schedule)}")
         schedule = schedule or self.schedule
+        self._check_indices(indices, scale, schedule)
+        check_indices(f"indices[{scale}]", indices, self.vocab_size)
+        return self._scale_contribution(indices, scale, schedule)
+
+    def _scale_contribution(self, indices: torch.Tensor, scale: int, schedule: ScaleSchedule) -> torch.Tensor:
         (h, w), (H, W) = schedule.sizes[scale], schedule.latent_size
         codes = rearrange(self.embedding(indices), "b (h w) c -> b c h w", h=h, w=w)
         if scale != schedule.num_scales - 1:
@@ -117,12 +142,18 @@ class MultiScaleResidualQuantizer(nn.Module):
         after the last scale. The input is ``f_hat`` area-downsampled to the next scale's size.
 
         Teacher forcing (`teacher_forcing_inputs`) is this step applied to every scale, so the two agree.
+
+        Shapes and dtypes are checked, but not the values: this is the per-scale step of the sampling loop,
+        where reading them back (index range, ``isfinite``) would cost a device sync per scale. Callers pass
+        sampled tokens and the ``f_hat`` of the previous step; `teacher_forcing_inputs` checks its indices
+        once at entry.
         """
         self._check_indices(indices, scale)
+        check_tensor("f_hat", f_hat, 4, "float", f"(B, {self.channels}, H, W)")
         expected = (indices.shape[0], self.channels, *self.schedule.latent_size)
         if tuple(f_hat.shape) != expected:
             raise ValueError(f"f_hat: expected shape {expected}, got {tuple(f_hat.shape)}")
-        f_hat = f_hat + self.scale_contribution(indices, scale)
+        f_hat = f_hat + self._scale_contribution(indices, scale, self.schedule)
         if scale == self.schedule.num_scales - 1:
             return f_hat, None
         next_size = self.schedule.sizes[scale + 1]
@@ -132,6 +163,7 @@ class MultiScaleResidualQuantizer(nn.Module):
     # ---- whole pyramid ------------------------------------------------------------------------------------
     def empty_fhat(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
         """Zeros ``(B, Cz, H, W)`` in float32, the start of every accumulation."""
+        check_int("batch", batch, 1)
         H, W = self.schedule.latent_size
         return torch.zeros(batch, self.channels, H, W, device=device or self.embedding.weight.device)
 
@@ -148,8 +180,8 @@ class MultiScaleResidualQuantizer(nn.Module):
             indices = []
             for k, size in enumerate(schedule.sizes):
                 z = rest if k == schedule.num_scales - 1 else F.interpolate(rest, size=size, mode="area")
-                idx = self.nearest_codes(rearrange(z, "b c h w -> (b h w) c")).view(f.shape[0], -1)
-                h = self.scale_contribution(idx, k, schedule)
+                idx = self._nearest_codes(rearrange(z, "b c h w -> (b h w) c")).view(f.shape[0], -1)
+                h = self._scale_contribution(idx, k, schedule)
                 f_hat = f_hat + h
                 rest = rest - h
                 indices.append(idx)
@@ -158,20 +190,17 @@ class MultiScaleResidualQuantizer(nn.Module):
     def indices_to_fhat(self, indices: Sequence[torch.Tensor]) -> torch.Tensor:
         """Indices of the first ``n <= S`` scales -> ``f_hat`` ``(B, Cz, H, W)``, the sum of their
         contributions."""
-        if not 1 <= len(indices) <= self.schedule.num_scales:
-            raise ValueError(f"indices: expected 1..{self.schedule.num_scales} scales, got {len(indices)}")
+        self._check_index_list(indices)
         f_hat = self.empty_fhat(indices[0].shape[0], indices[0].device)
         for k, idx in enumerate(indices):
-            self._check_indices(idx, k)
-            f_hat = f_hat + self.scale_contribution(idx, k)
+            f_hat = f_hat + self._scale_contribution(idx, k, self.schedule)
         return f_hat
 
     def teacher_forcing_inputs(self, indices: Sequence[torch.Tensor]) -> torch.Tensor:
         """Indices of scales ``0..n-1`` -> input tokens of scales ``1..min(n, S-1)`` concatenated,
         ``(B, sum of their h*w, Cz)``; with all ``S`` scales this is ``(B, L - l_0, Cz)`` (679 x 32 in
         VAR)."""
-        if not 1 <= len(indices) <= self.schedule.num_scales:
-            raise ValueError(f"indices: expected 1..{self.schedule.num_scales} scales, got {len(indices)}")
+        self._check_index_list(indices)
         f_hat = self.empty_fhat(indices[0].shape[0], indices[0].device)
         inputs = []
         for k, idx in enumerate(indices):
@@ -197,8 +226,8 @@ class MultiScaleResidualQuantizer(nn.Module):
             for k, size in enumerate(self.schedule.sizes):
                 z = rest if k == last else F.interpolate(rest, size=size, mode="area")
                 z_flat = rearrange(z, "b c h w -> (b h w) c")
-                idx = self.nearest_codes(z_flat).view(f.shape[0], -1)
-                h = self.scale_contribution(idx, k)
+                idx = self._nearest_codes(z_flat).view(f.shape[0], -1)
+                h = self._scale_contribution(idx, k, self.schedule)
                 f_hat = f_hat + h
                 rest = rest - h.detach()
                 loss = (
@@ -230,6 +259,7 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     # ---- validation ---------------------------------------------------------------------------------------
     def _check_latent(self, f: torch.Tensor, schedule: ScaleSchedule) -> None:
+        check_tensor("f", f, kind="float")
         if f.ndim != 4 or f.shape[1] != self.channels:
             raise ValueError(f"f: expected shape (B, {self.channels}, H, W), got {tuple(f.shape)}")
         if tuple(f.shape[2:]) != schedule.latent_size:
@@ -237,15 +267,41 @@ class MultiScaleResidualQuantizer(nn.Module):
                 f"f: latent size {tuple(f.shape[2:])} does not match the last scale {schedule.latent_size}; "
                 f"images must be {schedule.latent_size} times the downsampling factor"
             )
+        if f.shape[0] < 1:
+            raise ValueError(f"f: expected a batch of at least one latent, got {tuple(f.shape)}")
+        check_device_matches("f", f, self.embedding.weight, "codebook")
+        check_finite("f", f)
 
-    def _check_indices(self, indices: torch.Tensor, scale: int) -> None:
-        if not 0 <= scale < self.schedule.num_scales:
-            raise ValueError(f"scale: expected 0..{self.schedule.num_scales - 1}, got {scale}")
-        expected = self.schedule.tokens_per_scale[scale]
+    def _check_index_list(self, indices: Sequence[torch.Tensor]) -> None:
+        """Per-scale indices of the first ``1..S`` scales: shapes, dtypes, one batch size, the vocabulary."""
+        if isinstance(indices, torch.Tensor) or not isinstance(indices, Sequence):
+            raise TypeError(
+                f"indices: expected a list of per-scale (B, h_k * w_k) tensors, got {type_name(indices)}"
+            )
+        if not 1 <= len(indices) <= self.schedule.num_scales:
+            raise ValueError(f"indices: expected 1..{self.schedule.num_scales} scales, got {len(indices)}")
+        for k, idx in enumerate(indices):
+            self._check_indices(idx, k)
+            if idx.shape[0] != indices[0].shape[0] or idx.shape[0] < 1:
+                raise ValueError(
+                    f"indices[{k}]: expected batch size {indices[0].shape[0]} (that of indices[0], >= 1), "
+                    f"got {tuple(idx.shape)}"
+                )
+            check_indices(f"indices[{k}]", idx, self.vocab_size)
+
+    def _check_indices(
+        self, indices: torch.Tensor, scale: int, schedule: ScaleSchedule | None = None
+    ) -> None:
+        """Shape, dtype and device (no values: see `next_scale_input`)."""
+        schedule = schedule or self.schedule
+        check_int("scale", scale, 0, schedule.num_scales - 1)
+        check_tensor(f"indices[{scale}]", indices)
+        expected = schedule.tokens_per_scale[scale]
         if indices.ndim != 2 or indices.shape[1] != expected:
             raise ValueError(
-                f"indices[{scale}]: expected shape (B, {expected}) for scale {self.schedule.sizes[scale]}, "
+                f"indices[{scale}]: expected shape (B, {expected}) for scale {schedule.sizes[scale]}, "
                 f"got {tuple(indices.shape)}"
             )
         if indices.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"indices[{scale}]: expected an integer dtype, got {indices.dtype}")
+        check_device_matches(f"indices[{scale}]", indices, self.embedding.weight, "codebook")

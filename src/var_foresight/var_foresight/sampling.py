@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 import torch
 
 from var_foresight.quantizer import MultiScaleResidualQuantizer
+from var_foresight.validation import check_generator, check_int, check_number, check_tensor, type_name
 
 
 class NextScaleLogitsFn(Protocol):
@@ -27,6 +28,31 @@ class NextScaleLogitsFn(Protocol):
     """
 
     def __call__(self, scale: int, inputs: torch.Tensor | None) -> torch.Tensor: ...
+
+
+def check_sampling_arguments(temperature: float, top_k: int, top_p: float) -> None:
+    check_number("temperature", temperature, 0.0)
+    check_int("top_k", top_k, 0)
+    check_number("top_p", top_p, 0.0, 1.0, low_open=True)
+
+
+def check_ramp(ramp: str) -> None:
+    if ramp not in ("linear", "constant"):
+        raise ValueError(f"cfg_ramp: expected 'linear' or 'constant', got {ramp!r}")
+
+
+def check_logits(name: str, logits: torch.Tensor) -> None:
+    """Floating ``(..., V >= 1)``, no NaN or +inf, at least one finite logit per row (-inf marks a
+    filtered-out token)."""
+    check_tensor(name, logits, kind="float")
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"{name}: expected shape (..., V) with V >= 1, got {tuple(logits.shape)}")
+    if logits.device.type == "meta" or logits.numel() == 0:
+        return
+    if bool(torch.isnan(logits).any()) or bool((logits == float("inf")).any()):
+        raise ValueError(f"{name}: expected no NaN or +inf (-inf marks a removed token), got some")
+    if not bool(torch.isfinite(logits).any(dim=-1).all()):
+        raise ValueError(f"{name}: expected at least one finite logit per row, got a row of -inf only")
 
 
 @dataclass(frozen=True)
@@ -46,18 +72,11 @@ class SamplingConfig:
     num_scales: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k: expected >= 0 (0 disables), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p: expected a value in (0, 1], got {self.top_p}")
-        if self.cfg < 0:
-            raise ValueError(f"cfg: expected >= 0, got {self.cfg}")
-        if self.cfg_ramp not in ("linear", "constant"):
-            raise ValueError(f"cfg_ramp: expected 'linear' or 'constant', got {self.cfg_ramp!r}")
-        if self.num_scales is not None and self.num_scales < 1:
-            raise ValueError(f"num_scales: expected >= 1 or None, got {self.num_scales}")
+        check_sampling_arguments(self.temperature, self.top_k, self.top_p)
+        check_number("cfg", self.cfg, 0.0)
+        check_ramp(self.cfg_ramp)
+        if self.num_scales is not None:
+            check_int("num_scales", self.num_scales, 1)
 
     @property
     def guided(self) -> bool:
@@ -66,6 +85,10 @@ class SamplingConfig:
 
 def guidance_weight(scale: int, num_scales_total: int, cfg: float, ramp: str = "linear") -> float:
     """``t_k`` of scale ``scale``; ``num_scales_total`` is the length of the full schedule."""
+    check_int("num_scales_total", num_scales_total, 1)
+    check_int("scale", scale, 0, num_scales_total - 1)
+    check_number("cfg", cfg, 0.0)
+    check_ramp(ramp)
     if ramp == "constant" or num_scales_total == 1:
         return cfg
     return cfg * scale / (num_scales_total - 1)
@@ -74,6 +97,13 @@ def guidance_weight(scale: int, num_scales_total: int, cfg: float, ramp: str = "
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Keep the ``top_k`` largest logits, then the smallest set of them whose probability reaches
     ``top_p``; the others become ``-inf``. ``(..., V) -> (..., V)``; the most likely token always stays."""
+    check_logits("logits", logits)
+    check_int("top_k", top_k, 0)
+    check_number("top_p", top_p, 0.0, 1.0, low_open=True)
+    return _filter_logits(logits, top_k, top_p)
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     if top_k and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -95,10 +125,26 @@ def sample_tokens(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``(B, n, V)`` logits -> ``(B, n)`` int64 tokens (argmax when ``temperature == 0``)."""
+    """``(B, n, V)`` logits -> ``(B, n)`` int64 tokens (argmax when ``temperature == 0``). The logits are
+    checked (no NaN or +inf); `sample_next_scales` calls the unchecked `_sample_tokens` per scale."""
+    check_logits("logits", logits)
+    if logits.ndim < 2:
+        raise ValueError(f"logits: expected shape (..., n, V), got {tuple(logits.shape)}")
+    check_sampling_arguments(temperature, top_k, top_p)
+    check_generator("generator", generator)
+    return _sample_tokens(logits, temperature, top_k, top_p, generator)
+
+
+def _sample_tokens(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     if temperature == 0:
         return logits.argmax(dim=-1)
-    filtered = filter_logits(logits.float() / temperature, top_k, top_p)
+    filtered = _filter_logits(logits.float() / temperature, top_k, top_p)
     probs = filtered.softmax(dim=-1).flatten(0, -2)
     device = generator.device if generator is not None else probs.device
     tokens = torch.multinomial(probs.to(device), 1, generator=generator).to(logits.device)
@@ -121,7 +167,22 @@ def sample_next_scales(
     config: SamplingConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> SampledScales:
-    """Sample the first ``config.num_scales`` scales one at a time (see the module docstring)."""
+    """Sample the first ``config.num_scales`` scales one at a time (see the module docstring).
+
+    The arguments are checked here; inside the loop each scale's logits are checked for their shape and
+    dtype only, not for NaN (an ``isfinite`` per scale would sync the device once per scale). Logits with
+    NaN therefore sample arbitrary tokens (greedy) or fail in ``torch.multinomial``.
+    """
+    if not callable(logits_fn):
+        raise TypeError(
+            f"logits_fn: expected a callable (scale, inputs) -> logits, got {type_name(logits_fn)}"
+        )
+    if not isinstance(quantizer, MultiScaleResidualQuantizer):
+        raise TypeError(f"quantizer: expected a MultiScaleResidualQuantizer, got {type_name(quantizer)}")
+    check_int("batch", batch, 1)
+    if config is not None and not isinstance(config, SamplingConfig):
+        raise TypeError(f"config: expected a SamplingConfig or None, got {type_name(config)}")
+    check_generator("generator", generator)
     config = config or SamplingConfig()
     total = quantizer.schedule.num_scales
     num_scales = config.num_scales or total
@@ -133,6 +194,9 @@ def sample_next_scales(
     for scale in range(num_scales):
         step_inputs = inputs if inputs is None or not config.guided else torch.cat([inputs, inputs])
         logits = logits_fn(scale, step_inputs)
+        if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+            got = logits.dtype if isinstance(logits, torch.Tensor) else type_name(logits)
+            raise TypeError(f"logits_fn: expected a floating tensor of logits at scale {scale}, got {got}")
         rows = 2 * batch if config.guided else batch
         expected = (rows, quantizer.schedule.tokens_per_scale[scale], quantizer.vocab_size)
         if tuple(logits.shape) != expected:
@@ -142,7 +206,7 @@ def sample_next_scales(
         if config.guided:
             t = guidance_weight(scale, total, config.cfg, config.cfg_ramp)
             logits = (1 + t) * logits[:batch] - t * logits[batch:]
-        tokens = sample_tokens(logits, config.temperature, config.top_k, config.top_p, generator)
+        tokens = _sample_tokens(logits, config.temperature, config.top_k, config.top_p, generator)
         indices.append(tokens)
         f_hat, inputs = quantizer.next_scale_input(scale, f_hat, tokens)
     return SampledScales(indices=indices, f_hat=f_hat)

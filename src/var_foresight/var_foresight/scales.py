@@ -13,6 +13,8 @@ from functools import cached_property
 
 import torch
 
+from var_foresight.validation import check_int, type_name
+
 #: The 256 px schedule of the released VAR tokenizer (latent 16 x 16, 680 tokens).
 VAR_SCALES_256: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 #: The 512 px schedule served by the same VQ-VAE (latent 32 x 32).
@@ -25,10 +27,14 @@ RELEASED_PHI_TABLE: tuple[int, ...] = (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
 ScaleSize = tuple[int, int]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _as_size(side: int | Sequence[int], position: int) -> ScaleSize:
-    if isinstance(side, int) and not isinstance(side, bool):
+    if _is_int(side):
         size = (side, side)
-    elif isinstance(side, Sequence) and len(side) == 2 and all(isinstance(s, int) for s in side):
+    elif isinstance(side, Sequence) and len(side) == 2 and all(_is_int(s) for s in side):
         size = (int(side[0]), int(side[1]))
     else:
         raise TypeError(f"scales[{position}]: expected an int or an (h, w) pair of ints, got {side!r}")
@@ -44,8 +50,16 @@ class ScaleSchedule:
     sizes: tuple[ScaleSize, ...]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sizes, Sequence) or isinstance(self.sizes, str | bytes):
+            raise TypeError(f"scales: expected a sequence of (h, w) pairs, got {type_name(self.sizes)}")
         if len(self.sizes) == 0:
             raise ValueError("scales: expected at least one scale, got an empty schedule")
+        for i, size in enumerate(self.sizes):
+            if not (isinstance(size, tuple) and len(size) == 2 and all(_is_int(s) for s in size)):
+                raise TypeError(f"scales[{i}]: expected an (h, w) tuple of ints, got {size!r}")
+            if min(size) < 1:
+                raise ValueError(f"scales[{i}]: sides must be >= 1, got {size}")
+        object.__setattr__(self, "sizes", tuple(self.sizes))
         for k in range(1, len(self.sizes)):
             prev, cur = self.sizes[k - 1], self.sizes[k]
             if cur[0] < prev[0] or cur[1] < prev[1]:
@@ -56,6 +70,8 @@ class ScaleSchedule:
         """Build from ``[1, 2, 3, ...]`` (square maps) or ``[(1, 1), (2, 3), ...]`` (rectangular maps)."""
         if isinstance(sides, ScaleSchedule):
             return sides
+        if not isinstance(sides, Sequence) or isinstance(sides, str | bytes):
+            raise TypeError(f"scales: expected a sequence of sides or (h, w) pairs, got {type_name(sides)}")
         return cls(tuple(_as_size(s, i) for i, s in enumerate(sides)))
 
     @property
@@ -86,13 +102,15 @@ class ScaleSchedule:
 
     def level_ids(self, num_scales: int | None = None) -> torch.Tensor:
         """Scale index of every token of the first ``num_scales`` scales, shape ``(L,)`` int64."""
-        k = self.num_scales if num_scales is None else num_scales
+        k = self.num_scales if num_scales is None else check_int("num_scales", num_scales, 1, self.num_scales)
         return torch.cat(
             [torch.full((n,), i, dtype=torch.long) for i, n in enumerate(self.tokens_per_scale[:k])]
         )
 
     def prefix(self, num_scales: int) -> ScaleSchedule:
         """The first ``num_scales`` scales (token layout of a foresight that stops early)."""
+        if isinstance(num_scales, bool) or not isinstance(num_scales, int):
+            raise TypeError(f"num_scales: expected an int, got {type_name(num_scales)} {num_scales!r}")
         if not 1 <= num_scales <= self.num_scales:
             raise ValueError(f"num_scales: expected 1..{self.num_scales}, got {num_scales}")
         return ScaleSchedule(self.sizes[:num_scales])
@@ -109,10 +127,8 @@ def phi_table(num_scales: int, num_phi: int = 4) -> tuple[int, ...]:
     (``i * step + start``, last tick equal to ``stop``) and the first minimum wins. The released
     10-scale table is hard-coded and checked.
     """
-    if num_scales < 1:
-        raise ValueError(f"num_scales: expected >= 1, got {num_scales}")
-    if num_phi < 1:
-        raise ValueError(f"num_phi: expected >= 1, got {num_phi}")
+    check_int("num_scales", num_scales, 1)
+    check_int("num_phi", num_phi, 1)
     if num_scales == 10 and num_phi == 4:
         return RELEASED_PHI_TABLE
     if num_phi == 1:

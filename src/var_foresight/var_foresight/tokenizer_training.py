@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from var_foresight.codebook_health import CodebookHealth, codebook_health, dead_thresholds, restart_dead_codes
+from var_foresight.validation import check_generator, check_int, check_number, type_name
 from var_foresight.vqvae import VQVAE
 
 
@@ -27,12 +28,9 @@ class TokenizerTrainingConfig:
     def __post_init__(self) -> None:
         if self.reconstruction not in ("mse", "l1"):
             raise ValueError(f"reconstruction: expected 'mse' or 'l1', got {self.reconstruction!r}")
-        if self.quantizer_weight < 0:
-            raise ValueError(f"quantizer_weight: expected >= 0, got {self.quantizer_weight}")
-        if self.restart_every < 0:
-            raise ValueError(f"restart_every: expected >= 0, got {self.restart_every}")
-        if not 0 < self.dead_fraction <= 1:
-            raise ValueError(f"dead_fraction: expected a value in (0, 1], got {self.dead_fraction}")
+        check_number("quantizer_weight", self.quantizer_weight, 0.0)
+        check_int("restart_every", self.restart_every, 0)
+        check_number("dead_fraction", self.dead_fraction, 0.0, 1.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,21 @@ class TokenizerTrainer:
         config: TokenizerTrainingConfig | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
+        if not isinstance(vqvae, VQVAE):
+            raise TypeError(f"vqvae: expected a VQVAE, got {type_name(vqvae)}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type_name(optimizer)}")
+        if config is not None and not isinstance(config, TokenizerTrainingConfig):
+            raise TypeError(f"config: expected a TokenizerTrainingConfig or None, got {type_name(config)}")
+        check_generator("generator", generator)
         self.vqvae, self.optimizer = vqvae, optimizer
         self.config = config or TokenizerTrainingConfig()
         self.generator = generator or torch.Generator().manual_seed(0)
         self.steps = 0
 
     def step(self, images: torch.Tensor) -> TokenizerStepReport:
-        """One optimisation step on ``images`` ``(B, 3, H, W)`` in [-1, 1]."""
+        """One optimisation step on ``images`` ``(B, 3, H, W)`` in [-1, 1] (checked, see
+        `VQVAE.check_images`, before the model or the optimizer change)."""
         self.vqvae.check_images(images)
         self.vqvae.train()
         reconstruction, quantized = self.vqvae(images)
