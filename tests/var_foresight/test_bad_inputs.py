@@ -136,6 +136,19 @@ def _without(d: dict, key: str) -> dict:
     return {k: v for k, v in d.items() if k != key}
 
 
+#: The kinds of file every loader must refuse as unreadable (see the file-making fixture).
+UNREADABLE_FILES = (
+    "truncated",
+    "header_only",
+    "text_st",
+    "text_pth",
+    "empty",
+    "pickle",
+    "pickle_code",
+    "int_keys",
+)
+
+
 def _f(shape=(1, 32, 16, 16), value=None) -> torch.Tensor:
     x = torch.zeros(shape)
     if value is not None:
@@ -148,16 +161,7 @@ CASES = [
     # ---- files: read_state_dict / load_vqvae / load_predictor ----------------------------------------------
     *(
         Case(f"{entry}-{name}", call, vf.CheckpointError, name_match)
-        for name in (
-            "truncated",
-            "header_only",
-            "text_st",
-            "text_pth",
-            "empty",
-            "pickle",
-            "pickle_code",
-            "int_keys",
-        )
+        for name in UNREADABLE_FILES
         for entry, call, name_match in (
             ("read_state_dict", lambda e, n=name: vf.read_state_dict(e.files[n]), None),
             ("load_vqvae", lambda e, n=name: vf.load_vqvae(e.files[n], TINY), None),
@@ -1153,16 +1157,7 @@ def _cases() -> list:
 
 FILE_CASE = {
     f"{entry}-{name}": name
-    for name in (
-        "truncated",
-        "header_only",
-        "text_st",
-        "text_pth",
-        "empty",
-        "pickle",
-        "pickle_code",
-        "int_keys",
-    )
+    for name in UNREADABLE_FILES
     for entry in ("read_state_dict", "load_vqvae", "load_predictor")
 }
 
