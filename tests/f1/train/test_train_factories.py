@@ -102,8 +102,12 @@ def test_f1_train_runs_the_tiny_f1_policy_on_a_lerobot_dataset(tmp_path: Path) -
             {},
             r"the first batch does not fit the model: observation\.state: expected last dimension 6",
         ),
-        # No-Gen computes no generation loss, which stage III weights
-        ({"preset": "tiny", "overrides": {"mode": "no_gen"}}, {}, r"weights losses \['generation'\]"),
+        # a loss no F1 model computes (a typo)
+        (
+            {"preset": "tiny"},
+            {"loss_weights": {"flow": 1.0, "generatoin": 0.1}},
+            r"loss_weights: \['generatoin'\] is no loss of this model .*did you mean 'generation'",
+        ),
         ({"config_file": "{bad_yaml}"}, {}, r"bad\.yaml: config: not valid YAML"),
     ],
 )
@@ -133,3 +137,31 @@ def test_f1_train_refuses_what_does_not_fit_before_writing_anything(
     finally:
         torch.set_num_threads(threads)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("mode", ["no_gen", "history_no_foresight"])
+def test_every_shipped_stage_recipe_trains_every_mode_and_a_zero_weight_is_off(
+    tmp_path: Path, mode: str
+) -> None:
+    # stage III weights the foresight loss, which these modes do not compute: it is not weighted
+    _write_tiny_lerobot_dataset(tmp_path / "data")
+    threads = torch.get_num_threads()
+    try:
+        for stage, extra in ((3, {}), (2, {"loss_weights": {"flow": 1.0, "generation": 0.0}})):
+            out = tmp_path / f"out{stage}"
+            run = RunConfig.from_dict(
+                {
+                    "output_dir": str(out),
+                    "model": {"preset": "tiny", "overrides": {"mode": mode}},
+                    "data": {"root": str(tmp_path / "data")},
+                    "train": {"steps": 1, "batch_size": 2, "log_interval": 1, "precision": "fp32", **extra},
+                    "device": "cpu",
+                    "threads": 1,
+                }
+            )
+            assert run_training(run, stage, progress=False).step == 1
+            (record,) = read_metrics(out)
+            assert record["loss"] == record["loss/flow"]
+            assert "loss/generation" not in record
+    finally:
+        torch.set_num_threads(threads)

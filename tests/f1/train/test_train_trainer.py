@@ -111,6 +111,20 @@ def test_a_loss_the_stage_weights_but_the_policy_omits_is_a_clear_error(
         trainer.fit(stop_at_step=1)
 
 
+def test_a_zero_weight_turns_a_loss_off_and_all_zero_weights_are_refused(
+    tiny_policy, tiny_dataset, tiny_stage
+) -> None:
+    stage = tiny_stage.replace(loss_weights={"flow": 1.0, "generation": 0.0})
+    trainer = Trainer(tiny_policy, _stream(tiny_dataset, stage), stage, progress=False)
+    assert trainer.loss_weights == {"flow": 1.0}
+    record = trainer.fit(stop_at_step=1).history[0]
+    assert record["loss"] == record["flow"]  # the generation loss is logged, not weighted
+    assert "generation" in record
+    stage = tiny_stage.replace(loss_weights={"flow": 0.0, "generation": 0.0})
+    with pytest.raises(ConfigError, match="loss_weights: nothing to train"):
+        Trainer(tiny_policy, _stream(tiny_dataset, stage), stage, progress=False)
+
+
 def test_a_policy_with_ungrouped_parameters_is_rejected(tiny_dataset, tiny_stage) -> None:
     policy = TinyPolicy()
     policy.extra = torch.nn.Linear(2, 2)  # in no group: it would silently never train

@@ -160,7 +160,16 @@ class F1Model(nn.Module):
             for parameter in self.parameter_groups()["generation"]:
                 parameter.requires_grad_(False)
 
+    #: Every loss an F1 model may return (the trainer refuses a stage weighting any other name).
+    known_loss_names: tuple[str, ...] = ("flow", "generation")
+
     # --- structure -----------------------------------------------------------------------------------
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The losses :meth:`forward` returns in this mode: ``("flow", "generation")`` in mode ``f1``,
+        ``("flow",)`` otherwise (a stage's weight for the others does not apply)."""
+        return self.known_loss_names if self.config.has_foresight else ("flow",)
+
     @property
     def tokenizer(self) -> TextTokenizer:
         """The text tokenizer (built on first use, so meta-device models need none)."""

@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from f1.checks import config_differences
+from f1.checks import config_differences, did_you_mean
+from f1.errors import ConfigError
 
 from .batches import SeededBatchStream, as_resumable
 from .checkpoint import (
@@ -88,6 +89,33 @@ def use_bf16_autocast(precision: str, device: torch.device) -> bool:
     if precision == "fp32":
         return False
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def _weighted_losses(model: Any, weights: Mapping[str, float]) -> dict[str, float]:
+    """The stage's loss weights that apply to ``model``: a weight of 0 turns a loss off, and a loss that the
+    model's configuration does not compute is not weighted (No-Gen under a recipe that weights the foresight).
+
+    A model tells which losses it returns with ``loss_names`` and which its family may return with
+    ``known_loss_names`` (:class:`f1.model.F1Model` does); a weighted name outside the family is a typo and
+    refused. A model without them must return every weighted loss.
+    """
+    active = {name: weight for name, weight in weights.items() if weight != 0}
+    returned = getattr(model, "loss_names", None)
+    if returned is not None:
+        known = tuple(getattr(model, "known_loss_names", returned))
+        unknown = sorted(name for name in active if name not in known)
+        if unknown:
+            raise ConfigError(
+                f"loss_weights: {unknown} {'is' if len(unknown) == 1 else 'are'} no loss of this model "
+                f"(its losses: {list(known)}{did_you_mean(unknown[0], known)})"
+            )
+        active = {name: weight for name, weight in active.items() if name in returned}
+    if not active:
+        raise ConfigError(
+            f"loss_weights: nothing to train: the stage weights {dict(weights)} and the model computes "
+            f"{list(returned) if returned is not None else 'unknown losses'}"
+        )
+    return active
 
 
 class StopRequest:
@@ -169,6 +197,7 @@ class Trainer:
                 f"{self.context.world_size} processes / {config.accumulation_steps} accumulation steps)"
             )
         groups = validated_parameter_groups(model)
+        self.loss_weights = _weighted_losses(model, config.loss_weights)
         trainable = apply_freezing(groups, config.frozen)
         self.model: nn.Module = model.to(self.context.device)  # type: ignore[attr-defined]
         self.trainable_parameters = [p for params in trainable.values() for p in params]
@@ -329,7 +358,7 @@ class Trainer:
             raise TypeError(
                 f"the model's forward must return a dict of scalar tensors, received {type(losses).__name__}"
             )
-        missing = [n for n in self.config.loss_weights if n not in losses]
+        missing = [n for n in self.loss_weights if n not in losses]
         if missing:
             raise KeyError(
                 f"the stage weights losses {missing} that the model's forward did not return "
@@ -341,7 +370,7 @@ class Trainer:
                 raise ValueError(f"loss {name!r} must be a 0-dim tensor, received {shape}")
         # Fixed (sorted) order: float addition is not associative and resume must be bitwise.
         return sum(
-            (self.config.loss_weights[n] * losses[n].float() for n in sorted(self.config.loss_weights)),
+            (self.loss_weights[n] * losses[n].float() for n in sorted(self.loss_weights)),
             torch.zeros((), device=self.context.device),
         )
 
