@@ -144,9 +144,16 @@ class F1Policy:
         with recorder.measure("preprocess"):
             generator = self._resolve_generator(generator, seed)
             inputs = self.model.parse(observation)
-        plan = self._sample(inputs, generator, recorder, num_scales=num_scales, noise=noise,
-                            return_foresight=return_foresight, decode_foresight=decode_foresight,
-                            use_cache=use_cache)  # fmt: skip
+        plan = self.model.sample(
+            inputs,
+            generator=generator,
+            num_scales=num_scales,
+            noise=noise,
+            return_foresight=return_foresight,
+            decode_foresight=decode_foresight,
+            use_cache=use_cache,
+            recorder=recorder,
+        )
         if not profile:
             plan.latency_ms = {"total": (time.perf_counter() - start) * 1e3}
         return plan
@@ -163,11 +170,6 @@ class F1Policy:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InputError(f"generator: expected a torch.Generator, received {type(generator).__name__}")
         return generator or self._generator
-
-    def _sample(
-        self, inputs: PolicyInputs, generator: torch.Generator, recorder: LatencyRecorder, **kwargs: Any
-    ) -> Plan:
-        return self.model.sample(inputs, generator=generator, recorder=recorder, **kwargs)
 
     # --- LeRobot-style control loop --------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -210,7 +212,7 @@ class F1Policy:
         if not self._action_queue:
             if self.config.has_history:
                 inputs.history_latents, inputs.history_valid = self._history_window(frames)
-            plan = self._sample(inputs, self._generator, LatencyRecorder(enabled=False))
+            plan = self.model.sample(inputs, generator=self._generator)
             self.last_plan = plan
             steps = plan.actions[:, : self.config.action.n_action_steps]
         # commit
