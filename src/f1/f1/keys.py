@@ -10,9 +10,12 @@ __all__ = [
     "ACTION_IS_PAD_KEY",
     "ACTION_KEY",
     "EMBODIMENT_KEY",
+    "FUTURE_INDICES_KEY",
     "FUTURE_KEY",
+    "FUTURE_LATENTS_KEY",
     "HISTORY_IS_PAD_KEY",
     "HISTORY_KEY",
+    "HISTORY_LATENTS_KEY",
     "IMAGE_KEY_PREFIX",
     "STATE_KEY",
     "TASK_KEY",
@@ -28,6 +31,12 @@ EMBODIMENT_KEY = "embodiment"
 HISTORY_KEY = "history"
 HISTORY_IS_PAD_KEY = "history_is_pad"
 FUTURE_KEY = "future_image"
+HISTORY_LATENTS_KEY = "history.latents"
+"""The history frames as their tokenizer latents ``(B, T, Cz, h, w)``, in place of ``history`` (cached)."""
+FUTURE_LATENTS_KEY = "future_image.latents"
+"""The future frame's tokenizer latent ``f_hat`` ``(B, Cz, h, w)``, in place of ``future_image`` (cached)."""
+FUTURE_INDICES_KEY = "future_image.indices"
+"""The future frame's token indices of every scale, concatenated ``(B, L)`` int64 (cached)."""
 
 
 def camera_key(camera: str) -> str:

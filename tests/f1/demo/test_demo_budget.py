@@ -26,10 +26,11 @@ def test_stage_steps_add_up_and_follow_the_fractions():
 def test_steps_fit_the_training_budget_within_its_bounds():
     budget = DemoBudget(name="t", train_seconds=600.0, min_steps=10, max_steps=100_000)
     f1_per_step = 0.15 * 0.2 + 0.85 * 0.3
+    controls = 0.85 * (0.1 + 0.2)  # no stage I: the same action-training steps as F1's II + III
     steps = steps_within(budget, SECONDS, workers=1)
-    assert abs(steps - 600 / (f1_per_step + 0.1 + 0.2)) <= 1
+    assert abs(steps - 600 / (f1_per_step + controls)) <= 1
     # two workers: F1 on one, the controls one after the other on the other
-    assert abs(steps_within(budget, SECONDS, workers=2) - 600 / max(f1_per_step, 0.1 + 0.2)) <= 1
+    assert abs(steps_within(budget, SECONDS, workers=2) - 600 / max(f1_per_step, controls)) <= 1
     # three workers: the slowest policy sets the pace
     assert abs(steps_within(budget, SECONDS, workers=3) - 600 / f1_per_step) <= 1
     assert steps_within(DemoBudget(name="t", train_seconds=1.0, min_steps=10), SECONDS, 2) == 10
@@ -49,17 +50,21 @@ def test_a_budget_without_a_choice_trains_its_max_steps_unmeasured():
     )
 
 
-def test_controls_get_the_same_steps_as_f1():
+def test_controls_get_the_same_action_training_steps_as_f1():
     budget = DEMO_BUDGETS["full"]
     roots = {"gripper": Path("gripper data"), "arm": Path("arm data")}
+    codes = {"gripper": Path("gripper.safetensors"), "arm": Path("arm.safetensors")}
     steps = (30, 110, 60)
-    f1 = stage_schedule("f1", steps, budget, roots)
-    no_gen = stage_schedule("no_gen", steps, budget, roots)
+    f1 = stage_schedule("f1", steps, budget, roots, codes)
+    no_gen = stage_schedule("no_gen", steps, budget, roots, codes)
     assert [s.name for s in f1] == ["I", "II", "III"]
     assert [s.name for s in no_gen] == ["II", "III"]
-    assert sum(s.plan.steps for s in f1) == sum(s.plan.steps for s in no_gen) == 200
+    # stage I trains no action: the controls match stages II and III step for step
+    assert [s.plan.steps for s in f1[1:]] == [s.plan.steps for s in no_gen] == [110, 60]
     assert no_gen[0].plan.loss_weights == {"flow": 1.0}
     assert f1[-1].dataset == no_gen[-1].dataset == Path("arm data")
+    assert f1[-1].codes == no_gen[-1].codes == Path("arm.safetensors")
+    assert f1[0].codes == Path("gripper.safetensors")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 weighted mixtures. Only pyarrow and PyAV are needed; LeRobot itself is not."""
 
 from f1.data.features import FeatureSpec, standard_features
+from f1.data.frame_codes import FrameCodes
 from f1.data.metadata import DatasetMetadata, EpisodeInfo, VideoSegment, load_metadata
 from f1.data.mixture import DatasetMixture, WeightedMixtureSampler, WeightedMixtureView
 from f1.data.reader import LeRobotDataset
@@ -19,6 +20,7 @@ __all__ = [
     "EpisodeInfo",
     "FeatureSpec",
     "FileRotation",
+    "FrameCodes",
     "LeRobotDataset",
     "LeRobotDatasetWriter",
     "UnsupportedVersionError",

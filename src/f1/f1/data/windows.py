@@ -22,8 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from f1.data.frame_codes import FrameCodes
 from f1.data.reader import LeRobotDataset, to_float_chw
-from f1.keys import ACTION_KEY, STATE_KEY
+from f1.keys import (
+    ACTION_KEY,
+    FUTURE_INDICES_KEY,
+    FUTURE_LATENTS_KEY,
+    HISTORY_LATENTS_KEY,
+    STATE_KEY,
+)
 
 HISTORY_KEY = "history"
 FUTURE_KEY = "future_image"
@@ -132,10 +139,16 @@ class WindowedDataset(torch.utils.data.Dataset):
 
     History and future keys are absent when the config asks for none (or the dataset has no camera).
 
+    With ``frame_codes`` (the foresight camera's tokenizer codes of every frame), the history and the future
+    are read from the codes instead of decoded: ``"history.latents"`` float32 (K, Cz, h, w) replaces
+    ``"history"``, and ``"future_image.latents"`` (Cz, h, w) with ``"future_image.indices"`` int64 (L,)
+    replace ``"future_image"`` (the masks stay).
+
     Args:
         dataset: the frames.
         config: offsets, horizon, cameras.
         embodiment: name of the robot that recorded the data (default: the dataset's robot_type).
+        frame_codes: codes of the foresight camera's frames (:class:`f1.data.FrameCodes`), or None.
     """
 
     def __init__(
@@ -143,6 +156,7 @@ class WindowedDataset(torch.utils.data.Dataset):
         dataset: LeRobotDataset,
         config: WindowConfig | None = None,
         embodiment: str | None = None,
+        frame_codes: FrameCodes | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -186,6 +200,20 @@ class WindowedDataset(torch.utils.data.Dataset):
                     f"config: {key!r} has {values.shape[-1]} dims, more than the padded width {width}"
                 )
         self._action_offsets = np.arange(self.config.action_horizon)
+        if frame_codes is not None:
+            if not isinstance(frame_codes, FrameCodes):
+                raise ValueError(f"frame_codes: expected FrameCodes, got {type(frame_codes).__name__}")
+            if frame_codes.camera != self.foresight_camera:
+                raise ValueError(
+                    f"frame_codes: codes of {frame_codes.camera!r}, expected the foresight camera "
+                    f"{self.foresight_camera!r}"
+                )
+            if frame_codes.num_frames != dataset.num_frames:
+                raise ValueError(
+                    f"frame_codes: expected codes of the dataset's {dataset.num_frames} frames, "
+                    f"got {frame_codes.num_frames}"
+                )
+        self.frame_codes = frame_codes
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -223,6 +251,8 @@ class WindowedDataset(torch.utils.data.Dataset):
         """Current frame, history and future of the foresight camera, decoded in one call."""
         cfg = self.config
         history_idx, history_pad = clamp_offsets(frame, length, cfg.history_offsets)
+        if self.frame_codes is not None:
+            return self._coded_foresight(episode, frame, length, history_idx, history_pad)
         wanted = [np.array([frame]), history_idx]
         if cfg.future_offset is not None:
             future_idx, future_pad = clamp_offsets(frame, length, [cfg.future_offset])
@@ -237,6 +267,27 @@ class WindowedDataset(torch.utils.data.Dataset):
             out[HISTORY_KEY + PAD_SUFFIX] = torch.from_numpy(history_pad)
         if cfg.future_offset is not None:
             out[FUTURE_KEY] = frames[-1]
+            out[FUTURE_KEY + PAD_SUFFIX] = torch.tensor(bool(future_pad[0]))
+        return out
+
+    def _coded_foresight(
+        self, episode: int, frame: int, length: int, history_idx: np.ndarray, history_pad: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """The current frame decoded; history and future read from :attr:`frame_codes`."""
+        assert self.foresight_camera is not None
+        assert self.frame_codes is not None
+        cfg, codes = self.config, self.frame_codes
+        start = int(self.dataset.episode_starts[episode])
+        current = to_float_chw(self.dataset.camera_frames(self.foresight_camera, episode, [frame]))[0]
+        out = {self.foresight_camera: current}
+        if history_idx.size:
+            out[HISTORY_LATENTS_KEY] = codes.latents[torch.from_numpy(start + history_idx)]
+            out[HISTORY_KEY + PAD_SUFFIX] = torch.from_numpy(history_pad)
+        if cfg.future_offset is not None:
+            future_idx, future_pad = clamp_offsets(frame, length, [cfg.future_offset])
+            row = start + int(future_idx[0])
+            out[FUTURE_LATENTS_KEY] = codes.latents[row]
+            out[FUTURE_INDICES_KEY] = codes.indices[row]
             out[FUTURE_KEY + PAD_SUFFIX] = torch.tensor(bool(future_pad[0]))
         return out
 

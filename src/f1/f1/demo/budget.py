@@ -4,8 +4,8 @@ Step counts follow a wall-clock budget: a few steps of each policy, timed in the
 (:func:`step_probes`), size the stages so that the training of all three policies fits
 ``DemoBudget.train_seconds`` (:func:`steps_within`); the other phases have fixed sizes. F1 trains stages I
 and II on the gripper and III on the arm; the controls No-Gen and History-No-Foresight get the same number
-of optimizer steps and samples, stage I's steps going to their stage II since they have no foresight to
-pre-train (:func:`stage_schedule`).
+of action-training steps and samples in stages II and III; F1's stage I, which trains only the generation
+expert, comes on top, since the controls have no foresight to pre-train (:func:`stage_schedule`).
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ class TrainingSteps:
     """Optimizer steps of each policy.
 
     Attributes:
-        per_policy: steps of every policy, all stages together.
-        stages: F1's steps in stages I, II and III (the controls: I + II in their stage II, then III).
+        per_policy: F1's steps, all stages together.
+        stages: F1's steps in stages I, II and III (the controls: the same II and III, no stage I).
         seconds_per_step: the measured timings they were sized from (empty when the budget fixed them).
     """
 
@@ -183,8 +183,8 @@ def steps_within(budget: DemoBudget, seconds: Mapping[str, float], workers: int)
     first, second, third = budget.stage_fractions
     per_step = [
         first * seconds[_STAGE1_PROBE] + (second + third) * seconds["f1"],
-        seconds["no_gen"],
-        seconds["history_no_foresight"],
+        (second + third) * seconds["no_gen"],
+        (second + third) * seconds["history_no_foresight"],
     ]
     wall_per_step = plan_workers(per_step, workers)
     return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / wall_per_step)))
@@ -198,21 +198,30 @@ def training_steps(budget: DemoBudget, seconds: Mapping[str, float], workers: in
 
 
 def stage_schedule(
-    mode: str, steps: tuple[int, int, int], budget: DemoBudget, roots: Mapping[str, Path]
+    mode: str,
+    steps: tuple[int, int, int],
+    budget: DemoBudget,
+    roots: Mapping[str, Path],
+    codes: Mapping[str, Path] | None = None,
 ) -> tuple[StageJob, ...]:
-    """F1: stages I, II on the gripper and III on the arm. The controls: the same steps in II and III
-    (stage I's go to stage II), flow loss only. ``roots``: dataset directory per embodiment."""
+    """F1: stages I, II on the gripper and III on the arm. The controls: the same steps in II and III,
+    flow loss only; they have no foresight to pre-train, so F1's stage I (which trains no action) is not
+    matched. Every policy gets the same action-training steps. ``roots``: dataset directory per
+    embodiment; ``codes``: its frame-codes file under the shared tokenizer (modes that encode frames)."""
     batch, lr = budget.batch_size, budget.lr
+    codes = codes or {}
+    gripper, arm = roots["gripper"], roots["arm"]
+    gripper_codes, arm_codes = codes.get("gripper"), codes.get("arm")
     if mode == "f1":
         return (
-            StageJob("I", roots["gripper"], StagePlan(1, steps[0], batch, lr)),
-            StageJob("II", roots["gripper"], StagePlan(2, steps[1], batch, lr)),
-            StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr)),
+            StageJob("I", gripper, StagePlan(1, steps[0], batch, lr), gripper_codes),
+            StageJob("II", gripper, StagePlan(2, steps[1], batch, lr), gripper_codes),
+            StageJob("III", arm, StagePlan(3, steps[2], batch, lr), arm_codes),
         )
     flow = {"flow": 1.0}
     return (
-        StageJob("II", roots["gripper"], StagePlan(2, steps[0] + steps[1], batch, lr, flow)),
-        StageJob("III", roots["arm"], StagePlan(3, steps[2], batch, lr, flow)),
+        StageJob("II", gripper, StagePlan(2, steps[1], batch, lr, flow), gripper_codes),
+        StageJob("III", arm, StagePlan(3, steps[2], batch, lr, flow), arm_codes),
     )
 
 

@@ -46,7 +46,7 @@ from f1.demo.budget import (
 from f1.demo.data import CAMERA, RecordedDataset, record_demonstrations, table_task
 from f1.demo.policy import demo_policy_config, embodiment_from_stats
 from f1.demo.report import demo_report, write_figures, write_report
-from f1.demo.training import frame_tokenizer, train_tokenizer
+from f1.demo.training import dataset_codes, frame_tokenizer, train_tokenizer
 from f1.demo.workers import StageRun, TrainingJob, default_workers, measure_in_workers, train_jobs
 from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, seed_range
 from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
@@ -99,6 +99,15 @@ class Demonstrations:
     @property
     def roots(self) -> dict[str, Path]:
         return {name: r.root for name, r in self.recorded.items()}
+
+
+@dataclass(frozen=True)
+class InitialPolicies:
+    """The untrained policies (saved directory per mode) and the frame-codes file of every embodiment's
+    demonstrations under their shared tokenizer."""
+
+    policies: dict[str, Path]
+    codes: dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -241,10 +250,11 @@ def tokenizer_phase(
     demonstrations: Demonstrations,
     budget: DemoBudget,
     run: RunSettings,
-) -> dict[str, Path]:
+) -> InitialPolicies:
     """The untrained policies (seeded, in the order of ``MODES``), the first one that encodes frames with its
     VQ-VAE trained on the gripper frames and the others with a copy of it; each saved under
-    ``work / "init"``. Returns the saved policy directory of every mode."""
+    ``work / "init"``. Every demonstration frame is then encoded once by that tokenizer (``work / "codes"``)
+    for the training windows of the policies that read frames."""
     torch.manual_seed(run.seed)
     policies = {mode: F1Policy(configs[mode]) for mode in MODES}
     encoders = [frame_tokenizer(p) for p in policies.values() if p.config.has_history]
@@ -269,11 +279,15 @@ def tokenizer_phase(
     for mode, policy in policies.items():
         saved[mode] = run.work / "init" / mode
         policy.save(saved[mode])
-    return saved
+    encoding = next(p for p in policies.values() if p.config.has_history)
+    codes = {}
+    for name, dataset in demonstrations.datasets.items():
+        codes[name] = dataset_codes(encoding, dataset).save(run.work / "codes" / f"{name}.safetensors")
+    return InitialPolicies(saved, codes)
 
 
 def training_phase(
-    initial: Mapping[str, Path],
+    initial: InitialPolicies,
     steps: TrainingSteps,
     demonstrations: Demonstrations,
     budget: DemoBudget,
@@ -281,8 +295,8 @@ def training_phase(
 ) -> TrainedPolicies:
     """Every policy through its stages (:func:`f1.demo.budget.stage_schedule`) on ``workers`` processes."""
     jobs = []
-    for mode, directory in initial.items():
-        schedule = stage_schedule(mode, steps.stages, budget, demonstrations.roots)
+    for mode, directory in initial.policies.items():
+        schedule = stage_schedule(mode, steps.stages, budget, demonstrations.roots, initial.codes)
         jobs.append(
             TrainingJob(
                 name=mode,

@@ -21,14 +21,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from f1.data import LeRobotDataset, WindowedDataset
+from f1.data import FrameCodes, LeRobotDataset, WindowedDataset
 from f1.demo.policy import demo_window_config
 from f1.model import F1Config, F1Model, F1Policy
 from f1.model.inputs import resize_frames
-from f1.train import MetricsLogger, SeededBatchStream, Trainer, load_stage_config
+from f1.train import (
+    MetricsLogger,
+    SeededBatchStream,
+    Trainer,
+    encode_dataset_frames,
+    load_stage_config,
+)
 from var_foresight import VQVAE, TokenizerTrainer
 
-__all__ = ["StagePlan", "frame_tokenizer", "measure_step_seconds", "run_stage", "train_tokenizer"]
+__all__ = [
+    "StagePlan",
+    "dataset_codes",
+    "frame_tokenizer",
+    "measure_step_seconds",
+    "run_stage",
+    "train_tokenizer",
+]
 
 
 @dataclass(frozen=True)
@@ -148,8 +161,38 @@ def _random_frames(
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def _windows(config: F1Config, dataset: LeRobotDataset) -> WindowedDataset:
-    return WindowedDataset(dataset, demo_window_config(config))
+def dataset_codes(policy: F1Policy, dataset: LeRobotDataset) -> FrameCodes:
+    """The codes of every frame of ``dataset``'s table camera under ``policy``'s frozen tokenizer (modes
+    that encode frames), computed once and shared by every stage and policy with that tokenizer."""
+    window = demo_window_config(policy.config)
+    assert window.foresight_camera is not None
+    return encode_dataset_frames(policy.model, dataset, window.foresight_camera)
+
+
+def _windows(model: F1Model, dataset: LeRobotDataset, codes: FrameCodes | None = None) -> WindowedDataset:
+    """Training windows of ``dataset``; in the modes that encode frames the history and the future are
+    read from the frozen tokenizer's ``codes`` (encoded here when not given)."""
+    window = demo_window_config(model.config)
+    if model.config.has_history and codes is None:
+        assert window.foresight_camera is not None
+        codes = encode_dataset_frames(model, dataset, window.foresight_camera)
+    return WindowedDataset(dataset, window, frame_codes=codes if model.config.has_history else None)
+
+
+def _placeholder_codes(model: F1Model, dataset: LeRobotDataset) -> FrameCodes | None:
+    """Zero codes of the right shapes: a step's time does not depend on the codes' values."""
+    if not model.config.has_history:
+        return None
+    vqvae = model.config.generation.vqvae
+    height, width = vqvae.schedule.sizes[-1]
+    window = demo_window_config(model.config)
+    assert window.foresight_camera is not None
+    frames = dataset.num_frames
+    return FrameCodes(
+        camera=window.foresight_camera,
+        latents=torch.zeros(frames, vqvae.z_channels, height, width),
+        indices=torch.zeros(frames, vqvae.schedule.total_tokens, dtype=torch.int64),
+    )
 
 
 def run_stage(
@@ -160,15 +203,19 @@ def run_stage(
     *,
     seed: int = 0,
     progress: bool = False,
+    codes: FrameCodes | None = None,
 ) -> F1Policy:
     """Train ``policy`` through ``plan`` on ``dataset``; metrics and the final policy go to ``output_dir``.
+
+    ``codes``: the dataset's frame codes under the policy's tokenizer (:func:`dataset_codes`; encoded here
+    when None, in the modes that encode frames).
 
     Returns a fresh policy loaded from ``output_dir / "policy"`` (its parameters all trainable again, except
     what the policy itself freezes), ready for the next stage or for evaluation.
     """
     name = f"{policy.config.mode} stage {plan.stage}"
     config = load_stage_config(plan.stage, {**plan.overrides(), "seed": seed, "name": name})
-    batches = SeededBatchStream(_windows(policy.config, dataset), plan.batch_size, seed=seed)
+    batches = SeededBatchStream(_windows(policy.model, dataset, codes), plan.batch_size, seed=seed)
     trainer = Trainer(
         policy.model, batches, config, output_dir=output_dir, progress=progress, tensorboard=False
     )
@@ -184,7 +231,8 @@ def measure_step_seconds(
     warm-up step), to size the stages to a wall-clock budget."""
     model = F1Model(config)
     stage = load_stage_config(plan.stage, plan.overrides())
-    batches = SeededBatchStream(_windows(config, dataset), plan.batch_size, seed=0)
+    windows = _windows(model, dataset, _placeholder_codes(model, dataset))
+    batches = SeededBatchStream(windows, plan.batch_size, seed=0)
     trainer = Trainer(model, batches, stage, output_dir=None, progress=False, tensorboard=False)
     stream = iter(trainer.batches)
     times = []

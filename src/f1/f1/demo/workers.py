@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from f1.data import LeRobotDataset
+from f1.data import FrameCodes, LeRobotDataset
 from f1.demo.training import StagePlan, measure_step_seconds, run_stage
 from f1.model import F1Config, F1Policy
 from f1.train import read_metrics
@@ -39,11 +39,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StageJob:
-    """One stage of a job: its name (``"I"``, ``"II"``, ``"III"``), dataset directory and plan."""
+    """One stage of a job: its name (``"I"``, ``"II"``, ``"III"``), dataset directory and plan, and the
+    dataset's frame codes under the shared tokenizer (a :class:`f1.data.FrameCodes` file; None: encoded by
+    the stage, or not needed by the mode)."""
 
     name: str
     dataset: Path
     plan: StagePlan
+    codes: Path | None = None
 
 
 class StageRun(NamedTuple):
@@ -137,8 +140,14 @@ def _run_job(job: TrainingJob, threads: int) -> str:
     torch.set_num_threads(threads)
     policy = F1Policy.load(job.initial)
     for stage in job.stages:
+        codes = FrameCodes.load(stage.codes) if stage.codes and policy.config.has_history else None
         policy = run_stage(
-            policy, LeRobotDataset(stage.dataset), stage.plan, job.stage_dir(stage.name), seed=job.seed
+            policy,
+            LeRobotDataset(stage.dataset),
+            stage.plan,
+            job.stage_dir(stage.name),
+            seed=job.seed,
+            codes=codes,
         )
     return job.name
 

@@ -184,6 +184,13 @@ class GenerationConfig:
         top_k, top_p, temperature: token sampling at inference (published: 900, 0.95, 1.0).
         frozen: the Frozen-Gen ablation (generation weights never receive gradients).
         foresight_camera: camera whose next frame is imagined (None: the first camera).
+        complete_foresight: the action expert also reads the complete imagined frame: ``f_hat`` of every
+            predicted scale (the finest included) at the finest grid, embedded as one more segment,
+            ``fut`` (mode ``f1``). Off, as published: the action expert sees the ``gen`` tokens, whose
+            inputs stop one scale short of the finest.
+        sampled_foresight: share of training samples whose ``fut`` segment holds the model's own
+            prediction of the future (the most likely tokens of each scale, one pass, no gradient) instead
+            of the real future, so that training sees what inference feeds (needs ``complete_foresight``).
     """
 
     vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
@@ -199,6 +206,8 @@ class GenerationConfig:
     temperature: float = 1.0
     frozen: bool = False
     foresight_camera: str | None = None
+    complete_foresight: bool = False
+    sampled_foresight: float = 0.0
 
     def __post_init__(self) -> None:
         vqvae = self.vqvae
@@ -236,6 +245,16 @@ class GenerationConfig:
         finite_float("generation.temperature", self.temperature, low=1e-6)
         if not isinstance(self.frozen, bool):
             raise ConfigError(f"generation.frozen: expected a bool, received {self.frozen!r}")
+        if not isinstance(self.complete_foresight, bool):
+            raise ConfigError(
+                f"generation.complete_foresight: expected a bool, received {self.complete_foresight!r}"
+            )
+        finite_float("generation.sampled_foresight", self.sampled_foresight, low=0.0, high=1.0)
+        if self.sampled_foresight and not self.complete_foresight:
+            raise ConfigError(
+                "generation.sampled_foresight: mixes predictions into the complete foresight, expected 0 "
+                f"without generation.complete_foresight, received {self.sampled_foresight}"
+            )
 
     @property
     def vqvae_scales(self) -> int:

@@ -25,12 +25,13 @@ from f1.model.adapters import EmbodimentAdapter
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
 from f1.model.generation import GenerationIO
-from f1.model.inputs import PolicyInputs, parse_inputs
+from f1.model.inputs import PolicyInputs, parse_inputs, resize_frames
 from f1.model.language import TextTokenizer, build_tokenizer
 from f1.model.latency import LatencyRecorder
 from f1.model.trunk_runner import CachedRunner, RecomputingRunner
 from f1.model.uga import uga_spec
 from f1.model.understanding import UnderstandingEncoder
+from f1.model.vision import images_to_unit_float
 from flowmatch import (
     flow_matching_loss,
     gaussian_noise,
@@ -203,6 +204,7 @@ class F1Model(nn.Module):
             chunk_size=self.config.action.chunk_size,
             history_length=history,
             scale_tokens=scales,
+            foresight_length=self.generation.foresight_length if self.generation is not None else None,
         )
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -222,7 +224,13 @@ class F1Model(nn.Module):
                 groups[group] += list(self.trunk.experts[expert].parameters())
         if self.generation is not None:
             groups["tokenizer"] += list(self.generation.tokenizer.parameters())
-            for part in (self.generation.history, self.generation.embedding, self.generation.head):
+            parts = (
+                self.generation.history,
+                self.generation.embedding,
+                self.generation.head,
+                self.generation.foresight,
+            )
+            for part in parts:
                 if part is not None:
                     groups["generation"] += list(part.parameters())
         groups["embodiment"] += list(self.adapters.parameters())
@@ -291,6 +299,27 @@ class F1Model(nn.Module):
             )
         return value
 
+    @torch.no_grad()
+    def frame_codes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokenizer codes of frames of the foresight camera (the modes that encode frames).
+
+        Args:
+            frames: ``(N, 3, H, W)`` float in [0, 1] or uint8, any size (resized to the tokenizer's).
+
+        Returns:
+            ``f_hat`` ``(N, Cz, h, w)`` float32 and the token indices of every scale ``(N, L)`` int64: the
+            batch keys ``history.latents`` / ``future_image.latents`` / ``future_image.indices`` take
+            them (see :class:`f1.data.FrameCodes`), so that a frozen tokenizer encodes each frame once.
+        """
+        if not self.config.has_history:
+            raise ConfigError(f"mode: {self.config.mode!r} encodes no frames (it has no tokenizer)")
+        generation = self._generation_io()
+        unit = images_to_unit_float("frames", frames.to(self.device))
+        if unit.ndim != 4:
+            raise InputError(f"frames: expected (N, 3, H, W), received {tuple(frames.shape)}")
+        resized = resize_frames(unit, tuple(generation.image_size)) * 2 - 1
+        return generation.frame_codes(resized)
+
     # --- training ------------------------------------------------------------------------------------
     def forward(
         self, batch: Mapping[str, Any] | PolicyInputs, *, generation_scales: int | None = None
@@ -339,14 +368,61 @@ class F1Model(nn.Module):
             inputs = self.parse(batch, need_actions=True, need_future=config.has_foresight)
         segments, valid_lengths = self._upstream_segments(inputs)
         token_targets: list[torch.Tensor] = []
-        if config.has_foresight and inputs.future is not None:
+        spec = self.attention_spec(num_scales)
+        if config.has_foresight:
             generation = self._generation_io()
-            token_targets = generation.target_indices(inputs.future)
+            if inputs.future_indices is not None:
+                token_targets = inputs.future_indices
+            else:
+                assert inputs.future is not None  # parsed with need_future
+                token_targets = generation.target_indices(inputs.future)
             segments["gen"] = generation.teacher_forced_tokens(token_targets, num_scales)
+            if generation.foresight is not None:
+                f_hat = self._true_foresight(inputs, token_targets, num_scales)
+                share = config.generation.sampled_foresight
+                if share > 0:
+                    own = torch.rand(inputs.batch_size, device=self.device) < share
+                    if bool(own.any()):
+                        predicted = self._predicted_foresight(segments, valid_lengths, spec, num_scales)
+                        f_hat = torch.where(own[:, None, None, None], predicted, f_hat)
+                segments["fut"] = generation.foresight_tokens(f_hat)
         tau = self.time_sampler(inputs.batch_size, device=self.device)
         segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
-        hidden = self.trunk(segments, self.attention_spec(num_scales), valid_lengths)
+        hidden = self.trunk(segments, spec, valid_lengths)
         return _TrainingPass(inputs, hidden, token_targets, velocity_targets, num_scales)
+
+    def _true_foresight(
+        self, inputs: PolicyInputs, targets: list[torch.Tensor], num_scales: int
+    ) -> torch.Tensor:
+        """``f_hat`` ``(B, Cz, h, w)`` of the real future's first ``num_scales`` scales (cached if given)."""
+        if inputs.future_latents is not None and num_scales == len(targets):
+            return inputs.future_latents
+        return self._generation_io().indices_to_fhat(targets[:num_scales])
+
+    @torch.no_grad()
+    def _predicted_foresight(
+        self,
+        segments: Mapping[str, torch.Tensor],
+        valid_lengths: Mapping[str, torch.Tensor],
+        spec: AttentionSpec,
+        num_scales: int,
+    ) -> torch.Tensor:
+        """The model's own foresight in one teacher-forced pass without gradient: the most likely tokens of
+        every scale (given the real coarser ones), summed into ``f_hat`` ``(B, Cz, h, w)``."""
+        generation = self._generation_io()
+        batch = segments["und"].shape[0]
+        upstream = {name: segments[name] for name in ("und", "hist", "gen") if name in segments}
+        # fut and act see gen but gen sees neither: placeholders leave the gen hidden states unchanged
+        placeholders = {
+            name: upstream["gen"].new_zeros(batch, spec.segment(name).length, width)
+            for name, width in (
+                ("fut", self.config.trunk.generation_width),
+                ("act", self.config.trunk.action_width),
+            )
+        }
+        hidden = self.trunk({**upstream, **placeholders}, spec, valid_lengths)["gen"]
+        tokens = generation.logits(hidden).argmax(dim=-1)
+        return generation.indices_to_fhat(list(tokens.split(list(generation.scale_tokens(num_scales)), 1)))
 
     def _history_tokens(self, inputs: PolicyInputs) -> torch.Tensor | None:
         """Tokens of the ``hist`` segment from cached frame latents, or by encoding the history frames."""
@@ -430,6 +506,7 @@ class F1Model(nn.Module):
         decode_foresight: bool = False,
         use_cache: bool = True,
         recorder: LatencyRecorder | None = None,
+        foresight_indices: list[torch.Tensor] | None = None,
     ) -> Plan:
         """An action chunk for the one embodiment of ``inputs``, in ``action.flow_steps`` ODE steps.
 
@@ -446,6 +523,10 @@ class F1Model(nn.Module):
             use_cache: False recomputes the whole prefix at every foresight scale and ODE step (the
                 baseline of the benchmark); results agree with the cached path to float tolerance.
             recorder: per-module timing (:class:`~f1.model.latency.LatencyRecorder`); None times nothing.
+            foresight_indices: a given foresight instead of a sampled one (mode ``f1``): token indices of
+                the first ``num_scales`` scales ``[(B, h_k * w_k)]`` int64, teacher-forced into the ``gen``
+                segment (and summed into ``fut``). For counterfactual checks: the real future, another
+                episode's, or the current frame's codes.
 
         Returns:
             :class:`Plan` with raw actions ``(B, H, A)`` and, when asked, the foresight; its ``latency_ms``
@@ -470,9 +551,19 @@ class F1Model(nn.Module):
             with recorder.measure("history_encode"):
                 runner.append({"hist": self._history_tokens(inputs)})
         foresight = None
+        if foresight_indices is not None and not config.has_foresight:
+            raise InputError(f"foresight_indices: mode {config.mode!r} reads no foresight (mode 'f1' does)")
         if config.has_foresight:
+            generation = self._generation_io()
             with recorder.measure("foresight"):
-                indices, f_hat = self._sample_foresight(runner, inputs.batch_size, num_scales, generator)
+                if foresight_indices is None:
+                    indices, f_hat = self._sample_foresight(runner, inputs.batch_size, num_scales, generator)
+                else:
+                    indices = self._check_foresight_indices(foresight_indices, inputs.batch_size, num_scales)
+                    runner.append({"gen": generation.teacher_forced_tokens(indices, num_scales)})
+                    f_hat = generation.indices_to_fhat(indices)
+                if generation.foresight is not None:
+                    runner.append({"fut": generation.foresight_tokens(f_hat)})
             if return_foresight or decode_foresight:
                 foresight = Foresight(indices=indices)
             if foresight is not None and decode_foresight:
@@ -486,6 +577,30 @@ class F1Model(nn.Module):
         return Plan(
             actions=actions, embodiment=group.name, foresight=foresight, latency_ms=recorder.breakdown()
         )
+
+    def _check_foresight_indices(self, indices: object, batch: int, num_scales: int) -> list[torch.Tensor]:
+        """``indices`` checked as the first ``num_scales`` scales' tokens of ``batch`` samples."""
+        sizes = self._generation_io().scale_tokens(num_scales)
+        vocab = self.config.generation.vqvae.vocab_size
+        if not isinstance(indices, list | tuple) or len(indices) != num_scales:
+            got = len(indices) if isinstance(indices, list | tuple) else type(indices).__name__
+            raise InputError(f"foresight_indices: expected a list of {num_scales} scales, received {got}")
+        checked = []
+        for k, (scale, size) in enumerate(zip(indices, sizes)):
+            if (
+                not isinstance(scale, torch.Tensor)
+                or scale.dtype != torch.int64
+                or tuple(scale.shape) != (batch, size)
+            ):
+                got = f"{scale.dtype} {tuple(scale.shape)}" if isinstance(scale, torch.Tensor) else scale
+                raise InputError(f"foresight_indices[{k}]: expected int64 ({batch}, {size}), received {got}")
+            if int(scale.min()) < 0 or int(scale.max()) >= vocab:
+                raise InputError(
+                    f"foresight_indices[{k}]: expected token indices in [0, {vocab}), received values in "
+                    f"[{int(scale.min())}, {int(scale.max())}]"
+                )
+            checked.append(scale.to(self.device))
+        return checked
 
     def _sample_foresight(
         self,

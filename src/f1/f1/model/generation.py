@@ -5,6 +5,8 @@
   ``f_hat``) -> ``h * w`` tokens of the generation width (the ``hist`` segment).
 - ``embedding`` / ``head``: the next-scale token embedding (start tokens, teacher-forcing inputs, positions,
   levels) and the logits head (the ``gen`` segment), in mode ``"f1"`` only.
+- ``foresight``: with ``generation.complete_foresight``, the embedding of the complete imagined frame
+  (``f_hat`` of every predicted scale at the finest grid, one token per cell: the ``fut`` segment).
 
 Built only for the modes that read a history (``f1``, ``history_no_foresight``), with exactly the parts the
 mode needs.
@@ -26,6 +28,20 @@ from var_foresight import (
 )
 
 __all__ = ["GenerationIO"]
+
+
+class ForesightEmbedding(nn.Module):
+    """``f_hat`` ``(B, Cz, h, w)`` -> ``(B, h * w, C)`` tokens: ``Linear(Cz -> C)`` plus a learned position
+    per cell (the ``fut`` segment: the complete imagined frame, read by the action expert)."""
+
+    def __init__(self, z_channels: int, cells: int, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(z_channels, width)
+        self.pos_embed = nn.Parameter(torch.randn(cells, width) * (1 / width / 3) ** 0.5)
+
+    def forward(self, f_hat: torch.Tensor) -> torch.Tensor:
+        tokens = self.proj(f_hat.flatten(2).transpose(1, 2).to(self.proj.weight.dtype))
+        return tokens + self.pos_embed
 
 
 class GenerationIO(nn.Module):
@@ -54,9 +70,13 @@ class GenerationIO(nn.Module):
         )
         self.embedding: NextScaleEmbedding | None = None
         self.head: NextScaleHead | None = None
+        self.foresight: ForesightEmbedding | None = None
         if config.has_foresight:
             self.embedding = NextScaleEmbedding(self.schedule, gen.vqvae.z_channels, width)
             self.head = NextScaleHead(width, gen.vqvae.vocab_size)
+            if gen.complete_foresight:
+                height, side = self.schedule.sizes[-1]
+                self.foresight = ForesightEmbedding(gen.vqvae.z_channels, height * side, width)
 
     def train(self, mode: bool = True) -> GenerationIO:
         """The tokenizer stays in eval mode (it is frozen); the rest follows ``mode``."""
@@ -69,6 +89,14 @@ class GenerationIO(nn.Module):
         """Tokens of the ``hist`` segment."""
         return self.history.config.num_tokens
 
+    @property
+    def foresight_length(self) -> int | None:
+        """Tokens of the ``fut`` segment (the finest grid's cells), or None without complete foresight."""
+        if self.foresight is None:
+            return None
+        height, width = self.schedule.sizes[-1]
+        return height * width
+
     def scale_tokens(self, num_scales: int) -> tuple[int, ...]:
         """Tokens of each of the first ``num_scales`` scales, e.g. ``(1, 4, 9, 16)``."""
         return self.schedule.tokens_per_scale[:num_scales]
@@ -77,6 +105,24 @@ class GenerationIO(nn.Module):
     def quantized_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` of all scales (frozen tokenizer)."""
         return self.tokenizer.encode(frames.to(self._tokenizer_dtype)).f_hat
+
+    @torch.no_grad()
+    def frame_codes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` float32 and the token indices of every
+        scale concatenated ``(N, L)`` int64: what :class:`f1.data.FrameCodes` caches per frame."""
+        encoded = self.tokenizer.encode(frames.to(self._tokenizer_dtype))
+        return encoded.f_hat.float(), torch.cat(list(encoded.indices), dim=1)
+
+    @torch.no_grad()
+    def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Token indices of the first scales ``[(B, h_k * w_k)]`` -> ``f_hat`` ``(B, Cz, h, w)``."""
+        return self.tokenizer.indices_to_fhat(list(indices))
+
+    def foresight_tokens(self, f_hat: torch.Tensor) -> torch.Tensor:
+        """``f_hat`` ``(B, Cz, h, w)`` of the imagined frame -> ``(B, h * w, D_gen)`` tokens of ``fut``."""
+        if self.foresight is None:
+            raise ConfigError("generation.complete_foresight: off, so the model has no fut segment")
+        return self.foresight(f_hat.to(self._model_dtype))
 
     @torch.no_grad()
     def target_indices(self, frames: torch.Tensor) -> list[torch.Tensor]:

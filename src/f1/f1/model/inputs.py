@@ -20,9 +20,12 @@ from f1.keys import (
     ACTION_IS_PAD_KEY,
     ACTION_KEY,
     EMBODIMENT_KEY,
+    FUTURE_INDICES_KEY,
     FUTURE_KEY,
+    FUTURE_LATENTS_KEY,
     HISTORY_IS_PAD_KEY,
     HISTORY_KEY,
+    HISTORY_LATENTS_KEY,
     IMAGE_KEY_PREFIX,
     STATE_KEY,
     TASK_KEY,
@@ -66,7 +69,11 @@ class PolicyInputs:
         history_latents: ``(B, T, Cz, h, w)`` the history frames' tokenizer latents, when a caller cached
             them (then ``history`` is None), or None.
         history_valid: ``(B, T)`` bool (False for padded frames), or None.
-        future: ``(B, 3, H_g, W_g)`` in [-1, 1], or None.
+        future: ``(B, 3, H_g, W_g)`` in [-1, 1], or None (also None when the codes below are given).
+        future_latents: ``(B, Cz, h, w)`` the future frame's tokenizer latent, when the batch carried it
+            (``future_image.latents``, cached per frame), or None.
+        future_indices: the future frame's token indices per scale ``[(B, h_k * w_k)]``, with
+            ``future_latents``, or None.
         actions: per group, normalized actions ``(n, H, A_e)``, or None.
         step_valid: ``(B, H)`` bool, True for real chunk steps, or None.
     """
@@ -80,6 +87,8 @@ class PolicyInputs:
     history_latents: torch.Tensor | None = None
     history_valid: torch.Tensor | None = None
     future: torch.Tensor | None = None
+    future_latents: torch.Tensor | None = None
+    future_indices: list[torch.Tensor] | None = None
     actions: dict[str, torch.Tensor] | None = None
     step_valid: torch.Tensor | None = None
 
@@ -162,8 +171,11 @@ _READ_KEYS = (
     TASK_KEY,
     EMBODIMENT_KEY,
     HISTORY_KEY,
+    HISTORY_LATENTS_KEY,
     HISTORY_IS_PAD_KEY,
     FUTURE_KEY,
+    FUTURE_LATENTS_KEY,
+    FUTURE_INDICES_KEY,
     FUTURE_KEY + "_is_pad",
     ACTION_KEY,
     ACTION_IS_PAD_KEY,
@@ -178,6 +190,51 @@ def _reject_near_misses(batch: Mapping[str, Any], config: F1Config) -> None:
         hint = did_you_mean(key, known, cutoff=0.85)
         if hint:
             raise InputError(f"{key}: unknown key{hint}; the model reads {known}")
+
+
+def _latent_shape(config: F1Config) -> tuple[int, int, int]:
+    """``(Cz, h, w)`` of the configured tokenizer's latents."""
+    vqvae = config.generation.vqvae
+    height, width = vqvae.schedule.sizes[-1]
+    return (vqvae.z_channels, height, width)
+
+
+def _check_finite_float(key: str, value: torch.Tensor) -> None:
+    if not value.is_floating_point():
+        raise InputError(f"{key}: expected a floating-point tensor, received dtype {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise InputError(f"{key}: expected finite values, received NaN or inf")
+
+
+def _future_codes(
+    batch: Mapping[str, Any], config: F1Config, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The cached future codes: ``future_image.latents`` ``(B, Cz, h, w)`` and ``future_image.indices``
+    ``(B, L)`` int64 in ``[0, V)``, split per scale."""
+    latent_shape = _latent_shape(config)
+    vqvae = config.generation.vqvae
+    tokens = vqvae.schedule.tokens_per_scale
+    latents = _tensor(batch, FUTURE_LATENTS_KEY, f"(B, {', '.join(map(str, latent_shape))})")
+    if latents.ndim != 4 or tuple(latents.shape[1:]) != latent_shape:
+        raise InputError(
+            f"{FUTURE_LATENTS_KEY}: expected (B, {', '.join(map(str, latent_shape))}), "
+            f"received {tuple(latents.shape)}"
+        )
+    _check_batch(FUTURE_LATENTS_KEY, latents, batch_size)
+    _check_finite_float(FUTURE_LATENTS_KEY, latents)
+    indices = _tensor(batch, FUTURE_INDICES_KEY, f"(B, {sum(tokens)}) int64")
+    if indices.dtype != torch.int64 or tuple(indices.shape) != (batch_size, sum(tokens)):
+        raise InputError(
+            f"{FUTURE_INDICES_KEY}: expected int64 ({batch_size}, {sum(tokens)}) (every scale's tokens), "
+            f"received {indices.dtype} {tuple(indices.shape)}"
+        )
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vqvae.vocab_size):
+        raise InputError(
+            f"{FUTURE_INDICES_KEY}: expected token indices in [0, {vqvae.vocab_size}), received values "
+            f"in [{int(indices.min())}, {int(indices.max())}]"
+        )
+    per_scale = list(indices.to(device).split(list(tokens), dim=1))
+    return latents.to(device=device, dtype=torch.float32), per_scale
 
 
 def parse_inputs(
@@ -252,19 +309,33 @@ def parse_inputs(
     )
 
     # history and future frames for the generation expert
+    latent_shape = _latent_shape(config)
     if need_history:
-        history = _tensor(batch, HISTORY_KEY, "(B, T, 3, H, W)")
-        if history.ndim != 5 or history.shape[2] != 3:
-            raise InputError(f"{HISTORY_KEY}: expected (B, T, 3, H, W), received {tuple(history.shape)}")
-        _check_batch(HISTORY_KEY, history, batch_size)
+        if HISTORY_LATENTS_KEY in batch:
+            key = HISTORY_LATENTS_KEY
+            latents = _tensor(batch, key, f"(B, T, {', '.join(map(str, latent_shape))})")
+            if latents.ndim != 5 or tuple(latents.shape[2:]) != latent_shape:
+                raise InputError(
+                    f"{key}: expected (B, T, {', '.join(map(str, latent_shape))}), "
+                    f"received {tuple(latents.shape)}"
+                )
+            _check_finite_float(key, latents)
+            inputs.history_latents = latents.to(device=device, dtype=torch.float32)
+            history = latents
+        else:
+            key = HISTORY_KEY
+            history = _tensor(batch, key, "(B, T, 3, H, W)")
+            if history.ndim != 5 or history.shape[2] != 3:
+                raise InputError(f"{key}: expected (B, T, 3, H, W), received {tuple(history.shape)}")
+            unit = images_to_unit_float(key, history.to(device))
+            inputs.history = resize_frames(unit, tokenizer_image_size) * 2 - 1
+        _check_batch(key, history, batch_size)
         frames = history.shape[1]
         if not 1 <= frames <= config.generation.history_frames:
             raise InputError(
-                f"{HISTORY_KEY}: expected 1 to {config.generation.history_frames} frames "
+                f"{key}: expected 1 to {config.generation.history_frames} frames "
                 f"(generation.history_frames), received {frames}"
             )
-        unit = images_to_unit_float(HISTORY_KEY, history.to(device))
-        inputs.history = resize_frames(unit, tokenizer_image_size) * 2 - 1
         valid = torch.ones(batch_size, frames, dtype=torch.bool, device=device)
         if HISTORY_IS_PAD_KEY in batch:
             pad = _tensor(batch, HISTORY_IS_PAD_KEY, f"(B, {frames}) bool")
@@ -277,7 +348,9 @@ def parse_inputs(
             if not bool(valid.any(dim=1).all()):
                 raise InputError(f"{HISTORY_IS_PAD_KEY}: every sample needs at least one real history frame")
         inputs.history_valid = valid
-    if need_future:
+    if need_future and FUTURE_INDICES_KEY in batch:
+        inputs.future_latents, inputs.future_indices = _future_codes(batch, config, batch_size, device)
+    elif need_future:
         future = _tensor(batch, FUTURE_KEY, "(B, 3, H, W)")
         if future.ndim != 4 or future.shape[1] != 3:
             raise InputError(f"{FUTURE_KEY}: expected (B, 3, H, W), received {tuple(future.shape)}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,11 @@ from f1.model.inputs import PolicyInputs, resize_frames
 from f1.model.language import TextTokenizer
 from f1.model.latency import LatencyRecorder
 
-__all__ = ["F1Policy", "load_policy", "save_policy"]
+__all__ = ["F1Policy", "ForesightSource", "load_policy", "save_policy"]
+
+ForesightSource = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+"""The current frame's token indices per scale -> the foresight's indices to plan with (see
+:attr:`F1Policy.foresight_source`)."""
 
 
 @dataclass
@@ -68,6 +72,10 @@ class F1Policy:
         self._frames: deque[_Frame] = deque()
         self._episode_embodiment: str | None = None
         self.last_plan: Plan | None = None
+        self.foresight_source: ForesightSource | None = None
+        """With a callable here, :meth:`select_action` plans with the foresight it returns instead of the
+        sampled one (counterfactual checks, mode ``f1``): it receives the current frame's token indices
+        per scale ``[(B, h_k * w_k)]`` and returns the indices to use, of the same shapes."""
 
     # --- the model --------------------------------------------------------------------------------------
     @property
@@ -212,7 +220,10 @@ class F1Policy:
         if not self._action_queue:
             if self.config.has_history:
                 inputs.history_latents, inputs.history_valid = self._history_window(frames)
-            plan = self.model.sample(inputs, generator=self._generator)
+            given = None
+            if self.foresight_source is not None:
+                given = self.foresight_source(self._current_indices(frames[-1]))
+            plan = self.model.sample(inputs, generator=self._generator, foresight_indices=given)
             self.last_plan = plan
             steps = plan.actions[:, : self.config.action.n_action_steps]
         # commit
@@ -222,6 +233,17 @@ class F1Policy:
         self._episode_embodiment = name
         action = self._action_queue.popleft()
         return action if batched else action[0]
+
+    def _current_indices(self, frame: _Frame) -> list[torch.Tensor]:
+        """The current frame's token indices per scale (for :attr:`foresight_source`)."""
+        if not self.config.has_foresight:
+            raise ConfigError(f"foresight_source: mode {self.config.mode!r} reads no foresight")
+        generation = self.model.generation
+        assert generation is not None
+        _, codes = generation.frame_codes(frame.image)
+        scales = self.config.generation.inference_scales
+        sizes = list(generation.scale_tokens(scales))
+        return list(codes[:, : sum(sizes)].split(sizes, dim=1))
 
     @property
     def _frames_kept(self) -> int:

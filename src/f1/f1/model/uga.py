@@ -8,8 +8,12 @@ segment       expert      intra-segment rule           may also see
 ``und``       ``und``     full (images + language)     nothing (strictly upstream)
 ``hist``      ``gen``     full (encoded history)       ``und``
 ``gen``       ``gen``     block-causal over scales     ``und``, ``hist``
-``act``       ``act``     ``[state] -> [chunk]``       ``und`` and, by mode, ``hist``/``gen``
+``fut``       ``gen``     full (complete foresight)    ``und``, ``hist``, ``gen``
+``act``       ``act``     ``[state] -> [chunk]``       ``und`` and, by mode, ``hist``/``gen``/``fut``
 ============  ==========  ===========================  ======================================
+
+``fut`` (only with ``generation.complete_foresight``) holds the complete imagined frame, every predicted
+scale summed at the finest grid, which the ``gen`` tokens never carry (their inputs stop one scale short).
 
 Unlike the published mask (whose flag list is one element short, so understanding attends to the
 history tokens), nothing upstream ever sees a downstream segment. Mode ``no_gen`` keeps ``und`` and
@@ -37,6 +41,7 @@ def uga_spec(
     chunk_size: int,
     history_length: int | None = None,
     scale_tokens: Sequence[int] | None = None,
+    foresight_length: int | None = None,
 ) -> AttentionSpec:
     """The attention spec of one forward pass.
 
@@ -46,9 +51,10 @@ def uga_spec(
         chunk_size: ``H`` action steps (the action segment is ``1 + H`` tokens: state, then the chunk).
         history_length: tokens of the encoded history (modes ``f1`` and ``history_no_foresight``).
         scale_tokens: tokens of each predicted scale, e.g. ``(1, 4, 9, 16)`` (mode ``f1``).
+        foresight_length: tokens of the complete foresight ``fut`` (mode ``f1``; None: no such segment).
 
     Returns:
-        The :class:`mot.AttentionSpec` with segments ``und`` [, ``hist``] [, ``gen``], ``act``.
+        The :class:`mot.AttentionSpec` with segments ``und`` [, ``hist``] [, ``gen`` [, ``fut``]], ``act``.
     """
     if mode not in MODES:
         raise ConfigError(f"mode: expected one of {list(MODES)}, received {mode!r}")
@@ -71,6 +77,12 @@ def uga_spec(
         segments.append(Segment("gen", "gen", sum(sizes), Blockwise(sizes)))
         sees["gen"] = ["und", "hist"]
         act_sees.append("gen")
+        if foresight_length:
+            segments.append(Segment("fut", "gen", foresight_length, "full"))
+            sees["fut"] = ["und", "hist", "gen"]
+            act_sees.append("fut")
+    elif foresight_length:
+        raise ConfigError(f"foresight_length: mode {mode!r} predicts no foresight, expected None")
     segments.append(Segment("act", "act", 1 + chunk_size, Blockwise((1, chunk_size))))
     sees["act"] = act_sees
     return AttentionSpec(segments=tuple(segments), sees={k: tuple(v) for k, v in sees.items()})

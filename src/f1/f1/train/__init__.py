@@ -24,6 +24,7 @@ from .checkpoint import (
 )
 from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, load_stage_config
 from .distributed import DistributedContext, init_distributed
+from .frame_codes import FrameEncoder, encode_dataset_frames
 from .metrics import MetricsLogger, read_metrics
 from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainableModel
 from .registry import available_factories
@@ -36,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DistributedContext",
+    "FrameEncoder",
     "MetricsLogger",
     "OptimizerConfig",
     "ReplayedBatches",
@@ -49,6 +51,7 @@ __all__ = [
     "Trainer",
     "TrainingCheckpoint",
     "available_factories",
+    "encode_dataset_frames",
     "init_distributed",
     "latest_checkpoint",
     "load_policy_weights",
