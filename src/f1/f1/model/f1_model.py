@@ -41,7 +41,7 @@ from flowmatch import (
     target_velocity,
     valid_entry_mask,
 )
-from mot import AttentionSpec, ExpertConfig, MixtureOfTransformers, MoTConfig
+from mot import AttentionSpec, ExpertConfig, KVCache, MixtureOfTransformers, MoTConfig
 from var_foresight import SamplingConfig, next_scale_cross_entropy, sample_next_scales
 
 __all__ = ["PARAMETER_GROUPS", "F1Model", "Foresight", "Plan", "mot_config"]
@@ -108,10 +108,14 @@ def mot_config(config: F1Config) -> MoTConfig:
 
 @dataclass
 class _TrainingPass:
+    """One training pass: every segment's hidden states (``hidden["act"]``: the first noise draw's), the
+    action segment's of every draw (``action_hidden``) with their target velocities."""
+
     inputs: PolicyInputs
     hidden: dict[str, torch.Tensor]
     token_targets: list[torch.Tensor]
-    velocity_targets: dict[str, torch.Tensor]
+    action_hidden: list[torch.Tensor]
+    velocity_targets: list[dict[str, torch.Tensor]]
     num_scales: int
 
 
@@ -334,9 +338,11 @@ class F1Model(nn.Module):
             seeds it and stores it in checkpoints).
         """
         result = self._training_pass(batch, generation_scales)
-        losses = {
-            "flow": self._flow_loss(result.inputs, result.hidden["act"][:, 1:], result.velocity_targets)
-        }
+        flow = [
+            self._flow_loss(result.inputs, hidden[:, 1:], targets)
+            for hidden, targets in zip(result.action_hidden, result.velocity_targets)
+        ]
+        losses = {"flow": torch.stack(flow).mean() if len(flow) > 1 else flow[0]}
         if self.config.has_foresight:
             logits = self._generation_io().logits(result.hidden["gen"])
             generation_loss = next_scale_cross_entropy(logits, result.token_targets[: result.num_scales])
@@ -386,10 +392,25 @@ class F1Model(nn.Module):
                         predicted = self._predicted_foresight(segments, valid_lengths, spec, num_scales)
                         f_hat = torch.where(own[:, None, None, None], predicted, f_hat)
                 segments["fut"] = generation.foresight_tokens(f_hat)
-        tau = self.time_sampler(inputs.batch_size, device=self.device)
-        segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
-        hidden = self.trunk(segments, spec, valid_lengths)
-        return _TrainingPass(inputs, hidden, token_targets, velocity_targets, num_scales)
+        draws = config.action.noise_draws
+        if draws == 1:
+            tau = self.time_sampler(inputs.batch_size, device=self.device)
+            segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
+            hidden = self.trunk(segments, spec, valid_lengths)
+            return _TrainingPass(
+                inputs, hidden, token_targets, [hidden["act"]], [velocity_targets], num_scales
+            )
+        # several draws: the prefix once (its keys/values keep their gradients), the action segment per draw
+        cache = KVCache(spec)
+        hidden = self.trunk.extend(segments, spec, cache, valid_lengths, append=True)
+        action_hidden, targets = [], []
+        for _ in range(draws):
+            tau = self.time_sampler(inputs.batch_size, device=self.device)
+            tokens, velocity_targets = self._training_action_tokens(inputs, tau)
+            action_hidden.append(self.trunk.extend({"act": tokens}, spec, cache)["act"])
+            targets.append(velocity_targets)
+        hidden["act"] = action_hidden[0]
+        return _TrainingPass(inputs, hidden, token_targets, action_hidden, targets, num_scales)
 
     def _true_foresight(
         self, inputs: PolicyInputs, targets: list[torch.Tensor], num_scales: int
