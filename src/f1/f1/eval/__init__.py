@@ -22,6 +22,15 @@ from f1.eval.agents import (
     load_agent,
     observations_to_batch,
 )
+from f1.eval.foresight import (
+    ForesightAnchors,
+    ForesightSamples,
+    PositionError,
+    collect_anchors,
+    collect_foresight,
+    locate_colour,
+    measure_foresight,
+)
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
 from f1.eval.rollouts import EvaluationResult, evaluate
@@ -32,13 +41,20 @@ __all__ = [
     "Cell",
     "EvaluationResult",
     "ExpertAgent",
+    "ForesightAnchors",
+    "ForesightSamples",
     "LeRobotStylePolicy",
     "PolicyAgent",
+    "PositionError",
     "RandomAgent",
+    "collect_anchors",
+    "collect_foresight",
     "compare",
     "difference_interval",
     "evaluate",
     "load_agent",
+    "locate_colour",
+    "measure_foresight",
     "observations_to_batch",
     "read_report",
     "success_table",
