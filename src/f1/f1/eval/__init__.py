@@ -22,6 +22,16 @@ from f1.eval.agents import (
     load_agent,
     observations_to_batch,
 )
+from f1.eval.counterfactual import (
+    ActionChange,
+    ActionChangeSummary,
+    CounterfactualSuccess,
+    ForesightBank,
+    compare_foresights,
+    copy_current_frame,
+    counterfactual_success,
+    foresight_action_change,
+)
 from f1.eval.foresight import (
     ForesightAnchors,
     ForesightSamples,
@@ -37,11 +47,15 @@ from f1.eval.rollouts import EvaluationResult, evaluate
 
 __all__ = [
     "POLICIES",
+    "ActionChange",
+    "ActionChangeSummary",
     "Agent",
     "Cell",
+    "CounterfactualSuccess",
     "EvaluationResult",
     "ExpertAgent",
     "ForesightAnchors",
+    "ForesightBank",
     "ForesightSamples",
     "LeRobotStylePolicy",
     "PolicyAgent",
@@ -50,8 +64,12 @@ __all__ = [
     "collect_anchors",
     "collect_foresight",
     "compare",
+    "compare_foresights",
+    "copy_current_frame",
+    "counterfactual_success",
     "difference_interval",
     "evaluate",
+    "foresight_action_change",
     "load_agent",
     "locate_colour",
     "measure_foresight",
