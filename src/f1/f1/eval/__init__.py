@@ -22,23 +22,57 @@ from f1.eval.agents import (
     load_agent,
     observations_to_batch,
 )
+from f1.eval.counterfactual import (
+    ActionChange,
+    ActionChangeSummary,
+    CounterfactualSuccess,
+    ForesightBank,
+    compare_foresights,
+    copy_current_frame,
+    counterfactual_success,
+    foresight_action_change,
+)
+from f1.eval.foresight import (
+    ForesightAnchors,
+    ForesightSamples,
+    PositionError,
+    collect_anchors,
+    collect_foresight,
+    locate_colour,
+    measure_foresight,
+)
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
 from f1.eval.rollouts import EvaluationResult, evaluate
 
 __all__ = [
     "POLICIES",
+    "ActionChange",
+    "ActionChangeSummary",
     "Agent",
     "Cell",
+    "CounterfactualSuccess",
     "EvaluationResult",
     "ExpertAgent",
+    "ForesightAnchors",
+    "ForesightBank",
+    "ForesightSamples",
     "LeRobotStylePolicy",
     "PolicyAgent",
+    "PositionError",
     "RandomAgent",
+    "collect_anchors",
+    "collect_foresight",
     "compare",
+    "compare_foresights",
+    "copy_current_frame",
+    "counterfactual_success",
     "difference_interval",
     "evaluate",
+    "foresight_action_change",
     "load_agent",
+    "locate_colour",
+    "measure_foresight",
     "observations_to_batch",
     "read_report",
     "success_table",
