@@ -1,5 +1,6 @@
 """Evaluation of F1 on the embedded table tasks: agents, closed-loop rollouts, success rates with confidence
-intervals, comparisons and success tables, figures, foresight metrics and the policy benchmark.
+intervals, comparisons and success tables, figures, foresight metrics, the policy benchmark and behaviour
+clones on privileged true state (reference rows, :mod:`f1.eval.state_clone`).
 
 The ``f1 demo`` experiment, which uses all of these, is its own wing (:mod:`f1.demo`); nothing here
 imports it, nor the trainer.
@@ -25,6 +26,13 @@ from f1.eval.agents import (
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
 from f1.eval.rollouts import EvaluationResult, evaluate
+from f1.eval.state_clone import (
+    StateClone,
+    StateCloneAgent,
+    StateCloneTraining,
+    state_features,
+    train_state_clone,
+)
 
 __all__ = [
     "POLICIES",
@@ -35,13 +43,18 @@ __all__ = [
     "LeRobotStylePolicy",
     "PolicyAgent",
     "RandomAgent",
+    "StateClone",
+    "StateCloneAgent",
+    "StateCloneTraining",
     "compare",
     "difference_interval",
     "evaluate",
     "load_agent",
     "observations_to_batch",
     "read_report",
+    "state_features",
     "success_table",
+    "train_state_clone",
     "validate_report",
     "wilson_interval",
     "z_score",
