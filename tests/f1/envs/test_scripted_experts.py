@@ -96,3 +96,23 @@ def test_expert_is_a_policy_function_and_reads_the_bound_environment():
 def test_expert_succeeds_in_at_least_95_percent_of_200_held_out_episodes(embodiment, variant):
     env = make_env(embodiment, variant)
     assert success_rate(env, make_expert(env), 200, first_seed=seed_range("test")[0]) >= 0.95
+
+
+@pytest.mark.parametrize(("embodiment", "variant"), COMBINATIONS)
+def test_expert_never_closes_before_it_can_grasp_so_the_missed_grasp_rule_costs_it_nothing(
+    embodiment, variant
+):
+    env = make_env(
+        embodiment,
+        variant,
+        resolution=32,
+        num_objects=1,
+        num_bins=1,
+        grasp_radius=0.075,
+        object_size=0.15,
+        conveyor_speed_range=(0.06, 0.10),
+        missed_grasp_ends_episode=True,
+    )
+    assert success_rate(env, make_expert(env), 30) == 1.0
+    strict = make_env(embodiment, variant, resolution=32, missed_grasp_ends_episode=True)
+    assert success_rate(strict, make_expert(strict), 30) == 1.0

@@ -267,3 +267,68 @@ def test_more_than_2000_steps_per_cpu_second_at_64px_rendering_included(embodime
         if terminated or truncated:
             env.reset()
     assert len(actions) / (time.process_time() - start) > 2000
+
+
+@pytest.mark.parametrize(("embodiment", "variant"), COMBINATIONS)
+def test_missed_grasp_rule_off_by_default_and_unchanged_when_nothing_misses(embodiment, variant):
+    # A fixed action sequence that never closes: the rule cannot act, so frames, rewards and infos match.
+    actions = np.random.default_rng(3).uniform(-1, 1, size=(30, 3))
+    actions[:, 2] = -1.0
+    assert TableTaskConfig().missed_grasp_ends_episode is False
+    outcomes = []
+    for rule in (False, True):
+        env = make_env(embodiment, variant, resolution=32, missed_grasp_ends_episode=rule)
+        obs, _ = env.reset(seed=5)
+        frames, steps = [obs["image"]], []
+        for action in actions:
+            obs, reward, terminated, truncated, info = env.step(action)
+            frames.append(obs["image"])
+            steps.append((reward, terminated, truncated, info))
+        outcomes.append((np.stack(frames), steps))
+    assert np.array_equal(outcomes[0][0], outcomes[1][0])
+    assert outcomes[0][1] == outcomes[1][1]
+
+
+def test_default_rule_leaves_a_close_on_nothing_to_be_reopened():
+    env = make_env(resolution=32)
+    env.reset(seed=2)
+    _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert (reward, terminated, truncated, info["holding"]) == (0.0, False, False, -1)
+    assert "failure" not in info
+    assert not env.step(np.array([0.0, 0.0, -1.0]))[2]
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_a_close_on_nothing_ends_the_episode_under_the_missed_grasp_rule(embodiment):
+    env = make_env(embodiment, "dynamic", resolution=32, missed_grasp_ends_episode=True)
+    env.reset(seed=2)
+    env.step(np.array([0.0, 0.0, -1.0]))
+    _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert (reward, terminated, truncated) == (0.0, True, False)
+    assert info["failure"] == "missed_grasp"
+    assert not info["success"]
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step(np.array([0.0, 0.0, -1.0]))
+
+
+def test_grasping_another_object_ends_the_episode_under_the_missed_grasp_rule():
+    env = make_env(missed_grasp_ends_episode=True)
+    env.reset(seed=4)
+    state = env.task_state()
+    other = (state.target_object + 1) % len(state.object_positions)
+    move_to(env, tuple(state.object_positions[other]), grip=-1.0)
+    _, reward, terminated, _, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert (info["holding"], reward, terminated, info["failure"]) == (other, 0.0, True, "missed_grasp")
+
+
+def test_grasping_the_named_object_goes_on_under_the_missed_grasp_rule():
+    env = make_env(missed_grasp_ends_episode=True)
+    env.reset(seed=4)
+    state = env.task_state()
+    move_to(env, tuple(state.object_positions[state.target_object]), grip=-1.0)
+    _, _, terminated, _, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert not terminated
+    assert info["target_grasped"]
+    assert "failure" not in info
+    # Closing again while closed is no new grasp: it keeps holding.
+    assert not env.step(np.array([0.0, 0.0, 1.0]))[2]

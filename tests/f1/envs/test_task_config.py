@@ -55,3 +55,15 @@ def test_out_of_range_task_sizes_are_rejected_naming_the_field(field, value):
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match=r"unknown keys \['speed'\]"):
         TableTaskConfig.from_dict({"speed": 1.0})
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None, 1.0])
+def test_missed_grasp_ends_episode_must_be_a_bool(value):
+    with pytest.raises(ValueError, match="missed_grasp_ends_episode: expected a bool"):
+        TableTaskConfig(missed_grasp_ends_episode=value)
+
+
+def test_missed_grasp_ends_episode_round_trips_and_defaults_to_off():
+    assert TableTaskConfig().to_dict()["missed_grasp_ends_episode"] is False
+    config = TableTaskConfig(variant="dynamic", missed_grasp_ends_episode=True)
+    assert TableTaskConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -3,7 +3,8 @@
 One episode: the instruction names an object (by colour and shape) and a bin (by colour); the policy
 reaches the object, closes the gripper on it (grasp), carries it and opens the gripper over the bin
 (release). Success is the named object released inside the named bin; releasing it in another bin ends
-the episode as a failure. In the dynamic variant every object on the belt moves by the conveyor velocity
+the episode as a failure, and so does, with ``missed_grasp_ends_episode``, closing the gripper without
+grasping the named object. In the dynamic variant every object on the belt moves by the conveyor velocity
 each step and wraps around the table's left and right edges.
 
 Step order: the embodiment moves, then the conveyor moves the objects, then the grip command acts. A
@@ -157,6 +158,7 @@ class TableTaskEnv:
         self._steps = 0
         self._success = False
         self._target_grasped = False
+        self._failure: str | None = None
         self._done = False
         return self._observation(), self._info()
 
@@ -182,6 +184,9 @@ class TableTaskEnv:
             self._held = self._nearest_object_within(ex, ey, self.config.grasp_radius)
             if self._held == self._require_scene().target_object:
                 self._target_grasped = True
+            elif self.config.missed_grasp_ends_episode:
+                terminated = True
+                self._failure = "missed_grasp"
         elif not close and embodiment.grip_closed:
             embodiment.grip_closed = False
             if self._held >= 0:
@@ -302,7 +307,14 @@ class TableTaskEnv:
         }
 
     def _info(self) -> dict[str, Any]:
-        return {"success": self._success, "holding": self._held, "target_grasped": self._target_grasped}
+        info: dict[str, Any] = {
+            "success": self._success,
+            "holding": self._held,
+            "target_grasped": self._target_grasped,
+        }
+        if self._failure is not None:
+            info["failure"] = self._failure
+        return info
 
     def _require_scene(self) -> SceneLayout:
         if self._scene is None:

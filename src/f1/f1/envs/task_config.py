@@ -40,6 +40,11 @@ class TableTaskConfig:
         conveyor_speed_range: (low, high) conveyor speed in the dynamic variant, table widths per step;
             the direction (left or right) is drawn per episode too.
         fps: control rate in steps per second (sets the units of the arm's joint velocities).
+        missed_grasp_ends_episode: closing the gripper without grasping the named object (nothing within
+            ``grasp_radius``, or another object nearest) ends the episode as a failure (reward 0,
+            ``terminated=True``, ``info["failure"] == "missed_grasp"``) instead of leaving the gripper
+            closed on nothing to be reopened. With it, a policy cannot sit in the object's lane and retry
+            closing on every lap of the belt: the first close must be timed right.
     """
 
     embodiment: str = "gripper"
@@ -52,6 +57,7 @@ class TableTaskConfig:
     grasp_radius: float = 0.03
     conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
     fps: int = 10
+    missed_grasp_ends_episode: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
@@ -62,6 +68,10 @@ class TableTaskConfig:
         _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
         _check_int_range("max_steps", self.max_steps, 10, 10_000)
         _check_int_range("fps", self.fps, 1, 1000)
+        if not isinstance(self.missed_grasp_ends_episode, bool):
+            raise ValueError(
+                f"missed_grasp_ends_episode: expected a bool, received {self.missed_grasp_ends_episode!r}"
+            )
         _check_float_range("object_size", self.object_size, 0.03, 0.15)
         _check_float_range("grasp_radius", self.grasp_radius, 0.005, 0.1)
         if len(self.conveyor_speed_range) != 2:

@@ -1,5 +1,6 @@
 """Evaluation of F1 on the embedded table tasks: agents, closed-loop rollouts, success rates with confidence
-intervals, comparisons and success tables, figures, foresight metrics and the policy benchmark.
+intervals, comparisons and success tables, figures, foresight metrics, the policy benchmark and behaviour
+clones on privileged true state (reference rows, :mod:`f1.eval.state_clone`).
 
 The ``f1 demo`` experiment, which uses all of these, is its own wing (:mod:`f1.demo`); nothing here
 imports it, nor the trainer.
@@ -44,6 +45,13 @@ from f1.eval.foresight import (
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
 from f1.eval.rollouts import EvaluationResult, evaluate
+from f1.eval.state_clone import (
+    StateClone,
+    StateCloneAgent,
+    StateCloneTraining,
+    state_features,
+    train_state_clone,
+)
 
 __all__ = [
     "POLICIES",
@@ -61,6 +69,9 @@ __all__ = [
     "PolicyAgent",
     "PositionError",
     "RandomAgent",
+    "StateClone",
+    "StateCloneAgent",
+    "StateCloneTraining",
     "collect_anchors",
     "collect_foresight",
     "compare",
@@ -75,7 +86,9 @@ __all__ = [
     "measure_foresight",
     "observations_to_batch",
     "read_report",
+    "state_features",
     "success_table",
+    "train_state_clone",
     "validate_report",
     "wilson_interval",
     "z_score",
