@@ -88,3 +88,21 @@ def test_language_embedding_checks_the_vocabulary() -> None:
     assert embedding(torch.tensor([[1, 2]])).shape == (1, 2, 4)
     with pytest.raises(InputError, match=r"expected token ids in \[0, 10\)"):
         embedding(torch.tensor([[11]]))
+
+
+def test_a_conv_stem_replaces_the_patch_projection_with_strided_convolutions():
+    from f1.errors import ConfigError
+    from f1.model.vision import VisionTower, conv_stem
+
+    config = preset("tiny", vision={"stem": "conv"}).vision
+    tower = VisionTower(config)
+    assert isinstance(tower.backbone.patch_embed.proj, torch.nn.Sequential)
+    tokens = tower(torch.rand(2, 3, 64, 64))
+    assert tokens.shape == (2, 64, 64)  # the same tokens as the patch stem: (64 / 8) ** 2 of width 64
+    stem = conv_stem(8, 64)
+    assert [m.stride for m in stem if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3
+    assert stem(torch.rand(1, 3, 64, 64)).shape == (1, 64, 8, 8)
+    with pytest.raises(ConfigError, match="power-of-two patch size"):
+        VisionConfig(timm_model="vit_tiny_patch16_224", image_size=60, patch_size=6, stem="conv")
+    with pytest.raises(ConfigError, match=r"vision\.stem"):
+        VisionConfig(stem="resnet")

@@ -66,6 +66,10 @@ class VisionConfig:
         act_layer: timm activation override, e.g. ``"gelu_tanh"``: PaliGemma's SigLIP uses the tanh GELU,
             timm's ``vit_so400m_patch14_siglip_224`` the exact one (imported weights need ``"gelu_tanh"``).
         mean, std: per-channel pixel normalization applied to images in [0, 1] (SigLIP: 0.5, 0.5).
+        stem: how a ViT turns pixels into patch tokens: ``"patch"`` (timm's one strided convolution, as
+            pretrained towers have) or ``"conv"`` (a stack of 3x3 stride-2 convolutions reaching the patch
+            size, Xiao et al. 2021, "Early convolutions help transformers see better": localizes faster
+            when trained from scratch; needs a ViT with a power-of-two ``patch_size``).
     """
 
     timm_model: str = "vit_so400m_patch14_siglip_224"
@@ -78,6 +82,7 @@ class VisionConfig:
     act_layer: str | None = None
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    stem: Literal["patch", "conv"] = "patch"
 
     def __post_init__(self) -> None:
         if not isinstance(self.timm_model, str) or not self.timm_model:
@@ -97,6 +102,14 @@ class VisionConfig:
         if min(std) <= 0:
             raise ConfigError(f"vision.std: expected positive values, received {std}")
         object.__setattr__(self, "std", std)
+        one_of("vision.stem", self.stem, ("patch", "conv"))
+        if self.stem == "conv":
+            patch = self.patch_size
+            if patch is None or patch < 2 or patch & (patch - 1):
+                raise ConfigError(
+                    "vision.patch_size: the conv stem needs a power-of-two patch size >= 2, "
+                    f"received {patch!r}"
+                )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ expert's width and concatenated camera after camera: ``C`` cameras of ``P`` patc
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -13,7 +14,7 @@ import timm
 import torch
 from torch import nn
 
-from f1.errors import InputError
+from f1.errors import ConfigError, InputError
 from f1.model.config import VisionConfig
 
 __all__ = ["ImageProjector", "VisionTower", "images_to_unit_float"]
@@ -71,6 +72,8 @@ class VisionTower(nn.Module):
         self.backbone = timm.create_model(
             config.timm_model, pretrained=False, num_classes=0, global_pool="", **overrides
         )
+        if config.stem == "conv":
+            _use_conv_stem(self.backbone, config)
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0))
         self.width = int(self.backbone.num_features)
         # plain floats, not buffers: a checkpoint then holds every tensor the model has (meta-device loading)
@@ -101,6 +104,32 @@ class VisionTower(nn.Module):
         std = torch.tensor(self.pixel_std, dtype=images.dtype, device=images.device).reshape(1, 3, 1, 1)
         pixels = ((images - mean) / std).to(next(self.backbone.parameters()).dtype)
         return self._tokens(pixels)
+
+
+def conv_stem(patch_size: int, width: int) -> nn.Sequential:
+    """3x3 stride-2 convolutions from RGB to ``width`` channels, ``log2(patch_size)`` of them, channels
+    doubling up to ``width`` (GELU between): ``(N, 3, H, W) -> (N, width, H / p, W / p)``."""
+    layers: list[nn.Module] = []
+    depth = int(math.log2(patch_size))
+    channels = [3] + [max(8, width >> (depth - 1 - i)) for i in range(depth)]
+    channels[-1] = width
+    for index, (cin, cout) in enumerate(itertools.pairwise(channels)):
+        layers.append(nn.Conv2d(cin, cout, kernel_size=3, stride=2, padding=1))
+        if index < depth - 1:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+def _use_conv_stem(backbone: nn.Module, config: VisionConfig) -> None:
+    """Replace a timm ViT's patch projection by :func:`conv_stem` (the same output shape)."""
+    embed = getattr(backbone, "patch_embed", None)
+    projection = getattr(embed, "proj", None)
+    if not isinstance(projection, nn.Conv2d):
+        raise ConfigError(
+            f"vision.stem: 'conv' replaces a ViT's patch projection; {config.timm_model!r} has none"
+        )
+    assert config.patch_size is not None  # checked by VisionConfig
+    embed.proj = conv_stem(config.patch_size, projection.out_channels)  # type: ignore[union-attr]
 
 
 class ImageProjector(nn.Module):
