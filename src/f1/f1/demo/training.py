@@ -55,6 +55,8 @@ class StagePlan:
         lr: peak learning rate of every trained group (the vision tower gets half, as in the paper).
         loss_weights: None keeps the stage's weights; the controls, which have no foresight, train the
             flow loss only.
+        frozen: None keeps the stage's frozen groups; the demo's stage I freezes only what the generation
+            loss cannot train (nothing is pretrained, so the vision and understanding side learn from it).
     """
 
     stage: int
@@ -62,6 +64,7 @@ class StagePlan:
     batch_size: int
     lr: float
     loss_weights: Mapping[str, float] | None = None
+    frozen: tuple[str, ...] | None = None
 
     def overrides(self) -> dict[str, Any]:
         """Overrides of the shipped stage config."""
@@ -78,6 +81,8 @@ class StagePlan:
         }
         if self.loss_weights is not None:
             values["loss_weights"] = dict(self.loss_weights)
+        if self.frozen is not None:
+            values["frozen"] = list(self.frozen)
         return values
 
 

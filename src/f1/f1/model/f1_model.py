@@ -388,9 +388,12 @@ class F1Model(nn.Module):
                 share = config.generation.sampled_foresight
                 if share > 0:
                     own = torch.rand(inputs.batch_size, device=self.device) < share
-                    if bool(own.any()):
-                        predicted = self._predicted_foresight(segments, valid_lengths, spec, num_scales)
-                        f_hat = torch.where(own[:, None, None, None], predicted, f_hat)
+                    rows = own.nonzero().flatten()
+                    if rows.numel():  # predicted only for the chosen samples
+                        chosen = {name: x.index_select(0, rows) for name, x in segments.items()}
+                        chosen_valid = {name: v.index_select(0, rows) for name, v in valid_lengths.items()}
+                        predicted = self._predicted_foresight(chosen, chosen_valid, spec, num_scales)
+                        f_hat = f_hat.index_copy(0, rows, predicted.to(f_hat.dtype))
                 segments["fut"] = generation.foresight_tokens(f_hat)
         draws = config.action.noise_draws
         if draws == 1:
