@@ -77,6 +77,10 @@ def test_controls_get_the_same_action_training_steps_as_f1():
         ({"task": {"num_objects": 9}}, "num_objects"),
         ({"task": {"belt": 0.1}}, "belt"),
         ({"task": {"variant": "static"}}, "variant"),
+        ({"clone_steps": 0}, "clone_steps"),
+        ({"clone_episodes": 1.5}, "clone_episodes"),
+        ({"counterfactual_anchors": 1}, "counterfactual_anchors"),
+        ({"counterfactual_bank": 0}, "counterfactual_bank"),
     ],
 )
 def test_bad_budgets_raise_naming_the_field(change, message):

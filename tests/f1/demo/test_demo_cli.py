@@ -34,11 +34,23 @@ def test_quick_demo_writes_the_report_contract_and_its_files(tmp_path, capsys):
         assert cell["ci95"][0] <= cell["success_rate"] <= cell["ci95"][1]
     expert = [c for c in cells if c["policy"] == "expert"]
     assert all(c["success_rate"] == 1.0 for c in expert)
+    references = {(c["policy"], c["embodiment"], c["variant"]) for c in report["references"]}
+    for clone in ("state_clone_no_velocity", "state_clone_velocity"):  # reference rows on every cell
+        assert {(clone, e, v) for e, v in CELLS} <= references
+    assert len(report["state_clones"]["clones"]) == 2 * len(CELLS)
+    assert 0 <= report["foresight"]["token_accuracy_imagined_finest"] <= 1
+    counterfactual = report["counterfactual"]
+    assert (counterfactual["embodiment"], counterfactual["variant"]) == ("gripper", "dynamic")
+    assert counterfactual["own_matches_success_table"] is True
+    assert {"drop_copy", "drop_other_episode"} <= set(counterfactual["success"])
+    assert {"state_clones", "counterfactual"} <= set(report["phases_s"])
     for name in ("report.md", "success.png", "training_curves.png", "foresight.png"):
         assert (out / name).stat().st_size > 0, name
     markdown = (out / "report.md").read_text()
     assert "| F1 |" in markdown
     assert "foresight.png" in markdown
+    assert "## Does the foresight carry the future?" in markdown
+    assert "## Is the foresight used?" in markdown
     assert "| F1 |" in capsys.readouterr().out
 
 

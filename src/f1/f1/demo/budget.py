@@ -76,6 +76,14 @@ class DemoBudget:
         eval_episodes: held-out episodes per (policy, cell).
         eval_batch: episodes run in lockstep.
         foresight_samples: anchors for the foresight numbers (the picture shows 3).
+        clone_episodes, clone_steps: demonstration episodes (``"train"`` seeds) and optimizer steps of
+            each behaviour clone on the privileged true state (:mod:`f1.eval.state_clone`; eight clones:
+            per embodiment and variant, without and with the conveyor velocity).
+        counterfactual_anchors: ``"val"`` anchors of the open-loop counterfactual (F1's actions under
+            another foresight, :func:`f1.eval.foresight_action_change`).
+        counterfactual_bank: ``"val"`` expert episodes, apart from those anchors, whose frames serve as
+            "another episode's foresight" in the closed-loop counterfactual (its episodes are the success
+            table's test seeds).
     """
 
     name: str
@@ -94,6 +102,10 @@ class DemoBudget:
     eval_episodes: int = 100
     eval_batch: int = 100
     foresight_samples: int = 32
+    clone_episodes: int = 150
+    clone_steps: int = 1500
+    counterfactual_anchors: int = 32
+    counterfactual_bank: int = 20
 
     def __post_init__(self) -> None:
         for embodiment in EMBODIMENTS:
@@ -117,10 +129,18 @@ class DemoBudget:
             "eval_episodes",
             "eval_batch",
             "foresight_samples",
+            "clone_episodes",
+            "clone_steps",
+            "counterfactual_anchors",
+            "counterfactual_bank",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, received {value!r}")
+        if self.counterfactual_anchors < 2:  # each anchor gets another anchor's future
+            raise ValueError(
+                f"counterfactual_anchors: expected at least 2, received {self.counterfactual_anchors}"
+            )
         if self.max_steps < self.min_steps:
             raise ValueError(f"max_steps: expected >= min_steps={self.min_steps}, received {self.max_steps}")
 
@@ -151,6 +171,10 @@ DEMO_BUDGETS: dict[str, DemoBudget] = {
         eval_episodes=4,
         eval_batch=4,
         foresight_samples=2,
+        clone_episodes=2,
+        clone_steps=5,
+        counterfactual_anchors=2,
+        counterfactual_bank=1,
     ),
 }
 

@@ -15,7 +15,13 @@
 5. :func:`evaluation_phase`: closed-loop evaluation on held-out seeds of F1, the controls, the scripted
    expert and random actions on the four cells (gripper | arm) x (static | dynamic); gripper cells use the
    stage-II policy, arm cells the stage-III policy;
-6. :func:`report_phase`: ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``,
+6. :func:`state_clone_phase`: behaviour clones of the expert on the privileged true state, without and with
+   the conveyor velocity, trained per cell on ``"train"`` seeds and evaluated on the same test seeds
+   (reference rows beside the lead-unaware expert);
+7. :func:`counterfactual_phase`: whether F1 uses its foresight: its actions under another foresight (open
+   loop) and its success with a copied or another episode's foresight (closed loop) on the gripper's
+   conveyor cell;
+8. :func:`report_phase`: ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``,
    ``foresight.png`` (:mod:`f1.demo.report`).
 """
 
@@ -50,9 +56,11 @@ from f1.demo.training import dataset_codes, frame_tokenizer, train_tokenizer
 from f1.demo.workers import StageRun, TrainingJob, default_workers, measure_in_workers, train_jobs
 from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, seed_range
 from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
+from f1.eval.counterfactual import counterfactual_success, foresight_action_change
 from f1.eval.foresight import ForesightSamples, collect_foresight
 from f1.eval.report import Cell
 from f1.eval.rollouts import evaluate
+from f1.eval.state_clone import StateCloneAgent, train_state_clone
 from f1.keys import camera_key
 from f1.model import F1Config, F1Policy
 from f1.model.config import MODES
@@ -66,6 +74,8 @@ CELLS: tuple[tuple[str, str], ...] = tuple((e, v) for e in EMBODIMENTS for v in 
 """(embodiment, variant) of every evaluation cell, in the report's order."""
 EVALUATION_STAGE = {"gripper": "II", "arm": "III"}
 """The stage whose policy is evaluated on each embodiment."""
+COUNTERFACTUAL_CELL = ("gripper", "dynamic")
+"""The (embodiment, variant) on which the counterfactuals test F1's use of its foresight."""
 
 
 @dataclass
@@ -124,6 +134,15 @@ class Evaluation:
 
     cells: list[Cell]
     references: list[Cell]
+
+
+@dataclass(frozen=True)
+class StateClones:
+    """The state clones' reference cells and, per clone, how it was trained (``report.json``'s
+    ``state_clones``)."""
+
+    cells: list[Cell]
+    training: list[dict[str, Any]]
 
 
 class PhaseClock:
@@ -202,7 +221,23 @@ def run_demo(
         trained = training_phase(initial, steps, demonstrations, budget, run)
     with clock.phase("evaluation"):
         evaluation = evaluation_phase(trained, budget, run)
-    return report_phase(out, budget, demonstrations, steps, trained, evaluation, configs["f1"], clock, run)
+    with clock.phase("state_clones"):
+        clones = state_clone_phase(budget, run)
+    with clock.phase("counterfactual"):
+        counterfactual = counterfactual_phase(trained, evaluation, budget, run)
+    return report_phase(
+        out,
+        budget,
+        demonstrations,
+        steps,
+        trained,
+        evaluation,
+        clones,
+        counterfactual,
+        configs["f1"],
+        clock,
+        run,
+    )
 
 
 def record_phase(budget: DemoBudget, run: RunSettings) -> Demonstrations:
@@ -349,6 +384,106 @@ def evaluation_phase(trained: TrainedPolicies, budget: DemoBudget, run: RunSetti
     return Evaluation(cells, references)
 
 
+def state_clone_phase(budget: DemoBudget, run: RunSettings) -> StateClones:
+    """A behaviour clone of the expert on the privileged true state per cell, without and with the conveyor
+    velocity (:func:`f1.eval.train_state_clone`, ``"train"`` seeds only), each evaluated on the cell's test
+    seeds: the success single-frame information allows, and the success the motion adds."""
+    seeds = list(seed_range("test")[: budget.eval_episodes])
+    cells: list[Cell] = []
+    training: list[dict[str, Any]] = []
+    for embodiment, variant in CELLS:
+        for with_velocity in (False, True):
+            clone = train_state_clone(
+                table_task(budget.task, embodiment, variant),
+                with_velocity=with_velocity,
+                episodes=budget.clone_episodes,
+                steps=budget.clone_steps,
+                seed=run.seed,
+                progress=run.progress,
+            )
+            agent = StateCloneAgent(clone)
+            result = evaluate(
+                agent,
+                _env_factory(budget, embodiment, variant),
+                seeds,
+                batch_size=budget.eval_batch,
+                progress=run.progress,
+                description=f"eval {agent.name} {embodiment} {variant}",
+            )
+            cells.append(Cell.from_result(result, agent.name, variant, embodiment))
+            record = clone.training_record
+            assert record is not None  # train_state_clone records it
+            training.append(
+                {
+                    "policy": agent.name,
+                    "embodiment": embodiment,
+                    "variant": variant,
+                    "with_velocity": with_velocity,
+                    "episodes": record.episodes,
+                    "samples": record.samples,
+                    "steps": len(record.losses),
+                    "final_loss": record.losses[-1],
+                    "train_time_s": record.seconds,
+                }
+            )
+    return StateClones(cells, training)
+
+
+def counterfactual_phase(
+    trained: TrainedPolicies, evaluation: Evaluation, budget: DemoBudget, run: RunSettings
+) -> dict[str, Any] | None:
+    """Does F1 use its foresight? On :data:`COUNTERFACTUAL_CELL`, with the policy evaluated there: open loop,
+    the executed actions planned with the real future's tokens against another anchor's, the current
+    frame's and the model's own (anchors: the first ``"val"`` seeds); closed loop, the success with its own
+    foresight, a copied current frame and another episode's frames (the bank: the next ``"val"`` seeds) on
+    the success table's test seeds, so that ``"own"`` repeats F1's cell there. None when the policy predicts
+    no foresight."""
+    embodiment, variant = COUNTERFACTUAL_CELL
+    policy = trained.policies["f1"][EVALUATION_STAGE[embodiment]]
+    if not policy.config.has_foresight:
+        return None
+    task = table_task(budget.task, embodiment, variant)
+    val = seed_range("val")
+    anchors = list(val[: budget.counterfactual_anchors])
+    bank = list(
+        val[budget.counterfactual_anchors : budget.counterfactual_anchors + budget.counterfactual_bank]
+    )
+    seeds = list(seed_range("test")[: budget.eval_episodes])
+    began = time.perf_counter()
+    change = foresight_action_change(policy, task, CAMERA, anchors, seed=run.seed)
+    open_loop_s = time.perf_counter() - began
+    success = counterfactual_success(
+        policy,
+        _env_factory(budget, embodiment, variant),
+        seeds,
+        bank_seeds=bank,
+        task=task,
+        camera=CAMERA,
+        embodiment=embodiment,
+        batch_size=budget.eval_batch,
+        progress=run.progress,
+        seed=run.seed,
+    )
+    own = success.results["own"]
+    cell = next(
+        c for c in evaluation.cells if (c.policy, c.embodiment, c.variant) == ("f1", embodiment, variant)
+    )
+    return {
+        "policy": "f1",
+        "stage": EVALUATION_STAGE[embodiment],
+        "embodiment": embodiment,
+        "variant": variant,
+        "anchor_seeds": len(anchors),
+        "bank_seeds": len(bank),
+        "episodes": len(seeds),
+        "action_change": change.to_dict(),
+        "success": success.to_dict(),
+        "own_matches_success_table": (own.successes, own.episodes) == (cell.successes, cell.episodes),
+        "open_loop_time_s": open_loop_s,
+        "closed_loop_time_s": time.perf_counter() - began - open_loop_s,
+    }
+
+
 def report_phase(
     out: Path,
     budget: DemoBudget,
@@ -356,6 +491,8 @@ def report_phase(
     steps: TrainingSteps,
     trained: TrainedPolicies,
     evaluation: Evaluation,
+    clones: StateClones,
+    counterfactual: dict[str, Any] | None,
     f1_config: F1Config,
     clock: PhaseClock,
     run: RunSettings,
@@ -374,8 +511,10 @@ def report_phase(
     report = demo_report(
         budget=budget,
         cells=evaluation.cells,
-        references=evaluation.references,
+        references=[*evaluation.references, *clones.cells],
+        state_clones=clones.training,
         foresight=foresight,
+        counterfactual=counterfactual,
         steps=steps,
         curves=trained.curves,
         recorded=demonstrations.recorded,

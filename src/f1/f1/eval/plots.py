@@ -26,6 +26,8 @@ POLICY_LABELS = {
     "expert": "scripted expert",
     "random": "random",
     "expert_lead_unaware": "expert aiming at the object's current position",
+    "state_clone_no_velocity": "clone of the expert on the true state, no velocity",
+    "state_clone_velocity": "clone of the expert on the true state with velocity",
 }
 
 

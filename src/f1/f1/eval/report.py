@@ -11,6 +11,7 @@ describe the run (the ``f1 demo`` report adds its own, see :mod:`f1.demo.report`
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -36,9 +37,14 @@ __all__ = [
 ]
 
 POLICIES: tuple[str, ...] = (*MODES, "expert", "random")
-REFERENCE_POLICIES: tuple[str, ...] = ("expert_lead_unaware",)
+REFERENCE_POLICIES: tuple[str, ...] = (
+    "expert_lead_unaware",
+    "state_clone_no_velocity",
+    "state_clone_velocity",
+)
 """Reference rows of ``report["references"]`` (not ``cells``): the scripted expert aiming at the object's
-current position instead of intercepting it."""
+current position instead of intercepting it, and the behaviour clones on the privileged true state without
+and with the conveyor velocity (:class:`f1.eval.StateCloneAgent`'s names)."""
 CELL_KEYS: tuple[str, ...] = ("policy", "variant", "embodiment", "episodes", "success_rate", "ci95")
 
 
@@ -140,26 +146,109 @@ def machine_description() -> dict[str, Any]:
 
 
 def validate_report(report: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` unless ``report`` follows the report.json contract (see the module docstring)."""
+    """Raise ``ValueError`` unless ``report`` follows the report.json contract (see the module docstring).
+
+    Besides ``wall_time_s`` and ``cells`` it checks, where present: ``references`` (cells like ``cells``),
+    ``foresight`` (token accuracies in [0, 1], object errors and their ratio non-negative) and
+    ``counterfactual`` (success rates within their intervals, drops within theirs, action changes
+    non-negative).
+    """
     if not isinstance(report.get("wall_time_s"), int | float):
         raise ValueError(f"report['wall_time_s']: expected a number, received {report.get('wall_time_s')!r}")
     cells = report.get("cells")
     if not isinstance(cells, list) or not cells:
         raise ValueError("report['cells']: expected a non-empty list")
     for i, cell in enumerate(cells):
-        missing = [k for k in CELL_KEYS if k not in cell]
-        if missing:
-            raise ValueError(f"report['cells'][{i}]: missing keys {missing}")
-        Cell(
-            **{k: cell[k] for k in CELL_KEYS if k != "ci95"},
-            ci95=tuple(cell["ci95"]),
-            successes=round(cell["success_rate"] * cell["episodes"]),
-            mean_steps=0.0,
-            eval_time_s=0.0,
+        _check_cell(f"report['cells'][{i}]", cell)
+    references = report.get("references", [])
+    if not isinstance(references, list):
+        raise ValueError(f"report['references']: expected a list, received {type(references).__name__}")
+    for i, cell in enumerate(references):
+        _check_cell(f"report['references'][{i}]", cell)
+    if "foresight" in report:
+        _check_foresight(report["foresight"])
+    if report.get("counterfactual") is not None:
+        _check_counterfactual(report["counterfactual"])
+
+
+def _check_cell(where: str, cell: Mapping[str, Any]) -> None:
+    missing = [k for k in CELL_KEYS if k not in cell]
+    if missing:
+        raise ValueError(f"{where}: missing keys {missing}")
+    Cell(
+        **{k: cell[k] for k in CELL_KEYS if k != "ci95"},
+        ci95=tuple(cell["ci95"]),
+        successes=round(cell["success_rate"] * cell["episodes"]),
+        mean_steps=0.0,
+        eval_time_s=0.0,
+    )
+    _check_within(where, cell["success_rate"], cell["ci95"], (0.0, 1.0), "success_rate")
+
+
+def _check_within(
+    where: str, value: Any, ci95: Any, bounds: tuple[float, float], name: str = "difference"
+) -> None:
+    """``bounds[0] <= lo <= value <= hi <= bounds[1]``."""
+    if not isinstance(value, int | float) or not isinstance(ci95, list | tuple) or len(ci95) != 2:
+        raise ValueError(f"{where}: expected a number {name} and ci95 [lo, hi], received {value!r}, {ci95!r}")
+    lo, hi = ci95
+    if not bounds[0] <= lo <= value <= hi <= bounds[1]:
+        raise ValueError(
+            f"{where}: expected {bounds[0]} <= lo <= {name} <= hi <= {bounds[1]}, received {value}, {ci95}"
         )
-        lo, hi = cell["ci95"]
-        if not 0 <= lo <= cell["success_rate"] <= hi <= 1:
-            raise ValueError(f"report['cells'][{i}]: expected 0 <= lo <= success_rate <= hi <= 1, got {cell}")
+
+
+def _check_foresight(foresight: Mapping[str, Any]) -> None:
+    if not isinstance(foresight, Mapping):
+        raise ValueError(f"report['foresight']: expected a mapping, received {type(foresight).__name__}")
+    for key in ("token_accuracy_imagined_per_scale", "token_accuracy_copy_per_scale"):
+        values = foresight.get(key, [])
+        if not isinstance(values, list) or not all(
+            isinstance(v, int | float) and 0 <= v <= 1 for v in values
+        ):
+            raise ValueError(f"report['foresight'][{key!r}]: expected shares in [0, 1], received {values!r}")
+    for key, value in foresight.items():
+        if key.startswith("object_error_") and isinstance(value, Mapping):
+            mean = value.get("mean")
+            if mean is not None and not (isinstance(mean, int | float) and mean >= 0):
+                raise ValueError(
+                    f"report['foresight'][{key!r}]['mean']: expected >= 0 or None, received {mean!r}"
+                )
+    ratio = foresight.get("object_error_ratio_imagined_to_copy")
+    if ratio is not None and not (isinstance(ratio, int | float) and math.isfinite(ratio) and ratio >= 0):
+        raise ValueError(
+            "report['foresight']['object_error_ratio_imagined_to_copy']: expected a non-negative number or "
+            f"None, received {ratio!r}"
+        )
+
+
+def _check_counterfactual(counterfactual: Mapping[str, Any]) -> None:
+    where = "report['counterfactual']"
+    success = counterfactual.get("success")
+    if not isinstance(success, Mapping) or "own" not in success:
+        raise ValueError(f"{where}['success']: expected the conditions' results, received {success!r}")
+    for name, entry in success.items():
+        if name.startswith("drop_"):
+            _check_within(
+                f"{where}['success'][{name!r}]", entry.get("difference"), entry.get("ci95"), (-1, 1)
+            )
+        else:
+            _check_within(
+                f"{where}['success'][{name!r}]",
+                entry.get("success_rate"),
+                entry.get("ci95"),
+                (0, 1),
+                "success_rate",
+            )
+    changes = counterfactual.get("action_change", {}).get("changes", {})
+    for name, change in changes.items():
+        for key in ("mean_abs", "mean_l2"):
+            value = change.get(key)
+            if not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(
+                    f"{where}['action_change']['changes'][{name!r}][{key!r}]: expected >= 0, "
+                    f"received {value!r}"
+                )
 
 
 def write_report_json(path: str | Path, report: Mapping[str, Any]) -> Path:
