@@ -52,8 +52,11 @@ a slower belt), no policy trained from scratch in the demo's budget learned the 
 often succeeded without any prediction of the motion (the measurements are in
 ``docs/results/demo/NOTES.md``)."""
 
-# The stage-I timing is its own probe: only the generation expert learns there.
+# The stage-I timing is its own probe: only the generation loss trains there.
 _STAGE1_PROBE = "f1_stage1"
+# Stage I from scratch: nothing is pretrained, so the vision and understanding side learn from the
+# generation loss too (the shipped stage I, made for pretrained towers, freezes them).
+_STAGE1_FROZEN = ("action", "embodiment", "tokenizer")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class DemoBudget:
     perturbation: float = 0.1
     tokenizer_steps: int = 600
     tokenizer_batch: int = 32
-    train_seconds: float = 900.0
+    train_seconds: float = 780.0
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
@@ -238,7 +241,7 @@ def stage_schedule(
     gripper_codes, arm_codes = codes.get("gripper"), codes.get("arm")
     if mode == "f1":
         return (
-            StageJob("I", gripper, StagePlan(1, steps[0], batch, lr), gripper_codes),
+            StageJob("I", gripper, StagePlan(1, steps[0], batch, lr, frozen=_STAGE1_FROZEN), gripper_codes),
             StageJob("II", gripper, StagePlan(2, steps[1], batch, lr), gripper_codes),
             StageJob("III", arm, StagePlan(3, steps[2], batch, lr), arm_codes),
         )
@@ -266,7 +269,9 @@ def step_probes(configs: Mapping[str, F1Config], gripper: Path, budget: DemoBudg
     flow = {"flow": 1.0}
     return [
         StepProbe("f1", configs["f1"], gripper, StagePlan(2, 10, batch, lr), probe),
-        StepProbe(_STAGE1_PROBE, configs["f1"], gripper, StagePlan(1, 10, batch, lr), probe),
+        StepProbe(
+            _STAGE1_PROBE, configs["f1"], gripper, StagePlan(1, 10, batch, lr, frozen=_STAGE1_FROZEN), probe
+        ),
         StepProbe(
             "history_no_foresight",
             configs["history_no_foresight"],

@@ -9,7 +9,15 @@ F1 only by the switch the ablation names. Changes to the ``tiny`` preset, and wh
   a CPU (see ``docs/results/demo/NOTES.md``);
 - history of 2 frames 2 steps apart (t-2, t) and the foresight 2 steps ahead: enough to see the conveyor's
   speed and direction, which a single frame does not show;
-- foresight sampled as in the paper (top-p 0.95; top-k 900 of 4096 codes scaled to 56 of 256);
+- the history kept at the tokenizer's finest grid (8 x 8, the tiny preset pools it to 4 x 4): the generator
+  then sees the current frame at token resolution, where the object is (it exists only in the finest scale);
+- the complete foresight: the action expert reads the imagined frame of every scale, the finest included
+  (``generation.complete_foresight``), trained with a quarter of the samples holding the model's own
+  prediction (``sampled_foresight``), as inference feeds it;
+- greedy foresight (the most likely token of each scale, ``top_k=1``): a deterministic imagined frame, which
+  training's own predictions match;
+- 4 flow-matching draws per sample sharing one prefix pass (``action.noise_draws``): a lower-variance flow
+  objective at 13% more cost per step;
 - two embodiments, ``gripper`` and ``arm``, normalized (min-max to [-1, 1]) with their datasets' statistics;
 - chunks of 8 actions of which 2 are executed before replanning (the tiny preset executes 4): objects on
   the conveyor move every step, and executing 4 of 8 halved the success of a chunked behaviour clone on
@@ -75,14 +83,16 @@ def demo_policy_config(mode: str, resolution: int, embodiments: tuple[Embodiment
         ),
         history_frames=2,
         history_stride=2,
-        history_grid=(4, 4),
+        history_grid=(8, 8),
         history_heads=4,
         inference_scales=4,
-        top_k=56,
-        top_p=0.95,
+        top_k=1,
+        top_p=None,
+        complete_foresight=True,
+        sampled_foresight=0.25,
     )
     vision = replace(base.vision, image_size=resolution)
-    action = replace(base.action, n_action_steps=2)
+    action = replace(base.action, n_action_steps=2, noise_draws=4)
     return base.replace(
         name=f"demo-{mode}",
         mode=mode,
