@@ -11,6 +11,7 @@ __all__ = [
     "ACTION_KEY",
     "EMBODIMENT_KEY",
     "FUTURE_INDICES_KEY",
+    "FUTURE_IS_PAD_KEY",
     "FUTURE_KEY",
     "FUTURE_LATENTS_KEY",
     "HISTORY_IS_PAD_KEY",
@@ -31,6 +32,7 @@ EMBODIMENT_KEY = "embodiment"
 HISTORY_KEY = "history"
 HISTORY_IS_PAD_KEY = "history_is_pad"
 FUTURE_KEY = "future_image"
+FUTURE_IS_PAD_KEY = "future_image_is_pad"
 HISTORY_LATENTS_KEY = "history.latents"
 """The history frames as their tokenizer latents ``(B, T, Cz, h, w)``, in place of ``history`` (cached)."""
 FUTURE_LATENTS_KEY = "future_image.latents"

@@ -241,3 +241,25 @@ def test_a_policy_plans_with_the_foresight_its_source_gives(observation_factory)
     _, current = policy.model.frame_codes(observation["observation.images.front"])
     torch.testing.assert_close(torch.cat(seen[0], 1), current)  # the current frame's own codes
     assert policy.last_plan is not None
+
+
+def test_futures_past_the_episode_end_are_not_generation_targets(batch_factory):
+    model = _model().eval()
+    batch = _batch(batch_factory)
+    torch.manual_seed(7)
+    everything = model(batch)["generation"]
+    torch.manual_seed(7)
+    # the padded samples' futures no longer count: changing them leaves the loss unchanged
+    padded = {**batch, "future_image_is_pad": torch.tensor([False, True, True])}
+    torch.manual_seed(7)
+    first_only = model(padded)["generation"]
+    other = dict(padded, future_image=batch["future_image"].clone())
+    other["future_image"][1:] = torch.rand_like(other["future_image"][1:])
+    torch.manual_seed(7)
+    torch.testing.assert_close(model(other)["generation"], first_only)
+    assert not torch.allclose(first_only, everything)
+    torch.manual_seed(7)
+    none = model({**batch, "future_image_is_pad": torch.ones(3, dtype=torch.bool)})["generation"]
+    assert float(none.detach()) == 0.0
+    with pytest.raises(InputError, match="future_image_is_pad: expected bool"):
+        model({**batch, "future_image_is_pad": torch.zeros(3)})

@@ -333,7 +333,8 @@ class F1Model(nn.Module):
         Returns:
             ``"flow"``: flow-matching MSE over the valid entries only (each embodiment's real action
             dimensions, chunk steps that are not padding); ``"generation"`` (mode ``f1``): cross-entropy of
-            the teacher-forced first ``generation_scales`` scales (None: ``generation.train_scales``, or all),
+            the teacher-forced first ``generation_scales`` scales (None: ``generation.train_scales``, or all)
+            over the samples whose future frame is real (``future_image_is_pad`` False; 0 when none is),
             detached under Frozen-Gen. Flow noise and time come from the global torch RNG (the trainer
             seeds it and stores it in checkpoints).
         """
@@ -345,7 +346,15 @@ class F1Model(nn.Module):
         losses = {"flow": torch.stack(flow).mean() if len(flow) > 1 else flow[0]}
         if self.config.has_foresight:
             logits = self._generation_io().logits(result.hidden["gen"])
-            generation_loss = next_scale_cross_entropy(logits, result.token_targets[: result.num_scales])
+            targets = result.token_targets[: result.num_scales]
+            real = result.inputs.future_valid
+            if real is not None and not bool(real.all()):  # futures past the episode end are not targets
+                rows = real.nonzero().flatten()
+                logits, targets = logits.index_select(0, rows), [t.index_select(0, rows) for t in targets]
+            if logits.shape[0]:
+                generation_loss = next_scale_cross_entropy(logits, targets)
+            else:
+                generation_loss = logits.sum() * 0.0
             losses["generation"] = (
                 generation_loss.detach() if self.config.generation.frozen else generation_loss
             )

@@ -21,6 +21,7 @@ from f1.keys import (
     ACTION_KEY,
     EMBODIMENT_KEY,
     FUTURE_INDICES_KEY,
+    FUTURE_IS_PAD_KEY,
     FUTURE_KEY,
     FUTURE_LATENTS_KEY,
     HISTORY_IS_PAD_KEY,
@@ -74,6 +75,9 @@ class PolicyInputs:
             (``future_image.latents``, cached per frame), or None.
         future_indices: the future frame's token indices per scale ``[(B, h_k * w_k)]``, with
             ``future_latents``, or None.
+        future_valid: ``(B,)`` bool, False where the future frame lies past the episode's end (the batch's
+            ``future_image_is_pad``; such a target is the last frame repeated, so the generation loss skips
+            it), or None (all real).
         actions: per group, normalized actions ``(n, H, A_e)``, or None.
         step_valid: ``(B, H)`` bool, True for real chunk steps, or None.
     """
@@ -89,6 +93,7 @@ class PolicyInputs:
     future: torch.Tensor | None = None
     future_latents: torch.Tensor | None = None
     future_indices: list[torch.Tensor] | None = None
+    future_valid: torch.Tensor | None = None
     actions: dict[str, torch.Tensor] | None = None
     step_valid: torch.Tensor | None = None
 
@@ -176,7 +181,7 @@ _READ_KEYS = (
     FUTURE_KEY,
     FUTURE_LATENTS_KEY,
     FUTURE_INDICES_KEY,
-    FUTURE_KEY + "_is_pad",
+    FUTURE_IS_PAD_KEY,
     ACTION_KEY,
     ACTION_IS_PAD_KEY,
 )
@@ -357,6 +362,13 @@ def parse_inputs(
         _check_batch(FUTURE_KEY, future, batch_size)
         unit = images_to_unit_float(FUTURE_KEY, future.to(device))
         inputs.future = resize_frames(unit, tokenizer_image_size) * 2 - 1
+    if need_future and FUTURE_IS_PAD_KEY in batch:
+        pad = _tensor(batch, FUTURE_IS_PAD_KEY, f"({batch_size},) bool")
+        if pad.dtype != torch.bool or tuple(pad.shape) != (batch_size,):
+            raise InputError(
+                f"{FUTURE_IS_PAD_KEY}: expected bool ({batch_size},), received {pad.dtype} {tuple(pad.shape)}"
+            )
+        inputs.future_valid = ~pad.to(device)
 
     # actions
     if need_actions:
