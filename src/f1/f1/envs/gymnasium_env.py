@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-from gymnasium.envs.registration import EnvSpec
+
+try:
+    import gymnasium as gym
+    from gymnasium import spaces
+    from gymnasium.envs.registration import EnvSpec
+except ImportError as error:  # the optional extra; the rest of f1 works without it
+    raise ImportError("f1.envs.gymnasium_env needs gymnasium: pip install 'f1[gym]'") from error
 
 from f1.envs.table_env import TableTaskEnv
 from f1.envs.task_config import TableTaskConfig
