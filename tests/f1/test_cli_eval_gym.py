@@ -67,6 +67,14 @@ def test_docs_commands_run(workdir, monkeypatch, capsys):
         assert "| policy | episodes | success % [95% CI] |" in capsys.readouterr().out
 
 
+def test_docs_python_example_runs(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (block,) = _docs_blocks("python")
+    namespace: dict = {}
+    exec(compile(block, str(DOCS), "exec"), namespace)
+    assert namespace["result"].episodes == namespace["floor"].episodes == 20
+
+
 def test_policy_and_baselines_share_one_report(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     argv = [*shlex.split(_docs_commands()[0])[1:], "--no-progress", "--out", "report/eval.json"]

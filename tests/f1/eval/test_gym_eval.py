@@ -280,3 +280,20 @@ def test_discrete_action_spaces_and_unbounded_random_actions_are_refused():
 
     with pytest.raises(ValueError, match="random actions need finite bounds"):
         evaluate(RandomAgent(), unbounded, 1, adapter=ADAPTER)
+
+
+def test_mean_action_agent_reads_a_lerobot_dataset(tmp_path):
+    from f1.data import LeRobotDatasetWriter, standard_features
+    from f1.envs import episode_frames, make_expert, rollout
+
+    env = make_env("gripper", "static", resolution=32)
+    record = rollout(env, make_expert(env).act, seed=seed_range("train")[0])
+    features = standard_features({"top": (32, 32)}, state_dim=3, action_dim=3, image_storage="image")
+    with LeRobotDatasetWriter(
+        tmp_path / "demos", fps=env.fps, features=features, robot_type="gripper"
+    ) as writer:
+        writer.add_episode(episode_frames(record), record["task"])
+    agent = MeanActionAgent.from_dataset(tmp_path / "demos")
+    np.testing.assert_allclose(agent.mean, np.asarray(record["action"]).mean(axis=0), rtol=1e-5, atol=1e-6)
+    through_gym = evaluate(agent, lambda: TableTaskGymEnv("gripper", "static", 32), 2, adapter=TABLE_ADAPTER)
+    assert through_gym.episodes == 2
