@@ -116,43 +116,87 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_DESCRIPTION = """\
+Run a policy closed loop on held-out seeds and report its success rate with the Wilson 95% interval.
+
+Table tasks (--embodiment, --variant): one cell, printed as one JSON line.
+Your own simulator (--env module:factory, any gymnasium environment): the policy and the baselines
+(--baseline random, --baseline mean-action) on the same seeds, printed as a table (--out: JSON). An
+adapter file (--adapter, YAML or JSON) or the flags below say which observation key is which camera's
+image, which is the state, where the instruction comes from and which info key reports success:
+
+  embodiment: my_robot         # the policy's name for this robot (default: its only one)
+  cameras: {front: pixels}     # policy camera -> observation key (nested: pixels/top)
+  state: agent_pos             # observation key of the state vector
+  instruction: pick up the cube    # or instruction_key: <observation key of the text>
+  image_layout: HWC            # or CHW; uint8, or float in [0, 1]
+  success_key: success         # info key; or success_reward: 1.0 (a step with reward >= 1 succeeds)
+  clip_actions: true           # clip actions into the action space
+  max_steps: 300               # default: the env's spec.max_episode_steps
+
+An episode succeeds, and ends, at its first successful step. Seeds: by default the first --episodes (100)
+seeds of the held-out 'test' split (2000000, 2000001, ...), disjoint from the training seeds (0..999999).
+"""
+
 EVAL_EPILOG = """\
 examples:
   f1 eval --policy runs/demo/work/runs/f1/stage_II/policy --embodiment gripper --variant dynamic
   f1 eval --policy expert --embodiment arm --variant static --episodes 200
+  f1 eval --env my_sim:make_env --adapter adapter.yaml --policy runs/my-robot/policy \\
+      --baseline random --baseline mean-action --dataset data/my-robot --seeds 50 --out eval.json
+  f1 eval --env f1.envs.gymnasium_env:TableTaskGymEnv --env-arg resolution=32 --policy random \\
+      --camera top=image --state-key state --instruction-key instruction
 """
+
+BASELINES = ("random", "mean-action")
+TABLE_ONLY = ("variant", "objects", "bins", "object_size", "grasp_radius", "belt_speed")
+ENV_ONLY = ("adapter", "env_args", "cameras", "state_key", "instruction", "instruction_key", "image_layout")
+ENV_ONLY += ("success_key", "success_reward", "max_steps", "baselines", "dataset", "action_stats")
+
+
+def _parse_camera(text: str) -> tuple[str, str]:
+    camera, sep, key = text.partition("=")
+    if not sep or not camera.strip() or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected CAMERA=OBSERVATION_KEY (e.g. front=pixels), received {text!r}"
+        )
+    return camera.strip(), key.strip()
 
 
 def _add_eval(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="closed-loop success rate (Wilson 95%% interval) of a policy on a table task",
-        description="Run a policy on held-out seeds of one table task and print its success rate with the "
-        "Wilson 95%% interval as one JSON line.",
+        help="closed-loop success rate (Wilson 95%% interval) on a table task or any gymnasium env",
+        description=EVAL_DESCRIPTION,
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--policy",
-        required=True,
-        metavar="DIR|expert|random",
-        help="a policy directory saved by F1Policy.save, or 'expert' / 'random'",
+        metavar="DIR|expert|random|mean-action",
+        help="a policy directory saved by F1Policy.save, or 'expert' (table tasks), 'random', 'mean-action'",
     )
-    parser.add_argument("--embodiment", choices=("gripper", "arm"), required=True)
-    parser.add_argument("--variant", choices=("static", "dynamic"), required=True)
-    parser.add_argument("--episodes", type=int, default=100, help="held-out episodes (default 100)")
+    parser.add_argument("--embodiment", help="table tasks: gripper or arm; --env: the policy's embodiment")
+    parser.add_argument("--variant", choices=("static", "dynamic"), help="table tasks: static or dynamic")
+    parser.add_argument("--episodes", type=int, default=None, help="held-out episodes (default 100)")
+    parser.add_argument(
+        "--seeds",
+        metavar="N|A:B|a,b,c",
+        help="seeds: the first N of --split, the range A..B-1 or a list (default: --episodes of --split)",
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="episodes run in lockstep")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="seed split (test)")
-    parser.add_argument("--resolution", type=int, default=64, help="image side in pixels (64)")
-    parser.add_argument("--objects", type=int, default=None, help="objects on the table (demo's default)")
-    parser.add_argument("--bins", type=int, default=None, help="target bins (demo's default)")
-    parser.add_argument(
+    table = parser.add_argument_group("table tasks")
+    table.add_argument("--resolution", type=int, default=None, help="image side in pixels (64)")
+    table.add_argument("--objects", type=int, default=None, help="objects on the table (demo's default)")
+    table.add_argument("--bins", type=int, default=None, help="target bins (demo's default)")
+    table.add_argument(
         "--object-size", type=float, default=None, help="object side, table widths (demo's default)"
     )
-    parser.add_argument(
+    table.add_argument(
         "--grasp-radius", type=float, default=None, help="grasp radius, table widths (demo's default)"
     )
-    parser.add_argument(
+    table.add_argument(
         "--belt-speed",
         type=float,
         nargs=2,
@@ -160,37 +204,131 @@ def _add_eval(subparsers: Subparsers) -> None:
         default=None,
         help="conveyor speed range of the dynamic variant, table widths per step (demo's default)",
     )
+    env = parser.add_argument_group("your own simulator (gymnasium)")
+    env.add_argument(
+        "--env", metavar="MODULE:FACTORY", help="import MODULE, call FACTORY(**env-args) per env"
+    )
+    env.add_argument(
+        "--env-arg",
+        dest="env_args",
+        type=_parse_set,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument of the factory (YAML value; repeatable)",
+    )
+    env.add_argument(
+        "--adapter", type=Path, metavar="FILE", help="observation/action/success mapping (YAML/JSON)"
+    )
+    env.add_argument(
+        "--camera",
+        dest="cameras",
+        type=_parse_camera,
+        action="append",
+        default=[],
+        metavar="CAMERA=KEY",
+        help="the observation key of a policy camera's image (repeatable; adds to the adapter's)",
+    )
+    env.add_argument("--state-key", help="observation key of the state vector")
+    env.add_argument("--instruction", help="a fixed instruction for every episode")
+    env.add_argument("--instruction-key", help="observation key that holds the instruction")
+    env.add_argument("--image-layout", choices=("HWC", "CHW"), help="image layout (HWC)")
+    env.add_argument("--success-key", help="info key that reports success (success)")
+    env.add_argument("--success-reward", type=float, help="a step with reward >= this succeeds")
+    env.add_argument("--max-steps", type=int, help="steps per episode (the env's max_episode_steps)")
+    env.add_argument("--no-clip", action="store_true", help="do not clip actions into the action space")
+    env.add_argument(
+        "--baseline",
+        dest="baselines",
+        choices=BASELINES,
+        action="append",
+        default=[],
+        help="also evaluate this baseline on the same seeds (repeatable)",
+    )
+    env.add_argument(
+        "--dataset", type=Path, metavar="ROOT", help="LeRobot dataset whose mean action mean-action replays"
+    )
+    env.add_argument("--action-stats", type=Path, metavar="STATS.json", help="or its stats.json")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the result here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_eval)
 
 
+def _eval_error(message: str) -> int:
+    print(f"f1 eval: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+FLAG_OF = {"cameras": "--camera", "baselines": "--baseline", "env_args": "--env-arg"}
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    """The flags among ``names`` (argparse destinations) that the command line set."""
+    return [FLAG_OF.get(n, "--" + n.replace("_", "-")) for n in names if getattr(args, n) not in (None, [])]
+
+
+def _eval_seeds(args: argparse.Namespace) -> list[int]:
+    """The episode seeds of ``--seeds`` / ``--episodes`` / ``--split`` (ValueError naming the flag)."""
+    from f1.envs import seed_range
+    from f1.eval.gym_adapter import parse_seeds
+
+    split = seed_range(args.split)
+    if args.seeds is not None:
+        if args.episodes is not None:
+            raise ValueError("give --seeds or --episodes, not both")
+        return parse_seeds(args.seeds, split[0])
+    episodes = 100 if args.episodes is None else args.episodes
+    if episodes > len(split):
+        raise ValueError(
+            f"--episodes must be at most the {len(split)} seeds of split {args.split!r}, received {episodes}"
+        )
+    return list(split[:episodes])
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    for name in ("episodes", "batch_size", "threads", "max_steps", "resolution"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            return _eval_error(f"--{name.replace('_', '-')} must be >= 1, received {value}")
+    if args.out is not None and (args.out.is_dir() or (args.out.exists() and not args.out.is_file())):
+        return _eval_error(f"--out {args.out} is a directory; give the path of the JSON file to write")
+    try:
+        seeds = _eval_seeds(args)
+    except ValueError as error:
+        return _eval_error(str(error))
+    if args.env is not None:
+        wrong = _given(args, TABLE_ONLY) + (["--resolution"] if args.resolution is not None else [])
+        if wrong:
+            return _eval_error(
+                f"{', '.join(wrong)} describe the table tasks; with --env pass --env-arg KEY=VALUE"
+            )
+        return _run_env_eval(args, seeds)
+    wrong = _given(args, ENV_ONLY) + (["--no-clip"] if args.no_clip else [])
+    if wrong:
+        return _eval_error(f"{', '.join(wrong)} need --env MODULE:FACTORY")
+    return _run_table_eval(args, seeds)
+
+
+def _run_table_eval(args: argparse.Namespace, seeds: list[int]) -> int:
     import json
 
     import torch
 
     from f1.demo import DEMO_TASK, table_task, task_record
-    from f1.envs import TableTaskEnv, seed_range
+    from f1.envs import TableTaskEnv
     from f1.eval import POLICIES, Cell, evaluate, load_agent
 
-    def fail(message: str) -> int:
-        print(f"f1 eval: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-
-    for name in ("episodes", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            return fail(f"--{name.replace('_', '-')} must be >= 1, received {getattr(args, name)}")
-    available = len(seed_range(args.split))
-    if args.episodes > available:
-        return fail(
-            f"--episodes must be at most the {available} seeds of split {args.split!r}, "
-            f"received {args.episodes}"
-        )
-    if args.out is not None and (args.out.is_dir() or (args.out.exists() and not args.out.is_file())):
-        return fail(f"--out {args.out} is a directory; give the path of the JSON file to write")
-    task = {**DEMO_TASK, "resolution": args.resolution}
+    for flag, value, choices in (
+        ("--policy", args.policy, None),
+        ("--embodiment", args.embodiment, ("gripper", "arm")),
+        ("--variant", args.variant, ("static", "dynamic")),
+    ):
+        if value is None:
+            return _eval_error(f"{flag} is required for a table task (or give --env MODULE:FACTORY)")
+        if choices is not None and value not in choices:
+            return _eval_error(f"{flag}: expected one of {list(choices)}, received {value!r}")
+    task = {**DEMO_TASK, "resolution": 64 if args.resolution is None else args.resolution}
     for key, value in (
         ("num_objects", args.objects),
         ("num_bins", args.bins),
@@ -204,9 +342,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         config = table_task(task, args.embodiment, args.variant)  # validates the task before loading anything
         agent = load_agent(args.policy, args.embodiment)
     except Exception as error:  # bad arguments, unreadable or foreign policy files
-        return fail(str(error))
+        return _eval_error(str(error))
     torch.set_num_threads(args.threads)
-    seeds = list(seed_range(args.split)[: args.episodes])
     result = evaluate(
         agent,
         lambda: TableTaskEnv(config),
@@ -224,6 +361,97 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(cell, indent=2) + "\n")
+    return 0
+
+
+def _run_env_eval(args: argparse.Namespace, seeds: list[int]) -> int:
+    import json
+    import time
+
+    import torch
+
+    from f1.errors import CheckpointError
+    from f1.eval import MeanActionAgent, RandomAgent, evaluate
+    from f1.eval.gym_adapter import GymAdapter, load_env_factory, results_table
+    from f1.model import F1Policy
+
+    names = ([args.policy] if args.policy is not None else []) + args.baselines
+    if not names:
+        return _eval_error("give --policy DIR and/or --baseline random|mean-action")
+    if len(set(names)) != len(names):
+        return _eval_error(f"each policy once, received {names}")
+    if "expert" in names:
+        return _eval_error(
+            "--policy expert exists only for the table tasks (it reads their privileged state)"
+        )
+    if "mean-action" in names and (args.dataset is None) == (args.action_stats is None):
+        return _eval_error(
+            "mean-action replays a dataset's mean action: give --dataset ROOT or --action-stats FILE"
+        )
+    try:
+        adapter = GymAdapter.from_file(args.adapter) if args.adapter is not None else GymAdapter()
+        adapter = adapter.with_overrides(
+            cameras={**adapter.cameras, **dict(args.cameras)},
+            state=args.state_key,
+            embodiment=args.embodiment,
+            instruction=args.instruction,
+            instruction_key=args.instruction_key,
+            image_layout=args.image_layout,
+            success_key=args.success_key,
+            success_reward=args.success_reward,
+            max_steps=args.max_steps,
+            clip_actions=False if args.no_clip else None,
+        )
+        env_factory = load_env_factory(args.env, dict(args.env_args))
+        agents: list[tuple[str, Any]] = []
+        for name in names:
+            if name == "random":
+                agents.append((name, RandomAgent()))
+            elif name == "mean-action":
+                agent = (
+                    MeanActionAgent.from_dataset(args.dataset)
+                    if args.dataset is not None
+                    else MeanActionAgent.from_stats(args.action_stats)
+                )
+                agents.append((name, agent))
+            else:
+                if not Path(name).exists():
+                    raise ValueError(f"--policy: expected a saved policy directory, {name!r} does not exist")
+                agents.append((name, F1Policy.load(name).eval()))
+    except (ValueError, CheckpointError) as error:
+        return _eval_error(str(error))
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    rows = []
+    for name, agent in agents:
+        try:
+            result = evaluate(
+                agent,
+                env_factory,
+                seeds,
+                adapter=adapter,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+            )
+        except ValueError as error:  # a key, shape or success signal that does not fit (checked first)
+            return _eval_error(str(error))
+        row = {k: v for k, v in result.to_dict().items() if k != "grasp_rate"}
+        if name not in BASELINES:
+            row["policy_path"] = name
+        rows.append(row)
+    report = {
+        "env": args.env,
+        "env_args": dict(args.env_args),
+        "adapter": adapter.to_dict(),
+        "seeds": {"count": len(seeds), "first": seeds[0], "last": seeds[-1]},
+        "results": rows,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    print(results_table(rows))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Evaluation of F1 on the embedded table tasks: agents, closed-loop rollouts, success rates with confidence
+"""Evaluation of F1 on the embedded table tasks and in any gymnasium environment (through the declared
+mapping of :mod:`f1.eval.gym_adapter`): agents, closed-loop rollouts, success rates with confidence
 intervals, comparisons and success tables, figures, foresight metrics, the policy benchmark and behaviour
 clones on privileged true state (reference rows, :mod:`f1.eval.state_clone`).
 
@@ -18,6 +19,7 @@ from f1.eval.agents import (
     Agent,
     ExpertAgent,
     LeRobotStylePolicy,
+    MeanActionAgent,
     PolicyAgent,
     RandomAgent,
     load_agent,
@@ -42,9 +44,10 @@ from f1.eval.foresight import (
     locate_colour,
     measure_foresight,
 )
+from f1.eval.gym_adapter import GymAdapter, GymTask, check_policy_fits, load_env_factory
 from f1.eval.intervals import difference_interval, wilson_interval, z_score
 from f1.eval.report import POLICIES, Cell, compare, read_report, success_table, validate_report
-from f1.eval.rollouts import EvaluationResult, evaluate
+from f1.eval.rollouts import EvaluationResult, evaluate, held_out_seeds
 from f1.eval.state_clone import (
     StateClone,
     StateCloneAgent,
@@ -65,13 +68,17 @@ __all__ = [
     "ForesightAnchors",
     "ForesightBank",
     "ForesightSamples",
+    "GymAdapter",
+    "GymTask",
     "LeRobotStylePolicy",
+    "MeanActionAgent",
     "PolicyAgent",
     "PositionError",
     "RandomAgent",
     "StateClone",
     "StateCloneAgent",
     "StateCloneTraining",
+    "check_policy_fits",
     "collect_anchors",
     "collect_foresight",
     "compare",
@@ -81,7 +88,9 @@ __all__ = [
     "difference_interval",
     "evaluate",
     "foresight_action_change",
+    "held_out_seeds",
     "load_agent",
+    "load_env_factory",
     "locate_colour",
     "measure_foresight",
     "observations_to_batch",

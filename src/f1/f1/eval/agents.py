@@ -6,7 +6,12 @@ runs one batched forward pass per step instead of ``B``. Three kinds ship here:
 - :class:`PolicyAgent`: any LeRobot-style policy (``reset(seed)`` and batched ``select_action``), e.g.
   :class:`f1.model.F1Policy`;
 - :class:`ExpertAgent`: the scripted expert of :mod:`f1.envs` (reads privileged state: an upper reference);
-- :class:`RandomAgent`: uniform actions from the action space (the floor).
+- :class:`RandomAgent`: uniform actions from the action space (the floor);
+- :class:`MeanActionAgent`: the dataset's mean action at every step (what a policy that ignores its
+  observations would do at best; read from a LeRobot dataset's statistics).
+
+The environments are the embedded table tasks or any gymnasium environment seen through a
+:class:`f1.eval.gym_adapter.GymTask` (which hands out observations already in the policy's layout).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import numpy as np
 import torch
 
 from f1.envs import Observation, ScriptedExpert, TableTaskEnv, make_expert
-from f1.keys import camera_key
+from f1.keys import ACTION_KEY, STATE_KEY, TASK_KEY, camera_key
 from f1.model import F1Policy
 
 __all__ = [
     "Agent",
     "ExpertAgent",
     "LeRobotStylePolicy",
+    "MeanActionAgent",
     "PolicyAgent",
     "RandomAgent",
     "load_agent",
@@ -58,15 +64,28 @@ class LeRobotStylePolicy(Protocol):
 
 
 def observations_to_batch(
-    observations: Sequence[Observation], camera: str, embodiment: str
+    observations: Sequence[Observation] | Sequence[dict[str, Any]], camera: str, embodiment: str
 ) -> dict[str, Any]:
     """Environment observations -> one policy batch.
 
-    Returns ``observation.images.<camera>``: uint8 ``(B, 3, H, W)``, ``observation.state``: float32
-    ``(B, S)``, ``task``: ``list[str]`` and ``embodiment``: the name.
+    Table-task observations (``image`` ``(H, W, 3)``, ``state``, ``instruction``) become
+    ``observation.images.<camera>``: uint8 ``(B, 3, H, W)``, ``observation.state``: float32 ``(B, S)``,
+    ``task``: ``list[str]`` and ``embodiment``: the name. Observations already in the policy's layout (one
+    sample each: ``observation.images.<cam>`` ``(3, H, W)``, ``observation.state`` ``(S,)``, ``task``; what
+    :class:`f1.eval.gym_adapter.GymTask` returns) are stacked key by key and ``camera`` is not used.
     """
     if not observations:
         raise ValueError("observations: expected at least one observation")
+    if STATE_KEY in observations[0]:
+        first = observations[0]
+        batch: dict[str, Any] = {
+            key: torch.from_numpy(np.stack([o[key] for o in observations]))
+            for key in first
+            if key != TASK_KEY
+        }
+        batch[TASK_KEY] = [o[TASK_KEY] for o in observations]
+        batch["embodiment"] = embodiment
+        return batch
     images = np.stack([o["image"] for o in observations])  # (B, H, W, 3)
     states = np.stack([o["state"] for o in observations]).astype(np.float32)
     return {
@@ -138,6 +157,13 @@ class RandomAgent:
         self._rngs: list[np.random.Generator] = []
 
     def reset(self, envs: Sequence[TableTaskEnv], seeds: Sequence[int]) -> None:
+        for env in envs:
+            space = env.action_space
+            if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+                raise ValueError(
+                    f"action_space: random actions need finite bounds, received low={space.low.tolist()}, "
+                    f"high={space.high.tolist()}"
+                )
         self._envs = list(envs)
         self._rngs = [np.random.default_rng([int(seed), 1]) for seed in seeds]
 
@@ -148,6 +174,69 @@ class RandomAgent:
                 f"{len(observations)}; call reset() first"
             )
         return np.stack([env.action_space.sample(rng) for env, rng in zip(self._envs, self._rngs)])
+
+
+class MeanActionAgent:
+    """The same action at every step of every episode: a dataset's mean action (a floor that knows the
+    data's action distribution but ignores the observations).
+
+    Args:
+        mean: the action, float ``(A,)``; it must match each environment's action space (checked at reset).
+        name: label in reports.
+    """
+
+    def __init__(self, mean: Sequence[float] | np.ndarray, name: str = "mean_action") -> None:
+        array = np.asarray(mean, dtype=np.float32)
+        if array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
+            raise ValueError(f"mean: expected a finite vector (A,), received {np.asarray(mean).tolist()!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty string, received {name!r}")
+        self.mean = array
+        self.name = name
+        self._count = 0
+
+    @classmethod
+    def from_dataset(cls, root: str | Path, name: str = "mean_action") -> MeanActionAgent:
+        """The mean of ``action`` in the statistics of the LeRobot dataset at ``root``
+        (``meta/stats.json``, or its aggregated episode statistics)."""
+        from f1.data import load_metadata
+
+        stats = load_metadata(root).stats
+        return cls(_action_mean(stats, f"dataset {root}"), name)
+
+    @classmethod
+    def from_stats(cls, path: str | Path, name: str = "mean_action") -> MeanActionAgent:
+        """The mean of ``action`` in a LeRobot ``stats.json`` file."""
+        from f1.data.stats import load_stats_json
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"stats: expected a stats.json file, {str(path)!r} does not exist")
+        return cls(_action_mean(load_stats_json(path), f"stats file {path}"), name)
+
+    def reset(self, envs: Sequence[TableTaskEnv], seeds: Sequence[int]) -> None:
+        for env in envs:
+            expected = tuple(env.action_space.shape)
+            if expected != self.mean.shape:
+                raise ValueError(
+                    f"mean: the environment's actions have shape {expected}, the mean action has shape "
+                    f"{self.mean.shape}"
+                )
+        self._count = len(envs)
+
+    def act(self, observations: Sequence[Any]) -> np.ndarray:
+        if len(observations) != self._count:
+            raise ValueError(
+                f"observations: expected {self._count} (one per environment), received "
+                f"{len(observations)}; call reset() first"
+            )
+        return np.repeat(self.mean[None], len(observations), axis=0)
+
+
+def _action_mean(stats: Any, source: str) -> np.ndarray:
+    if not stats or ACTION_KEY not in stats or stats[ACTION_KEY].get("mean") is None:
+        raise ValueError(f"{source}: expected statistics with an {ACTION_KEY!r} mean, found none")
+    return np.asarray(stats[ACTION_KEY]["mean"], dtype=np.float32).reshape(-1)
 
 
 def load_agent(policy: str, embodiment: str, *, device: str = "cpu") -> Agent:
