@@ -339,7 +339,9 @@ def _parse_stage(text: str) -> int | str | Path:
 
     if text.isdigit():
         return int(text)
-    return text if text in shipped_stage_names() else Path(text)
+    if text in shipped_stage_names() or not (Path(text).suffix or Path(text).exists()):
+        return text  # a shipped name (a misspelt one is refused with a suggestion)
+    return Path(text)
 
 
 def _run_train(args: argparse.Namespace) -> int:

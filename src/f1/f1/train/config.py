@@ -272,6 +272,8 @@ def load_stage_config(stage: int | str | Path, overrides: Mapping[str, Any] | No
         isinstance(stage, str) and stage in shipped_stage_names()
     ):
         path = stage_config_path(stage)
+    elif isinstance(stage, str) and not Path(stage).suffix and not Path(stage).exists():
+        path = stage_config_path(stage)  # a misspelt shipped name: refused with a suggestion
     elif isinstance(stage, str | Path):
         path = Path(stage)
     else:
