@@ -356,7 +356,7 @@ FILE_CASES = {
     "foreign": "is not an f1 policy checkpoint .*f1 convert",
     "text": "is not a readable safetensors file",
     "pickled": r"expected a \.safetensors file",
-    "training": "is a training checkpoint of f1 train",
+    "training": "is a checkpoint of f1 train: make a policy folder of it with `f1 export ",
     "missing": "is missing",
 }
 

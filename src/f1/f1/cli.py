@@ -456,33 +456,51 @@ def _run_env_eval(args: argparse.Namespace, seeds: list[int]) -> int:
 
 
 TRAIN_DESCRIPTION = """\
-Train the policy through one of the three F1 stages (or a stage YAML of your own).
+Train the policy through one stage of F1 (or a stage YAML of your own). --stage takes a number (0 = the
+tokenizer, 1, 2, 3), the name of a shipped recipe, or a path:
 
-  stage 1  foresight pre-training: only the generation expert learns (next-scale token cross-entropy)
-  stage 2  pre-training: everything but the VQ-VAE learns (flow loss + 0.1 x generation loss, 4 scales)
-  stage 3  post-training on your robot: same losses as stage 2
-
+{recipes}
 The run file (--config) says which policy and data to build, where outputs go, and what to change in the
 stage recipe:
 
-  output_dir: runs/my-robot-stage3              # metrics.jsonl, checkpoints/, run.yaml, stage.yaml
-  model: {preset: tiny}                         # F1Config preset (or config_file), overrides
-  data:  {root: data/my-robot}                  # a LeRobot dataset (v3.0 or v2.1)
+  output_dir: runs/my-robot-stage3              # metrics.jsonl, checkpoints/, policy/, run.yaml, stage.yaml
+  model: {{preset: tiny}}                         # F1Config preset (or config_file), overrides
+  data:  {{root: data/my-robot}}                  # a LeRobot dataset (v3.0 or v2.1)
   init_from: runs/my-robot-stage2               # optional: start from the weights of an earlier stage
-  train: {steps: 2000, batch_size: 32}          # optional: overrides of the stage recipe
+  train: {{steps: 2000, batch_size: 32}}          # optional: overrides of the stage recipe
   num_workers: 2                                # optional: data-loading processes per trainer process
   device: auto                                  # optional: auto (CUDA when available), cpu or cuda
   find_unused_parameters: true                  # optional: false only if every parameter gets a gradient
   threads: 1                                    # optional: torch threads per process (1: best on busy CPUs)
 
+With one dataset (data.root) and a model section that names no embodiment, the policy's embodiment is
+built from the dataset: state/action dims and names, normalization statistics (meta/stats.json), control
+rate (fps), name (robot_type). An embodiment the run names is checked against the dataset instead.
+
 Checkpoints are written atomically every `checkpoint_interval` steps and at the end; --resume continues
-exactly where the last one left off. For several processes (GPUs, or CPU processes with gloo), launch
+exactly where the last one left off. The run ends by writing output_dir/policy (an F1Policy.save folder;
+`f1 export` makes one of any checkpoint). For several processes (GPUs, or CPU processes with gloo), launch
 with torchrun; `batch_size` is the global batch, split over the processes.
 """
+
+
+def _shipped_recipes() -> str:
+    """One line per shipped stage file: its name and the first line of its header (read from the files,
+    without importing torch, so that --help stays instant)."""
+    numbers = {"tokenizer": "0", "stage1": "1", "stage2": "2", "stage3": "3"}  # f1.train.config.STAGE_NUMBERS
+    lines = []
+    for path in sorted((Path(__file__).parent / "train" / "configs").glob("*.yaml")):
+        header = next((line for line in path.read_text().splitlines() if line.startswith("#")), "#")
+        name = f"{numbers[path.stem]} | {path.stem}" if path.stem in numbers else path.stem
+        lines.append(f"  {name:<18} {header.lstrip('# ').strip()}")
+    return "\n".join(lines) + "\n"
+
 
 TRAIN_EPILOG = """\
 examples:
   f1 train --stage 3 --print-config                          show the shipped stage-III recipe
+  f1 train --config run.yaml --stage tokenizer               train the VQ-VAE on the dataset's frames
+  f1 train --config run.yaml --stage stage3_scratch --train-minutes 30   a 30-minute run from scratch
   f1 train --config run.yaml --stage 3                       train
   f1 train --config run.yaml --stage 3 --set train.steps=50  change one value from the command line
   f1 train --config run.yaml --stage 3 --resume              continue after an interruption
@@ -493,8 +511,8 @@ examples:
 def _add_train(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a stage (1, 2 or 3) from a run file; resumable, multi-process with torchrun",
-        description=TRAIN_DESCRIPTION,
+        help="train a stage (0 = tokenizer, 1, 2, 3, or a recipe) from a run file; resumable, torchrun",
+        description=TRAIN_DESCRIPTION.format(recipes=_shipped_recipes()),
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -502,8 +520,8 @@ def _add_train(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--stage",
         required=True,
-        metavar="{1,2,3,STAGE.yaml}",
-        help="shipped stage number, or the path of a stage YAML of your own",
+        metavar="{0,1,2,3,NAME,STAGE.yaml}",
+        help="shipped stage number or recipe name (listed above), or the path of a stage YAML of your own",
     )
     parser.add_argument(
         "--resume",
@@ -519,6 +537,13 @@ def _add_train(subparsers: Subparsers) -> None:
         help="change one value of the run file; dotted keys, YAML values (e.g. train.optimizer.lr=1e-4)",
     )
     parser.add_argument("--stop-at-step", type=int, metavar="N", help="stop (and checkpoint) after step N")
+    parser.add_argument(
+        "--train-minutes",
+        type=float,
+        metavar="M",
+        help="wall-clock budget of training: the step that passes M minutes is the last; it is checkpointed, "
+        "the policy written and the stop logged (metrics: time_budget_reached); --resume continues",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configs and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs)")
     parser.set_defaults(handler=_run_train)
@@ -536,8 +561,15 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def _parse_stage(text: str) -> int | Path:
-    return int(text) if text.isdigit() else Path(text)
+def _parse_stage(text: str) -> int | str | Path:
+    """A stage number, a shipped recipe name, or the path of a stage YAML."""
+    from f1.train.config import shipped_stage_names
+
+    if text.isdigit():
+        return int(text)
+    if text in shipped_stage_names() or not (Path(text).suffix or Path(text).exists()):
+        return text  # a shipped name (a misspelt one is refused with a suggestion)
+    return Path(text)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -552,6 +584,8 @@ def _run_train(args: argparse.Namespace) -> int:
         stage = _parse_stage(args.stage)
         if args.stop_at_step is not None and args.stop_at_step < 0:
             raise ConfigError(f"--stop-at-step must be >= 0, received {args.stop_at_step}")
+        if args.train_minutes is not None and not (0 < args.train_minutes < math.inf):
+            raise ConfigError(f"--train-minutes must be a finite number > 0, received {args.train_minutes}")
         if args.config is None:
             if not args.print_config:
                 raise ConfigError("--config RUN.yaml is required (see `f1 train --help` for its contents)")
@@ -567,7 +601,12 @@ def _run_train(args: argparse.Namespace) -> int:
         return _usage_error(error)
     try:
         result = run_training(
-            run, stage, resume=args.resume, stop_at_step=args.stop_at_step, progress=not args.no_progress
+            run,
+            stage,
+            resume=args.resume,
+            stop_at_step=args.stop_at_step,
+            progress=not args.no_progress,
+            time_budget_s=None if args.train_minutes is None else 60 * args.train_minutes,
         )
     except (ConfigError, CheckpointError) as error:  # raised by the checks before training starts
         return _usage_error(error)
@@ -576,6 +615,12 @@ def _run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if result.is_main:
         print(summarize(result))
+    if result.stopped_by_time_budget and result.is_main:
+        print(
+            f"f1 train: the --train-minutes budget is spent: stopped at step {result.step} with a checkpoint "
+            "and the policy; continue with --resume",
+            file=sys.stderr,
+        )
     if result.stopped_by_signal:
         print(f"f1 train: stopped by SIGTERM at step {result.step}; continue with --resume", file=sys.stderr)
         return EXIT_TERMINATED
@@ -585,6 +630,49 @@ def _run_train(args: argparse.Namespace) -> int:
 def _usage_error(error: Exception) -> int:
     print(f"f1 train: error: {error}", file=sys.stderr)
     return EXIT_USAGE
+
+
+EXPORT_EPILOG = """\
+examples:
+  f1 export runs/my-robot-stage3 runs/my-robot-policy                  the latest checkpoint
+  f1 export runs/my-robot-stage3 runs/my-robot-policy --checkpoint 2000
+  f1 export runs/my-robot-stage3/checkpoints/step_00002000 runs/my-robot-policy
+
+The output folder is what F1Policy.load, f1 eval --policy and f1 convert --base read. A non-empty output
+folder is never replaced without --force; nothing is written when the checkpoint does not load.
+"""
+
+
+def _add_export(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="make a policy folder (F1Policy.save) of a training run's checkpoint",
+        description="Read a checkpoint of an `f1 train` run (tensors only), rebuild the F1 policy it trained "
+        "from the config stored with it, and save it as a policy folder (model.safetensors + config.json).",
+        epilog=EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "run", type=Path, metavar="RUN", help="a run directory (output_dir) or one checkpoint"
+    )
+    parser.add_argument("output", type=Path, metavar="OUT", help="the policy folder to write")
+    parser.add_argument(
+        "--checkpoint", type=int, metavar="STEP", help="the checkpoint of this step (default: the latest)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace the policy in a non-empty OUT")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from f1.train import CheckpointError, ConfigError, export_policy
+
+    try:
+        written = export_policy(args.run, args.output, step=args.checkpoint, overwrite=args.force)
+    except (CheckpointError, ConfigError) as error:
+        print(f"f1 export: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {written}")
+    return 0
 
 
 CONVERT_EPILOG = """\
@@ -732,6 +820,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     _add_train,
+    _add_export,
     _add_eval,
     _add_convert,
     _add_bench,

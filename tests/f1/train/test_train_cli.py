@@ -95,7 +95,7 @@ def test_set_changes_one_value_and_typos_get_a_suggestion(run_file: Path, capsys
     [
         (["--config", "missing.yaml", "--stage", "3"], "run config file not found: missing.yaml"),
         (["--stage", "3"], "--config RUN.yaml is required"),
-        (["--config", "{run}", "--stage", "7"], "stage must be one of 1, 2, 3, received 7"),
+        (["--config", "{run}", "--stage", "7"], "or a stage YAML file, received 7"),
         (["--config", "{run}", "--stage", "nope.yaml"], "stage config file not found: nope.yaml"),
         (
             ["--config", "{run}", "--stage", "3", "--set", "model.factory=no_such_module:build"],

@@ -121,7 +121,10 @@ def test_replace_validates_again() -> None:
 
 
 def test_unknown_stage_number_and_missing_or_bad_files_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="stage must be one of 1, 2, 3, received 4"):
+    with pytest.raises(
+        ConfigError,
+        match=r"stage must be one of 0, 1, 2, 3, a shipped name \(stage1, .*\) or a stage YAML .*received 4",
+    ):
         load_stage_config(4)
     with pytest.raises(ConfigError, match=r"stage config file not found: .*nope\.yaml"):
         load_stage_config(tmp_path / "nope.yaml")

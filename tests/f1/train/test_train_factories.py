@@ -100,7 +100,8 @@ def test_f1_train_runs_the_tiny_f1_policy_on_a_lerobot_dataset(tmp_path: Path) -
                 "overrides": {"embodiments": [{"name": "sim_arm", "state_dim": 6, "action_dim": 7}]},
             },
             {},
-            r"the first batch does not fit the model: observation\.state: expected last dimension 6",
+            r"embodiment 'sim_arm' the run names expects state 6 and action 7, but the dataset .* holds "
+            r"state 8 and action 7",
         ),
         # a loss no F1 model computes (a typo)
         (

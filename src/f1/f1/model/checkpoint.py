@@ -74,6 +74,13 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
 
 def _weights_path(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / "checkpoints").is_dir():
+        policy = path / "policy"
+        found = f"its policy is {policy}; or " if (policy / WEIGHTS_NAME).is_file() else ""
+        raise CheckpointError(
+            f"path: {path} is a training run of f1 train, not a policy folder: {found}make a policy of "
+            f"a checkpoint with `f1 export {path} OUT [--checkpoint STEP]`"
+        )
     if path.is_dir():
         path = path / WEIGHTS_NAME
     if not path.is_file():
@@ -89,7 +96,8 @@ def _check_metadata(weights: Path, metadata: Mapping[str, str]) -> None:
     if metadata.get("format") != FORMAT:
         kind = metadata.get("format")
         hint = (
-            "it is a training checkpoint of f1 train (load it into a model with f1.train.load_policy_weights)"
+            f"it is a checkpoint of f1 train: make a policy folder of it with "
+            f"`f1 export {weights.parent} OUT` (a finished run also wrote RUN/policy)"
             if kind == "f1.train.checkpoint"
             else "import published F1, pi0, PaliGemma or VAR weights with f1 convert"
         )

@@ -24,11 +24,14 @@ from .checkpoint import (
 )
 from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, load_stage_config
 from .distributed import DistributedContext, init_distributed
+from .export import export_policy, policy_from_checkpoint
+from .factories import embodiment_from_dataset
 from .frame_codes import FrameEncoder, encode_dataset_frames
 from .metrics import MetricsLogger, read_metrics
 from .protocol import PARAMETER_GROUP_NAMES, Batch, TrainableModel
 from .registry import available_factories
 from .run import RunConfig, run_training
+from .tokenizer import TokenizerObjective
 from .trainer import Trainer, TrainResult
 
 __all__ = [
@@ -46,16 +49,20 @@ __all__ = [
     "ScheduleConfig",
     "SeededBatchStream",
     "StageConfig",
+    "TokenizerObjective",
     "TrainResult",
     "TrainableModel",
     "Trainer",
     "TrainingCheckpoint",
     "available_factories",
+    "embodiment_from_dataset",
     "encode_dataset_frames",
+    "export_policy",
     "init_distributed",
     "latest_checkpoint",
     "load_policy_weights",
     "load_stage_config",
+    "policy_from_checkpoint",
     "read_checkpoint",
     "read_checkpoint_metadata",
     "read_metrics",

@@ -1,7 +1,10 @@
 """Stage configurations: what is frozen, which losses with which weights, and the optimisation recipe.
 
-A stage is data, not code: the one trainer reads a ``StageConfig``. The three stages of F1 ship as YAML files
-with the package (``f1/train/configs/stage{1,2,3}.yaml``) and load with ``load_stage_config(stage)``.
+A stage is data, not code: the one trainer reads a ``StageConfig``. The stages ship as YAML files with the
+package (``f1/train/configs/*.yaml``; each file's header says what it is): ``tokenizer`` (stage 0, the VQ-VAE
+on the dataset's frames), ``stage1``, ``stage2``, ``stage3`` (the paper's recipes, for a pretrained start)
+and ``stage2_scratch``, ``stage3_scratch`` (sized for small runs from scratch). ``load_stage_config(stage)``
+takes a number (0-3), a shipped name or the path of a YAML file.
 Every config is validated once, at construction; an unknown key raises ``ConfigError`` with a suggestion.
 """
 
@@ -24,7 +27,13 @@ from .protocol import PARAMETER_GROUP_NAMES
 
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
-SHIPPED_STAGES: tuple[int, ...] = (1, 2, 3)
+Objective = Literal["policy", "tokenizer"]
+#: What a stage trains: ``policy`` (the model's own losses) or ``tokenizer`` (its VQ-VAE on single frames,
+#: :class:`f1.train.tokenizer.TokenizerObjective`).
+OBJECTIVES: tuple[str, ...] = ("policy", "tokenizer")
+#: The shipped stage file of each stage number.
+STAGE_NUMBERS: dict[int, str] = {0: "tokenizer", 1: "stage1", 2: "stage2", 3: "stage3"}
+SHIPPED_STAGES: tuple[int, ...] = tuple(STAGE_NUMBERS)
 
 
 def _float(where: str, value: object, *, low: float | None = None, high: float | None = None) -> float:
@@ -127,6 +136,7 @@ class StageConfig:
     """
 
     name: str = "custom"
+    objective: Objective = "policy"
     frozen: tuple[str, ...] = ("tokenizer",)
     loss_weights: dict[str, float] = field(default_factory=lambda: {"flow": 1.0, "generation": 0.1})
     generation_scales: int | None = 4
@@ -145,6 +155,11 @@ class StageConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name must be a non-empty string, received {self.name!r}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"objective must be one of {', '.join(OBJECTIVES)}, received {self.objective!r}"
+                f"{did_you_mean(str(self.objective), OBJECTIVES)}"
+            )
         if isinstance(self.frozen, str) or not isinstance(self.frozen, list | tuple):
             raise ConfigError(f"frozen must be a list of parameter groups, received {self.frozen!r}")
         frozen = tuple(_group_name("frozen", g) for g in self.frozen)
@@ -227,19 +242,42 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
 _REPLACED_WHOLE = frozenset({"loss_weights", "group_lr"})
 
 
-def stage_config_path(stage: int) -> Path:
-    """Path of the YAML file shipped for ``stage`` (1, 2 or 3)."""
-    if isinstance(stage, bool) or stage not in SHIPPED_STAGES:
-        raise ConfigError(f"stage must be one of {', '.join(map(str, SHIPPED_STAGES))}, received {stage!r}")
-    return Path(str(resources.files("f1.train").joinpath("configs").joinpath(f"stage{stage}.yaml")))
+def _configs_dir() -> Path:
+    return Path(str(resources.files("f1.train").joinpath("configs")))
+
+
+def shipped_stage_names() -> list[str]:
+    """The names of the shipped stage files (``tokenizer``, ``stage1``, ..., ``stage3_scratch``)."""
+    return sorted(path.stem for path in _configs_dir().glob("*.yaml"))
+
+
+def stage_config_path(stage: int | str) -> Path:
+    """The shipped YAML file of ``stage``: a number (0 = ``tokenizer``, 1, 2, 3) or a shipped name."""
+    if isinstance(stage, int) and not isinstance(stage, bool) and stage in STAGE_NUMBERS:
+        return _configs_dir() / f"{STAGE_NUMBERS[stage]}.yaml"
+    names = shipped_stage_names()
+    if isinstance(stage, str) and stage in names:
+        return _configs_dir() / f"{stage}.yaml"
+    hint = did_you_mean(str(stage), names) if isinstance(stage, str) else ""
+    raise ConfigError(
+        f"stage must be one of {', '.join(map(str, SHIPPED_STAGES))}, a shipped name ({', '.join(names)}) "
+        f"or a stage YAML file, received {stage!r}{hint}"
+    )
 
 
 def load_stage_config(stage: int | str | Path, overrides: Mapping[str, Any] | None = None) -> StageConfig:
-    """The shipped config of ``stage`` (1, 2, 3) or the YAML file ``stage``, with ``overrides`` applied."""
-    if isinstance(stage, int) and not isinstance(stage, bool):
+    """The shipped config of ``stage`` (0-3 or a shipped name, see :func:`shipped_stage_names`) or the YAML
+    file ``stage``, with ``overrides`` applied."""
+    if (isinstance(stage, int) and not isinstance(stage, bool)) or (
+        isinstance(stage, str) and stage in shipped_stage_names()
+    ):
         path = stage_config_path(stage)
-    else:
+    elif isinstance(stage, str) and not Path(stage).suffix and not Path(stage).exists():
+        path = stage_config_path(stage)  # a misspelt shipped name: refused with a suggestion
+    elif isinstance(stage, str | Path):
         path = Path(stage)
+    else:
+        raise ConfigError(f"stage must be a number, a shipped name or a path, received {stage!r}")
     data = read_yaml_mapping(path, what="stage config")
     merged = merge_overrides(data, overrides or {}, where="stage config", replaced_whole=_REPLACED_WHOLE)
     return StageConfig.from_dict(merged)

@@ -12,7 +12,13 @@ particular model or dataset::
 ``factory`` names a registered factory (:mod:`f1.train.registry`: built-in ``f1`` and ``lerobot``, the
 defaults, or one an installed package declares as an entry point); a run file never names code to import.
 Everything else in ``model``/``data`` is passed to the factory as a plain dict. A data factory that takes
-a ``policy`` keyword gets the built model (to follow its history, chunk and camera settings).
+a ``policy`` keyword gets the built model (to follow its history, chunk and camera settings); a model
+factory that takes a ``data`` keyword gets the data section (the built-in one builds the embodiment from
+the dataset).
+
+A run whose model is an :class:`~f1.model.F1Model` ends by writing ``<output_dir>/policy``, an
+``F1Policy.save`` folder of the last step's weights (``F1Policy.load``, ``f1 eval --policy`` and
+``f1 convert --base`` read it); ``f1 export`` makes one of any checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ import yaml
 from torch.utils.data import Dataset
 
 from f1.checks import config_differences, merge_overrides, reject_unknown_keys
+from f1.keys import IMAGE_KEY_PREFIX
+from f1.model import F1Model
+from f1.model.checkpoint import save_model
 
 from .batches import SeededBatchStream
 from .checkpoint import latest_checkpoint, load_policy_weights, read_checkpoint_metadata
@@ -46,6 +55,7 @@ from .distributed import init_distributed
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
+from .tokenizer import TokenizerObjective, background_median
 from .trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,8 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY_FACTORY = "f1"
 DEFAULT_DATASET_FACTORY = "lerobot"
 DEVICES = ("auto", "cpu", "cuda")
+#: The folder under ``output_dir`` that receives the policy (``F1Policy.save``) when a run ends.
+POLICY_DIR = "policy"
 
 
 @dataclass(frozen=True)
@@ -155,26 +167,36 @@ def _call_factory(
         raise ConfigError(f"{section} ({reference}): {error}") from error
 
 
-def build_stage_config(run: RunConfig, stage: int | Path) -> StageConfig:
-    """The shipped stage (1, 2, 3) or a stage YAML file, with the run's ``train`` overrides applied."""
+def build_stage_config(run: RunConfig, stage: int | str | Path) -> StageConfig:
+    """The shipped stage (0-3 or a shipped name) or a stage YAML file, with the run's ``train`` overrides."""
     return load_stage_config(stage, run.train)
 
 
 def run_training(
     run: RunConfig,
-    stage: int | Path,
+    stage: int | str | Path,
     *,
     resume: bool = False,
     stop_at_step: int | None = None,
     progress: bool = True,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
-    """Train ``run`` through ``stage`` (1, 2, 3 or a stage YAML path), on 1 process or under ``torchrun``.
+    """Train ``run`` through ``stage`` (0-3, a shipped name such as ``"tokenizer"`` or
+    ``"stage3_scratch"``, or a stage YAML path), on 1 process or under ``torchrun``.
 
     ``resume``: continue from the latest checkpoint in ``output_dir`` when there is one. Without it, an
     ``output_dir`` that already holds checkpoints is an error (nothing is overwritten).
+    ``time_budget_s``: seconds of training, after which the run stops cleanly (see :meth:`Trainer.fit`).
     ``run.threads``, when set, is applied with ``torch.set_num_threads`` for the rest of the process.
-    Every check (configs, factories, paths) runs before training starts.
+    Every check (configs, factories, paths, the dataset against the embodiment, the first batch through
+    the model) runs before anything is written. An F1 model's run ends by writing ``output_dir/policy``.
     """
+    if time_budget_s is not None and (
+        isinstance(time_budget_s, bool)
+        or not isinstance(time_budget_s, int | float)
+        or not 0 < time_budget_s < float("inf")
+    ):
+        raise ConfigError(f"time_budget_s must be a finite number of seconds > 0, received {time_budget_s!r}")
     stage_config = build_stage_config(run, stage)
     output_dir = Path(run.output_dir)
     checkpoints_dir = output_dir / "checkpoints"
@@ -205,11 +227,24 @@ def run_training(
     context = init_distributed(None if run.device == "auto" else run.device)
     try:
         seed_everything(stage_config.seed)  # the same initial weights on every process
-        policy = _call_factory(build_policy, run.policy_factory, "model", _factory_arguments(run.model))
+        data_arguments = _factory_arguments(run.data)
+        model_extra = {}
+        if "data" in inspect.signature(build_policy).parameters:
+            model_extra["data"] = {**run.data, "factory": run.dataset_factory}
+        policy = _call_factory(
+            build_policy, run.policy_factory, "model", _factory_arguments(run.model), **model_extra
+        )
         if run.init_from is not None and previous is None:
             loaded = load_policy_weights(policy, Path(run.init_from))
             log.info("initialised the policy from %s", loaded)
-        data_arguments = _factory_arguments(run.data)
+        if stage_config.objective == "tokenizer" and not isinstance(policy, F1Model):
+            raise ConfigError(
+                f"stage {stage}: the tokenizer objective trains the VQ-VAE of an F1 model; the model factory "
+                f"{run.policy_factory!r} built a {type(policy).__name__}"
+            )
+        if stage_config.objective == "tokenizer" and run.dataset_factory == DEFAULT_DATASET_FACTORY:
+            # single frames: no history window to decode (a value the run file gives still wins)
+            data_arguments = {"history_offsets": [], **data_arguments}
         if "policy" in inspect.signature(build_dataset).parameters:
             dataset = _call_factory(build_dataset, run.dataset_factory, "data", data_arguments, policy=policy)
         else:
@@ -224,6 +259,17 @@ def run_training(
                 f"train.batch_size {stage_config.batch_size} does not split over "
                 f"{context.world_size} processes x {stage_config.accumulation_steps} accumulation_steps"
             )
+        trained: Any = policy
+        if stage_config.objective == "tokenizer":
+            try:
+                trained = TokenizerObjective(
+                    policy,
+                    background_median(
+                        dataset, camera_key_of(policy), tuple(policy.config.generation.vqvae.image_size)
+                    ),
+                )
+            except ValueError as error:  # InputError: frames of another shape
+                raise ConfigError(f"stage {stage}: {error}") from error
         per_process = stage_config.batch_size // split
         batches = SeededBatchStream(
             dataset,
@@ -234,14 +280,18 @@ def run_training(
             num_workers=run.num_workers,
             pin_memory=context.device.type == "cuda",
         )
-        stage_name = str(stage) if isinstance(stage, int) else str(Path(stage).resolve())
+        shipped = isinstance(stage, int) or (isinstance(stage, str) and not Path(stage).suffix)
+        stage_name = str(stage) if shipped else str(Path(stage).resolve())
+        metadata: dict[str, Any] = {"run": run.to_dict(), "stage": stage_name}
+        if isinstance(policy, F1Model):  # what f1 export rebuilds the policy from
+            metadata["policy_config"] = policy.config.to_dict()
         trainer = Trainer(
-            policy,
+            trained,
             batches,
             stage_config,
             output_dir=output_dir,
             context=context,
-            metadata={"run": run.to_dict(), "stage": stage_name},
+            metadata=metadata,
             progress=progress,
             find_unused_parameters=run.find_unused_parameters,
         )
@@ -257,7 +307,10 @@ def run_training(
         if context.is_main:
             _write_text_atomically(output_dir / "run.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
             _write_text_atomically(output_dir / "stage.yaml", stage_config.to_yaml())
-        return trainer.fit(stop_at_step=stop_at_step)
+        result = trainer.fit(stop_at_step=stop_at_step, time_budget_s=time_budget_s)
+        if context.is_main and isinstance(policy, F1Model):
+            result.policy_dir = save_policy_folder(policy, output_dir / POLICY_DIR)
+        return result
     finally:
         if context.is_distributed and dist.is_initialized():
             dist.destroy_process_group()
@@ -293,6 +346,22 @@ def _write_text_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def camera_key_of(model: F1Model) -> str:
+    """``observation.images.<foresight camera>`` of ``model``: the frames the tokenizer stage trains on."""
+    return IMAGE_KEY_PREFIX + model.config.foresight_camera
+
+
+def save_policy_folder(model: F1Model, directory: Path) -> Path:
+    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it."""
+    was_training = model.training
+    model.eval()
+    try:
+        save_model(model, directory)
+    finally:
+        model.train(was_training)
+    return directory
+
+
 def summarize(result: TrainResult) -> str:
     """One JSON line about a finished ``run_training`` call (for the command line)."""
     last = result.history[-1] if result.history else {}
@@ -301,5 +370,7 @@ def summarize(result: TrainResult) -> str:
             "step": result.step,
             "last_loss": last.get("loss"),
             "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+            "policy": str(result.policy_dir) if result.policy_dir else None,
+            "stopped_by_time_budget": result.stopped_by_time_budget,
         }
     )

@@ -65,6 +65,10 @@ class TrainResult:
     is_main: bool = True
     #: Whether training stopped early because the process received SIGTERM (e.g. a preempted job).
     stopped_by_signal: bool = False
+    #: Whether training stopped early because its wall-clock budget (``fit(time_budget_s=...)``) ran out.
+    stopped_by_time_budget: bool = False
+    #: The policy folder the run wrote when it ended (``run_training`` with an F1 model), else None.
+    policy_dir: Path | None = None
 
 
 def move_to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
@@ -216,6 +220,7 @@ class Trainer:
         self._step_lrs: dict[str, float] = {}
         self._resumed_from_step = 0
         self._saved_step: int | None = None  # step of the newest checkpoint this run wrote or resumed from
+        self._budget_reached = False  # the step being logged is the last of a time budget
         seed_everything(config.seed + self.context.rank)
 
     @property
@@ -374,15 +379,27 @@ class Trainer:
             torch.zeros((), device=self.context.device),
         )
 
-    def fit(self, stop_at_step: int | None = None) -> TrainResult:
-        """Train until ``config.steps`` (or ``stop_at_step``, e.g. for a time-limited job), then checkpoint.
+    def fit(self, stop_at_step: int | None = None, *, time_budget_s: float | None = None) -> TrainResult:
+        """Train until ``config.steps`` (or ``stop_at_step``), then checkpoint.
 
         Metrics are logged every ``log_interval`` steps and checkpoints written every ``checkpoint_interval``
         steps and when it stops (main process; when ``output_dir`` is set). A SIGTERM to any process (a
         preempted job) makes every process stop after the current step, log and checkpoint it.
+
+        ``time_budget_s``: seconds of training (from the first step of this call); the step that passes
+        it is the last: it is logged with ``time_budget_reached: 1.0`` and checkpointed, and every process
+        stops there together. ``--resume`` continues the run afterwards.
         """
-        if stop_at_step is not None and stop_at_step < 0:
+        if stop_at_step is not None and (isinstance(stop_at_step, bool) or stop_at_step < 0):
             raise ValueError(f"stop_at_step must be >= 0 or None, received {stop_at_step}")
+        if time_budget_s is not None and (
+            isinstance(time_budget_s, bool)
+            or not isinstance(time_budget_s, int | float)
+            or not 0 < time_budget_s < math.inf
+        ):
+            raise ValueError(
+                f"time_budget_s must be a finite number of seconds > 0, received {time_budget_s!r}"
+            )
         target = self.config.steps if stop_at_step is None else min(stop_at_step, self.config.steps)
         logger = None
         if self.context.is_main and self.output_dir is not None:
@@ -401,6 +418,8 @@ class Trainer:
         stream = iter(self.batches)
         self.forward_module.train()
         started, started_step = time.perf_counter(), self.step
+        deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+        self._budget_reached = False
         stop_request = StopRequest.install()
         try:
             while self.step < target:
@@ -410,6 +429,18 @@ class Trainer:
                 if any_process(stop_request.requested, self.context):  # SIGTERM: stop together, checkpoint
                     result.stopped_by_signal = True
                     log.warning("SIGTERM received: stopping after step %d with a checkpoint", self.step)
+                    target = self.step
+                if (
+                    deadline is not None
+                    and self.step < target
+                    and any_process(time.monotonic() >= deadline, self.context)
+                ):
+                    result.stopped_by_time_budget = self._budget_reached = True
+                    log.warning(
+                        "the time budget of %.0f s is spent: stopping after step %d with a checkpoint",
+                        time_budget_s,
+                        self.step,
+                    )
                     target = self.step
                 if self.step % self.config.log_interval == 0 or self.step == target:
                     records = self._flush(pending, result)
@@ -452,15 +483,15 @@ class Trainer:
             return
         means = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
         means = mean_across_processes(means, self.context)  # every process joins the all-reduce
-        values = {
-            ("loss" if k == "loss" else "grad_norm" if k == "grad_norm" else f"loss/{k}"): v
-            for k, v in means.items()
-        }
+        plain = {"loss", "grad_norm", *getattr(self.model, "metric_names", ())}
+        values = {(k if k in plain else f"loss/{k}"): v for k, v in means.items()}
         for name, lr in self._step_lrs.items():
             if not name.endswith("/no_decay"):
                 values[f"lr/{name}"] = lr
         values["steps_per_s"] = speed
         values["samples_per_s"] = speed * self.config.batch_size
+        if self._budget_reached:
+            values["time_budget_reached"] = 1.0
         if logger is not None:
             logger.log(self.step, values)
         bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
