@@ -96,7 +96,7 @@ class DemoBudget:
     perturbation: float = 0.1
     tokenizer_steps: int = 600
     tokenizer_batch: int = 32
-    train_seconds: float = 780.0
+    train_seconds: float = 600.0
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
@@ -264,7 +264,7 @@ def job_seconds(mode: str, schedule: tuple[StageJob, ...], seconds: Mapping[str,
 def step_probes(configs: Mapping[str, F1Config], gripper: Path, budget: DemoBudget) -> list[StepProbe]:
     """Timings of F1 (stages I and II) and of the two controls, costliest first; ``gripper``: the
     gripper's dataset directory."""
-    probe = max(2, min(4, budget.batch_size)) - 1
+    probe = max(2, min(9, budget.batch_size)) - 1  # 8 timed steps at the full batch: a steadier median
     batch, lr = budget.batch_size, budget.lr
     flow = {"flow": 1.0}
     return [
