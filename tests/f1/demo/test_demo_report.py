@@ -141,7 +141,7 @@ def test_report_json_keeps_the_contract_and_the_run(tmp_path):
         "conveyor_speed_range": [0.06, 0.1],
     }
     assert read["training"]["f1_stage_steps"] == {"I": 2, "II": 6, "III": 4}
-    assert read["training"]["control_stage_steps"] == {"II": 8, "III": 4}
+    assert read["training"]["control_stage_steps"] == {"II": 6, "III": 4}  # F1's stage I on top
     assert read["training"]["final_losses"] == {"f1": {"II": {"loss": 1.5, "loss/flow": 1.0}}}
     assert read["data"]["gripper"]["frames"] == 80
     assert read["foresight"]["psnr_imagined_db"] == 20.0

@@ -101,7 +101,8 @@ def demo_report(
         "training": {
             "steps_per_policy": steps.per_policy,
             "f1_stage_steps": {"I": steps.stages[0], "II": steps.stages[1], "III": steps.stages[2]},
-            "control_stage_steps": {"II": steps.stages[0] + steps.stages[1], "III": steps.stages[2]},
+            # the controls match F1's action-training stages; F1's stage I comes on top
+            "control_stage_steps": {"II": steps.stages[1], "III": steps.stages[2]},
             "calibrated_seconds_per_step": dict(steps.seconds_per_step),
             "batch_size": budget.batch_size,
             "final_losses": _final_losses(curves),
@@ -205,9 +206,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         "",
         "![training curves](training_curves.png)",
         "",
-        f"Steps per policy: {t['steps_per_policy']} at batch {t['batch_size']} (F1: stage I "
+        f"Steps: F1 {t['steps_per_policy']} at batch {t['batch_size']} (stage I "
         f"{t['f1_stage_steps']['I']}, II {t['f1_stage_steps']['II']}, III {t['f1_stage_steps']['III']}; "
-        f"controls: II {t['control_stage_steps']['II']}, III {t['control_stage_steps']['III']}), "
+        f"the controls the same action-training steps: II {t['control_stage_steps']['II']}, "
+        f"III {t['control_stage_steps']['III']}), "
         + (
             f"sized to the budget from measured seconds per step {json.dumps(step_seconds)}."
             if step_seconds

@@ -356,18 +356,9 @@ def evaluation_phase(trained: TrainedPolicies, budget: DemoBudget, run: RunSetti
     """Every policy on every cell (gripper cells with the stage-II policies, arm cells with stage III), and
     the scripted expert aiming at the object's current position (no interception) on the dynamic cells:
     how much success on the conveyor needs a prediction of the motion."""
-    seeds = list(seed_range("test")[: budget.eval_episodes])
 
     def cell(agent: Agent, name: str, embodiment: str, variant: str) -> Cell:
-        result = evaluate(
-            agent,
-            _env_factory(budget, embodiment, variant),
-            seeds,
-            batch_size=budget.eval_batch,
-            progress=run.progress,
-            description=f"eval {name} {embodiment} {variant}",
-        )
-        return Cell.from_result(result, name, variant, embodiment)
+        return _evaluate_cell(agent, name, embodiment, variant, budget, run)
 
     cells: list[Cell] = []
     for embodiment, variant in CELLS:
@@ -388,7 +379,6 @@ def state_clone_phase(budget: DemoBudget, run: RunSettings) -> StateClones:
     """A behaviour clone of the expert on the privileged true state per cell, without and with the conveyor
     velocity (:func:`f1.eval.train_state_clone`, ``"train"`` seeds only), each evaluated on the cell's test
     seeds: the success single-frame information allows, and the success the motion adds."""
-    seeds = list(seed_range("test")[: budget.eval_episodes])
     cells: list[Cell] = []
     training: list[dict[str, Any]] = []
     for embodiment, variant in CELLS:
@@ -402,15 +392,7 @@ def state_clone_phase(budget: DemoBudget, run: RunSettings) -> StateClones:
                 progress=run.progress,
             )
             agent = StateCloneAgent(clone)
-            result = evaluate(
-                agent,
-                _env_factory(budget, embodiment, variant),
-                seeds,
-                batch_size=budget.eval_batch,
-                progress=run.progress,
-                description=f"eval {agent.name} {embodiment} {variant}",
-            )
-            cells.append(Cell.from_result(result, agent.name, variant, embodiment))
+            cells.append(_evaluate_cell(agent, agent.name, embodiment, variant, budget, run))
             record = clone.training_record
             assert record is not None  # train_state_clone records it
             training.append(
@@ -530,6 +512,21 @@ def report_phase(
 def _foresight(policy: F1Policy, budget: DemoBudget, seed: int) -> ForesightSamples:
     seeds = list(seed_range("val")[: budget.foresight_samples])
     return collect_foresight(policy, table_task(budget.task, "gripper", "dynamic"), CAMERA, seeds, seed=seed)
+
+
+def _evaluate_cell(
+    agent: Agent, name: str, embodiment: str, variant: str, budget: DemoBudget, run: RunSettings
+) -> Cell:
+    """``agent`` closed loop on the cell's held-out seeds (the ``"test"`` split), batched."""
+    result = evaluate(
+        agent,
+        _env_factory(budget, embodiment, variant),
+        list(seed_range("test")[: budget.eval_episodes]),
+        batch_size=budget.eval_batch,
+        progress=run.progress,
+        description=f"eval {name} {embodiment} {variant}",
+    )
+    return Cell.from_result(result, name, variant, embodiment)
 
 
 def _env_factory(budget: DemoBudget, embodiment: str, variant: str) -> Callable[[], TableTaskEnv]:
