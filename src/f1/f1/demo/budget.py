@@ -94,7 +94,7 @@ class DemoBudget:
     gripper_episodes: int = 150
     arm_episodes: int = 25
     perturbation: float = 0.1
-    tokenizer_steps: int = 600
+    tokenizer_steps: int = 1500
     tokenizer_batch: int = 32
     train_seconds: float = 600.0
     min_steps: int = 60
