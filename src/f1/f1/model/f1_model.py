@@ -25,7 +25,13 @@ from f1.model.adapters import EmbodimentAdapter
 from f1.model.config import F1Config
 from f1.model.embodiment import Embodiment, EmbodimentRegistry
 from f1.model.generation import GenerationIO
-from f1.model.inputs import PolicyInputs, parse_inputs, resize_frames
+from f1.model.inputs import (
+    PolicyInputs,
+    check_finite_float,
+    check_token_range,
+    parse_inputs,
+    resize_frames,
+)
 from f1.model.language import TextTokenizer, build_tokenizer
 from f1.model.latency import LatencyRecorder
 from f1.model.trunk_runner import CachedRunner, RecomputingRunner
@@ -627,11 +633,7 @@ class F1Model(nn.Module):
             ):
                 got = f"{scale.dtype} {tuple(scale.shape)}" if isinstance(scale, torch.Tensor) else scale
                 raise InputError(f"foresight_indices[{k}]: expected int64 ({batch}, {size}), received {got}")
-            if int(scale.min()) < 0 or int(scale.max()) >= vocab:
-                raise InputError(
-                    f"foresight_indices[{k}]: expected token indices in [0, {vocab}), received values in "
-                    f"[{int(scale.min())}, {int(scale.max())}]"
-                )
+            check_token_range(f"foresight_indices[{k}]", scale, vocab)
             checked.append(scale.to(self.device))
         return checked
 
@@ -696,7 +698,4 @@ def _check_noise(noise: object, expected: tuple[int, int, int]) -> None:
     if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != expected:
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
         raise InputError(f"noise: expected a tensor of shape {expected}, received {got}")
-    if not noise.is_floating_point():
-        raise InputError(f"noise: expected a floating-point tensor, received dtype {noise.dtype}")
-    if not bool(torch.isfinite(noise).all()):
-        raise InputError("noise: expected finite values, received NaN or inf")
+    check_finite_float("noise", noise)

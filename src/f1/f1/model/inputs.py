@@ -40,6 +40,8 @@ from f1.model.vision import images_to_unit_float
 __all__ = [
     "EmbodimentGroup",
     "PolicyInputs",
+    "check_finite_float",
+    "check_token_range",
     "parse_inputs",
     "resize_frames",
 ]
@@ -164,10 +166,7 @@ def _per_group(
             f"{key}: expected last dimension {widest} (embodiments in this batch: {detail}; mixed batches "
             f"are zero-padded to the widest), received shape {tuple(value.shape)}"
         )
-    if not value.is_floating_point():
-        raise InputError(f"{key}: expected a floating-point tensor, received dtype {value.dtype}")
-    if not bool(torch.isfinite(value).all()):
-        raise InputError(f"{key}: expected finite values, received NaN or inf")
+    check_finite_float(key, value)
     return {g.name: value.index_select(0, g.rows)[..., : widths[g.name]] for g in groups}
 
 
@@ -204,11 +203,21 @@ def _latent_shape(config: F1Config) -> tuple[int, int, int]:
     return (vqvae.z_channels, height, width)
 
 
-def _check_finite_float(key: str, value: torch.Tensor) -> None:
+def check_finite_float(key: str, value: torch.Tensor) -> None:
+    """``value`` is a floating-point tensor with finite entries, or an :class:`InputError` naming ``key``."""
     if not value.is_floating_point():
         raise InputError(f"{key}: expected a floating-point tensor, received dtype {value.dtype}")
     if not bool(torch.isfinite(value).all()):
         raise InputError(f"{key}: expected finite values, received NaN or inf")
+
+
+def check_token_range(key: str, indices: torch.Tensor, vocab: int) -> None:
+    """Token ``indices`` lie in ``[0, vocab)``, or an :class:`InputError` naming ``key`` and what it saw."""
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
+        raise InputError(
+            f"{key}: expected token indices in [0, {vocab}), received values in "
+            f"[{int(indices.min())}, {int(indices.max())}]"
+        )
 
 
 def _future_codes(
@@ -226,18 +235,14 @@ def _future_codes(
             f"received {tuple(latents.shape)}"
         )
     _check_batch(FUTURE_LATENTS_KEY, latents, batch_size)
-    _check_finite_float(FUTURE_LATENTS_KEY, latents)
+    check_finite_float(FUTURE_LATENTS_KEY, latents)
     indices = _tensor(batch, FUTURE_INDICES_KEY, f"(B, {sum(tokens)}) int64")
     if indices.dtype != torch.int64 or tuple(indices.shape) != (batch_size, sum(tokens)):
         raise InputError(
             f"{FUTURE_INDICES_KEY}: expected int64 ({batch_size}, {sum(tokens)}) (every scale's tokens), "
             f"received {indices.dtype} {tuple(indices.shape)}"
         )
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vqvae.vocab_size):
-        raise InputError(
-            f"{FUTURE_INDICES_KEY}: expected token indices in [0, {vqvae.vocab_size}), received values "
-            f"in [{int(indices.min())}, {int(indices.max())}]"
-        )
+    check_token_range(FUTURE_INDICES_KEY, indices, vqvae.vocab_size)
     per_scale = list(indices.to(device).split(list(tokens), dim=1))
     return latents.to(device=device, dtype=torch.float32), per_scale
 
@@ -324,7 +329,7 @@ def parse_inputs(
                     f"{key}: expected (B, T, {', '.join(map(str, latent_shape))}), "
                     f"received {tuple(latents.shape)}"
                 )
-            _check_finite_float(key, latents)
+            check_finite_float(key, latents)
             inputs.history_latents = latents.to(device=device, dtype=torch.float32)
             history = latents
         else:
