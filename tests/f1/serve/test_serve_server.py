@@ -88,7 +88,7 @@ def test_a_chunk_equals_the_in_process_plan_for_the_same_seed(
     assert reply["actions"].shape == (8, 7)
     np.testing.assert_array_equal(reply["actions"], _plan(tiny_policy, observation, 11))
     assert (reply["embodiment"], reply["mode"]) == ("sim_arm", "chunk")
-    assert set(reply["server_timing"]) == {"decode_ms", "queue_ms", "infer_ms"}
+    assert set(reply["server_timing"]) == {"decode_ms", "queue_ms", "infer_ms", "handoff_ms"}
     assert all(v >= 0 for v in reply["server_timing"].values())
     again = client.infer(as_request(observation, seed=11))
     np.testing.assert_array_equal(again["actions"], reply["actions"])

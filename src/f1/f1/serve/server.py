@@ -243,9 +243,10 @@ class PolicyServer:
             decoded = time.perf_counter()
             assert self._loop is not None
             assert self._executor is not None
-            reply, queue_ms, infer_ms = await self._loop.run_in_executor(
-                self._executor, _timed_answer, session, request, decoded
+            reply, started, finished = await self._loop.run_in_executor(
+                self._executor, _timed_answer, session, request
             )
+            resumed = time.perf_counter()
         except (InputError, UnknownEmbodimentError) as error:
             line = _one_line(error)
             logger.warning("%s: bad request: %s", peer, line)
@@ -256,8 +257,9 @@ class PolicyServer:
             return line
         reply["server_timing"] = {
             "decode_ms": (decoded - start) * 1e3,
-            "queue_ms": queue_ms,
-            "infer_ms": infer_ms,
+            "queue_ms": (started - decoded) * 1e3,
+            "infer_ms": (finished - started) * 1e3,
+            "handoff_ms": (resumed - finished) * 1e3,
         }
         return reply
 
@@ -270,13 +272,12 @@ def _abnormal(closed: ConnectionClosed) -> bool:
     return not (by_client or by_server)
 
 
-def _timed_answer(
-    session: Session, request: Request, submitted: float
-) -> tuple[dict[str, Any], float, float]:
-    """Run in the inference thread: the reply, the time waited for the thread and the time inferring (ms)."""
+def _timed_answer(session: Session, request: Request) -> tuple[dict[str, Any], float, float]:
+    """Run in the inference thread: the reply, and ``time.perf_counter()`` (one clock for every thread)
+    when the model call started and when it finished."""
     start = time.perf_counter()
     reply = session.answer(request)
-    return reply, (start - submitted) * 1e3, (time.perf_counter() - start) * 1e3
+    return reply, start, time.perf_counter()
 
 
 def _health_check(connection: ServerConnection, request: HTTPRequest) -> HTTPResponse | None:
