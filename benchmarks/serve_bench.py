@@ -14,7 +14,8 @@ and the same chunk request (batch 1, uint8 HWC frames of every camera and the hi
   in-process call) and ``paired`` (per request, the round trip minus the model time the server measured
   for that very request, ``server_timing.infer_ms``: median and p99), which the model's own jitter does
   not blur;
-- ``server_timing_ms``: medians of the reply's ``decode_ms``, ``queue_ms``, ``infer_ms``;
+- ``server_timing_ms``: medians of the reply's ``decode_ms``, ``queue_ms``, ``infer_ms``, ``handoff_ms``
+  (the hops to the inference thread and back are ``queue_ms`` and ``handoff_ms``);
 - ``checks_only_round_trip_ms``: the same request made to fail at the very end of the server's checks
   (a ``history_is_pad`` of the wrong length; modes with history), answered by the event loop with an
   error line: every cost of the protocol (client packing, both websocket ends, decoding, every check and
@@ -123,7 +124,7 @@ def bench_latency(policy: F1Policy, client: WebsocketClientPolicy, requests: int
         policy.plan(local, seed=i)
         client.infer(request | {"seed": i})
     direct, round_trip, paired = [], [], []
-    timings: dict[str, list[float]] = {"decode_ms": [], "queue_ms": [], "infer_ms": []}
+    timings: dict[str, list[float]] = {"decode_ms": [], "queue_ms": [], "infer_ms": [], "handoff_ms": []}
     for i in range(requests):
         start = time.perf_counter()
         policy.plan(local, seed=i)
@@ -275,19 +276,20 @@ def main(argv: list[str] | None = None) -> int:
 
 HEADER = (
     f"{'preset':8s} {'in-process':>17s} {'round trip':>17s} {'overhead':>8s} {'paired':>15s} "
-    f"{'checks only':>15s} {'decode':>7s} {'queue':>6s}  throughput (req/s)"
+    f"{'checks only':>15s} {'decode':>7s} {'queue':>6s} {'handoff':>7s}  throughput (req/s)"
 )
 
 
 def print_row(name: str, entry: dict[str, Any]) -> None:
     local, trip, paired = entry["in_process_ms"], entry["round_trip_ms"], entry["overhead_ms"]["paired"]
+    timing = entry["server_timing_ms"]
     checks = entry.get("checks_only_round_trip_ms", {"median": math.nan, "p99": math.nan})
     rates = ", ".join(f"{k}: {v}" for k, v in entry["throughput_rps"].items())
     print(
         f"{name:8s} {local['median']:8.2f}/{local['p99']:8.2f} {trip['median']:8.2f}/{trip['p99']:8.2f} "
         f"{entry['overhead_ms']['difference_of_medians']:8.2f} {paired['median']:7.2f}/{paired['p99']:7.2f} "
         f"{checks['median']:7.2f}/{checks['p99']:7.2f} "
-        f"{entry['server_timing_ms']['decode_ms']:7.2f} {entry['server_timing_ms']['queue_ms']:6.2f}  {rates}"
+        f"{timing['decode_ms']:7.2f} {timing['queue_ms']:6.2f} {timing['handoff_ms']:7.2f}  {rates}"
     )
 
 

@@ -24,7 +24,7 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
-from f1.model import F1Policy
+from f1.model import F1Policy, preset
 from f1.serve import PROTOCOL_VERSION, PolicyServer, Session
 
 RECV_TIMEOUT_S = 60.0
@@ -350,3 +350,16 @@ def test_stop_closes_the_connections_and_releases_the_port(tiny_policy) -> None:
 def test_a_port_in_use_fails_start_with_the_os_error(server, tiny_policy) -> None:
     with pytest.raises(OSError):
         PolicyServer(tiny_policy, port=server.port).start()
+
+
+def test_a_policy_without_history_plans_from_the_current_frame_alone(observation_factory, as_request) -> None:
+    torch.manual_seed(0)
+    policy = F1Policy(preset("tiny", mode="no_gen")).eval()
+    observation = observation_factory(8, history=False)
+    with PolicyServer(policy, port=0) as no_gen:
+        client = WebsocketClientPolicy("127.0.0.1", no_gen.port)
+        metadata = client.get_server_metadata()
+        assert (metadata["mode"], metadata["chunk_requires_history"]) == ("no_gen", False)
+        assert "history_frames" not in metadata
+        reply = client.infer(as_request(observation, seed=6))
+    np.testing.assert_array_equal(reply["actions"], _plan(policy, observation, 6))

@@ -45,8 +45,8 @@ class Session:
             call ran the model rather than taking the next queued action).
 
         Raises:
-            InputError, UnknownEmbodimentError: from the policy's checks; the session is then unchanged
-            (a failed ``reset`` request keeps the running episode).
+            InputError: from the policy's checks (``UnknownEmbodimentError`` for an unknown embodiment);
+                the session is then unchanged, and a failed ``reset`` request keeps the running episode.
         """
         policy = self.policy
         if request.reset:
