@@ -334,13 +334,17 @@ def test_healthz_answers_plain_http(server) -> None:
         assert response.read() == b"OK\n"
 
 
-def test_stop_closes_the_connections_and_releases_the_port(tiny_policy) -> None:
+def test_stop_closes_the_connections_even_mid_request_and_releases_the_port(
+    tiny_policy, request_factory, caplog
+) -> None:
     server = PolicyServer(tiny_policy, port=0).start()
     port = server.port
-    with raw_connection(server) as ws:
+    with caplog.at_level(logging.INFO, logger="f1.serve"), raw_connection(server) as ws:
+        ws.send(msgpack_numpy.packb(request_factory(0, seed=1)))  # in flight, or about to be
         server.stop()
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=RECV_TIMEOUT_S)
+    assert not [r.getMessage() for r in caplog.records if r.name == "f1.serve"]  # a shutdown is no error
     with pytest.raises(RuntimeError, match="not listening"):
         server.port
     with PolicyServer(tiny_policy, port=port) as again:  # the same port is free again

@@ -225,9 +225,14 @@ class PolicyServer:
                     self.max_message_bytes,
                     sent.reason,
                 )
+            elif _server_shutdown(closed):
+                pass  # stop() closes every connection, with or without a request in flight
             elif in_flight:
                 logger.warning("%s: disconnected before its reply (%s)", peer, _one_line(closed))
-            elif _abnormal(closed):
+            elif closed.rcvd is None or closed.rcvd.code not in (
+                CloseCode.NORMAL_CLOSURE,
+                CloseCode.GOING_AWAY,
+            ):
                 logger.info("%s: connection lost (%s)", peer, _one_line(closed))
 
     async def _answer(self, peer: str, session: Session, message: str | bytes) -> dict[str, Any] | str:
@@ -264,12 +269,10 @@ class PolicyServer:
         return reply
 
 
-def _abnormal(closed: ConnectionClosed) -> bool:
-    """Neither a clean close by the client nor the server's own shutdown."""
-    clean = (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY)
-    by_client = closed.rcvd is not None and closed.rcvd.code in clean
-    by_server = closed.sent is not None and closed.sent.code == CloseCode.GOING_AWAY
-    return not (by_client or by_server)
+def _server_shutdown(closed: ConnectionClosed) -> bool:
+    """The server sent "going away" first: its own shutdown, not the client's doing."""
+    sent = closed.sent
+    return sent is not None and sent.code == CloseCode.GOING_AWAY and not closed.rcvd_then_sent
 
 
 def _timed_answer(session: Session, request: Request) -> tuple[dict[str, Any], float, float]:
