@@ -17,6 +17,8 @@ $(STAMP): $(PY) requirements-dev.txt src/mot/pyproject.toml src/flowmatch/pyproj
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -r requirements-dev.txt $(foreach d,$(DISTS),-e $(d))
+# the real client of the f1 serve tests: --no-deps, as it pins numpy<2 and would downgrade numpy 2
+	$(PY) -m pip install --quiet --no-deps openpi-client==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

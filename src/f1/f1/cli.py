@@ -817,6 +817,48 @@ def _run_bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+SERVE_EPILOG = """\
+examples:
+  f1 serve runs/my-robot-policy                        ws://127.0.0.1:8000, this machine only
+  f1 serve runs/my-robot-policy --host 0.0.0.0 --port 8000 --device cuda
+
+Clients: openpi-client's WebsocketClientPolicy (pip install openpi-client --no-deps). The request and
+reply keys, the two modes (a whole chunk, or one action of a server-side episode) and the errors:
+docs/deployment.md. Needs the serve extra: pip install 'f1[serve]'.
+"""
+
+
+def _add_serve(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a policy over websockets to openpi-client (msgpack-numpy), chunks or single actions",
+        description="Load a policy directory (F1Policy.save, f1 export, f1 convert) and serve it over "
+        "websockets with openpi-client's protocol until Ctrl-C or SIGTERM.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("policy", type=Path, metavar="POLICY_DIR", help="the policy directory to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    parser.add_argument("--port", default="8000", help="TCP port (8000; 0: any free port, printed)")
+    parser.add_argument(
+        "--max-message-mb", default="8", metavar="N", help="largest request accepted, MiB (8)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device of the model (cpu)")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        from f1.serve.command import run
+
+        return run(args)
+    except (ImportError, ValueError) as error:  # missing extra; bad arguments (f1's errors are ValueErrors)
+        print(f"f1 serve: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     _add_train,
@@ -824,6 +866,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_eval,
     _add_convert,
     _add_bench,
+    _add_serve,
 )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DatasetFormatError",
     "InputError",
+    "ProtocolError",
     "UnknownEmbodimentError",
     "UnsupportedVersionError",
 ]
@@ -25,6 +26,11 @@ class ConfigError(ValueError):
 
 class InputError(ValueError):
     """A batch or observation handed to the model or policy has a wrong key, shape, dtype or range."""
+
+
+class ProtocolError(InputError):
+    """A message to the policy server (``f1 serve``) is malformed: not a msgpack-numpy map, an unknown or
+    missing key, a wrong shape, dtype or value; the message names the key, the expected and the received."""
 
 
 class UnknownEmbodimentError(KeyError):
