@@ -31,6 +31,8 @@ until ``--episodes`` or the time budget is reached, so every cell always has the
 Usage:
     python benchmarks/rtc_conveyor.py --policy work/runs/f1/stage_III/policy --out rtc_conveyor.json
     python benchmarks/rtc_conveyor.py --policy DIR --episodes 200 --batch 100 --budget-minutes 25
+    python benchmarks/rtc_conveyor.py --policy DIR --delays 0 --methods sync   # no delay: the reference
+    python benchmarks/rtc_conveyor.py --policy DIR --delays 1 --methods rtc --rtc-max-guidance 0
 """
 
 from __future__ import annotations
@@ -180,11 +182,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="episodes run together in lockstep")
     parser.add_argument("--budget-minutes", type=float, default=25.0, help="no new round after this")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--rtc-max-guidance", type=float, help="override the policy's action.rtc.max_guidance"
+    )
+    parser.add_argument("--rtc-schedule", help="override the policy's action.rtc.schedule")
     parser.add_argument("--out", help="write the JSON report here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     policy = F1Policy.load(args.policy).eval()
+    overrides = {
+        f"action.rtc.{key}": value
+        for key, value in (("max_guidance", args.rtc_max_guidance), ("schedule", args.rtc_schedule))
+        if value is not None
+    }
+    if overrides:  # the settings are read at every plan: a new config on the same weights
+        policy.model.config = policy.config.with_overrides(overrides)
     chunk, n_steps = policy.config.action.chunk_size, policy.config.action.n_action_steps
     task = table_task(DEMO_TASK, args.embodiment, "dynamic")
     seeds = list(seed_range("test")[: args.episodes])
@@ -258,8 +271,8 @@ def main() -> None:
         print(
             f"| {row['delay']} | {row['execution_horizon']} | {row['method']} | "
             f"{100 * row['success_rate']:.1f} [{100 * low:.1f}, {100 * high:.1f}] | "
-            f"{row['mean_jump']:.4f} | {row['mean_jump_motion']:.4f} | {row['mean_within']:.4f} | "
-            f"{row['boundaries']} |"
+            f"{_number(row['mean_jump'])} | {_number(row['mean_jump_motion'])} | "
+            f"{_number(row['mean_within'])} | {row['boundaries']} |"
         )
     report = {
         "benchmark": "rtc_conveyor",
@@ -288,6 +301,10 @@ def main() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _commit() -> str | None:
