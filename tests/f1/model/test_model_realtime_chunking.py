@@ -4,6 +4,7 @@ of ``select_action`` (sync, naive async, RTC)."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -348,4 +349,32 @@ def test_a_failed_inference_raises_at_the_switch_and_the_next_call_plans_again(
     assert len(policy._action_queue) == 0
     action = policy.select_action(observation)  # plans now (nothing executes meanwhile) and goes on
     assert torch.equal(action, policy.last_plan.actions[:, 0])
+    policy.set_execution()
+
+
+def test_in_the_background_the_calls_during_an_inference_return_before_it_finishes(
+    tiny_policy, observation_factory
+) -> None:
+    policy = tiny_policy("f1", fresh=True)
+    policy.set_execution("rtc", inference_delay=2, execution_horizon=3, background=True)
+    observation = _live(observation_factory())
+    sample, release, calls = policy.model.sample, threading.Event(), []
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:  # the second chunk's inference waits until the loop has gone on
+            assert release.wait(timeout=60)
+        return sample(*args, **kwargs)
+
+    policy.model.sample = gated  # type: ignore[method-assign]
+    policy.reset(seed=0)
+    first = policy.select_action(observation)  # plans the first chunk; 3 queued
+    policy.select_action(observation)  # 2 left: the next inference starts on the worker
+    policy.select_action(observation)  # returns while that inference is held
+    assert not release.is_set()
+    release.set()
+    after = policy.select_action(observation)  # the switch: waits for the inference, takes its step 2
+    assert calls[1].startswith("f1-policy-inference")
+    assert torch.equal(after, policy.last_plan.actions[:, 2])
+    assert not torch.equal(first, after)
     policy.set_execution()
