@@ -32,6 +32,7 @@ from flowmatch.probability_path import (
     velocity_fn_from_pi0,
     velocity_from_pi0,
 )
+from flowmatch.realtime_chunking import RTC_SCHEDULES, RealTimeChunking, RTCSchedule, rtc_weights
 from flowmatch.reference_flows import GaussianFlow
 from flowmatch.standalone_backbone import BackboneConfig, TransformerBackbone
 from flowmatch.time_embedding import sinusoidal_time_embedding
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ADAPTIVE_SOLVERS",
     "FIXED_STEP_SOLVERS",
+    "RTC_SCHEDULES",
     "ActionDecoder",
     "ActionEncoder",
     "BackboneConfig",
@@ -72,6 +74,8 @@ __all__ = [
     "MidpointSolver",
     "RK4Solver",
     "RK4ThreeEighthsSolver",
+    "RTCSchedule",
+    "RealTimeChunking",
     "SampleResult",
     "StateEncoder",
     "TimeSampler",
@@ -90,6 +94,7 @@ __all__ = [
     "pi0_velocity_from_velocity",
     "power_time_grid",
     "register_solver",
+    "rtc_weights",
     "sample",
     "shifted_time_grid",
     "sinusoidal_time_embedding",

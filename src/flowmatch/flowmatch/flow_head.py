@@ -26,6 +26,7 @@ from flowmatch.masked_loss import flow_matching_loss, valid_entry_mask
 from flowmatch.ode_sampling import SampleResult, check_sample_options, gaussian_noise, sample
 from flowmatch.ode_solvers import FixedStepSolver
 from flowmatch.probability_path import VelocityFn, interpolate, target_velocity
+from flowmatch.realtime_chunking import RealTimeChunking
 from flowmatch.standalone_backbone import BackboneConfig, TransformerBackbone
 from flowmatch.time_sampling import make_time_sampler
 
@@ -252,20 +253,26 @@ class FlowMatchingHead(nn.Module):
         time_grid: torch.Tensor | None = None,
         rtol: float = 1e-5,
         atol: float = 1e-5,
+        guidance: RealTimeChunking | None = None,
     ) -> SampleResult:
         """Draw action chunks ``(B, H, D)`` for a batch of contexts by integrating from noise to data.
 
         ``noise`` (B, H, D) is drawn from ``generator`` unless given. The defaults are pi0's 10 Euler steps;
-        see :func:`flowmatch.sample` for ``solver``, ``steps``, ``time_grid``, ``rtol`` and ``atol``.
-        Every argument is checked (NaN/inf in ``context``, ``state``, ``noise`` and ``time_grid`` included)
-        before ``generator`` is drawn from.
+        see :func:`flowmatch.sample` for ``solver``, ``steps``, ``time_grid``, ``rtol``, ``atol`` and
+        ``guidance`` (real-time chunking toward a previous chunk, in this head's action space). Every
+        argument is checked (NaN/inf in ``context``, ``state``, ``noise``, ``time_grid`` and the guidance
+        target included) before ``generator`` is drawn from.
         """
         cfg = self.config
         field = self.velocity_fn(context, state=state, context_mask=context_mask)
         batch = context.shape[0]
-        check_sample_options(solver=solver, steps=steps, time_grid=time_grid, rtol=rtol, atol=atol)
+        check_sample_options(
+            solver=solver, steps=steps, time_grid=time_grid, rtol=rtol, atol=atol, guidance=guidance
+        )
         require_generator("generator", generator)
         param = next(self.parameters())
+        if guidance is not None:
+            guidance.check_against((batch, cfg.horizon, cfg.action_dim), param.device)
         if noise is not None:
             require_floating("noise", noise)
             require_shape("noise", noise, (batch, cfg.horizon, cfg.action_dim))
@@ -277,7 +284,16 @@ class FlowMatchingHead(nn.Module):
                 dtype=param.dtype,
                 device=param.device,
             )
-        return sample(field, noise, solver=solver, steps=steps, time_grid=time_grid, rtol=rtol, atol=atol)
+        return sample(
+            field,
+            noise,
+            solver=solver,
+            steps=steps,
+            time_grid=time_grid,
+            rtol=rtol,
+            atol=atol,
+            guidance=guidance,
+        )
 
     def _check_conditioning(
         self,

@@ -23,6 +23,7 @@ from flowmatch._validation import (
 )
 from flowmatch.ode_solvers import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, FixedStepSolver
 from flowmatch.probability_path import VelocityFn
+from flowmatch.realtime_chunking import RealTimeChunking, guided_velocity_fn
 from flowmatch.time_grids import uniform_time_grid, validate_time_grid
 
 
@@ -119,6 +120,7 @@ def sample(
     atol: float = 1e-5,
     return_trajectory: bool = False,
     time_dtype: torch.dtype | None = None,
+    guidance: RealTimeChunking | None = None,
 ) -> SampleResult:
     """Integrate ``dx/dtau = velocity_fn(x, tau)`` from ``x = noise`` at ``tau = 0`` to data at ``tau = 1``.
 
@@ -144,6 +146,11 @@ def sample(
             gives a field the grid's times unrounded, so a conversion such as pi0's ``t = 1 - tau`` is
             rounded once, to the float nearest the exact time (``1 - 0.6`` computed in float32 is
             ``0.39999998``, from float64 ``0.40000001``).
+        guidance: a :class:`~flowmatch.RealTimeChunking` to inpaint the chunk toward a previous chunk's
+            remaining actions (real-time chunking; fixed-step solvers only, ``noise`` ``(B, H, D)``).
+            ``velocity_fn`` must then be differentiable in ``x``: each evaluation runs it with grad
+            enabled on a detached ``x`` and adds the guidance term; the number of evaluations is
+            unchanged. None (the default) is plain sampling, the same code path as without the argument.
 
     Returns:
         :class:`SampleResult` with ``x`` (shape, dtype and device of ``noise``) and ``nfe``, the number
@@ -167,8 +174,12 @@ def sample(
         atol=atol,
         return_trajectory=return_trajectory,
         time_dtype=time_dtype,
+        guidance=guidance,
     )
     require_finite("noise", noise)
+    if guidance is not None:
+        guidance.check_against(tuple(noise.shape), noise.device)
+        velocity_fn = guided_velocity_fn(velocity_fn, guidance, noise)
 
     field = _CountingField(velocity_fn, noise, _work_dtype(noise.dtype), time_dtype)
     if isinstance(method, str):
@@ -185,10 +196,12 @@ def check_sample_options(
     atol: float,
     return_trajectory: bool = False,
     time_dtype: torch.dtype | None = None,
+    guidance: RealTimeChunking | None = None,
 ) -> tuple[str | FixedStepSolver, torch.Tensor]:
     """Check :func:`sample`'s options; return the solver (an adaptive method's name or a fixed-step
     solver) and the time grid it integrates over. A caller that draws noise first (a head's ``sample``)
-    calls this before drawing, so a bad option leaves its generator untouched."""
+    calls this before drawing, so a bad option leaves its generator untouched (``guidance`` is checked
+    here as far as it goes without the noise: its type and the solver it needs)."""
     if steps is not None and time_grid is not None:
         raise ValueError("pass either steps or time_grid, not both")
     if steps is not None:
@@ -206,7 +219,14 @@ def check_sample_options(
     if rtol <= 0 or atol <= 0:
         raise ValueError(f"rtol and atol must be > 0, received rtol={rtol}, atol={atol}")
 
+    if guidance is not None and not isinstance(guidance, RealTimeChunking):
+        raise TypeError(f"guidance must be a RealTimeChunking or None, received {type(guidance).__name__}")
     if isinstance(solver, str) and solver in ADAPTIVE_SOLVERS:
+        if guidance is not None:
+            raise ValueError(
+                f"guidance: real-time chunking needs a fixed-step solver, received the adaptive {solver!r}; "
+                f"use one of {list(FIXED_STEP_SOLVERS)}"
+            )
         if steps is not None:
             raise ValueError(f"adaptive solver {solver!r} chooses its own steps; pass rtol/atol, not steps")
         grid = torch.tensor([0.0, 1.0], dtype=torch.float64) if time_grid is None else time_grid

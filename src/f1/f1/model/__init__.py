@@ -2,9 +2,9 @@
 
 Main entry points: :class:`F1Model` (the network: ``model(batch) -> losses`` for the trainer,
 ``sample(inputs) -> Plan``), :class:`F1Policy` (around it: ``select_action``/``reset``, ``plan``,
-save/load), :func:`preset` and :class:`F1Config`, :class:`Embodiment`,
-:func:`count_parameters`/:func:`inference_flops`, and the weight importer
-:func:`convert_checkpoint`/:func:`import_weights` (published F1, LeRobot pi0, PaliGemma, VAR).
+save/load, ``set_execution`` for asynchronous and real-time-chunked execution), :func:`preset` and
+:class:`F1Config`, :class:`Embodiment`, :func:`count_parameters`/:func:`inference_flops`, and the weight
+importer :func:`convert_checkpoint`/:func:`import_weights` (published F1, LeRobot pi0, PaliGemma, VAR).
 """
 
 from f1.errors import CheckpointError, ConfigError, InputError, UnknownEmbodimentError
@@ -16,6 +16,7 @@ from f1.model.config import (
     F1Config,
     GenerationConfig,
     LanguageConfig,
+    RealTimeChunkingConfig,
     TrunkConfig,
     VisionConfig,
 )
@@ -23,12 +24,14 @@ from f1.model.embodiment import Embodiment, EmbodimentRegistry, FeatureStats, pa
 from f1.model.f1_model import PARAMETER_GROUPS, F1Model, Foresight, Plan, mot_config
 from f1.model.latency import LATENCY_MODULES, LatencyRecorder
 from f1.model.params import count_parameters, inference_flops
-from f1.model.policy import F1Policy, load_policy, save_policy
+from f1.model.policy import EXECUTION_MODES, ExecutionSettings, F1Policy, load_policy, save_policy
 from f1.model.presets import PRESETS, preset, preset_names
+from f1.model.realtime_chunking import PreviousChunk
 from f1.model.uga import uga_spec
 from f1.model.weight_import import SOURCE_FORMATS, ImportReport, convert_checkpoint, import_weights
 
 __all__ = [
+    "EXECUTION_MODES",
     "LATENCY_MODULES",
     "PARAMETER_GROUPS",
     "PRESETS",
@@ -39,6 +42,7 @@ __all__ = [
     "Embodiment",
     "EmbodimentAdapter",
     "EmbodimentRegistry",
+    "ExecutionSettings",
     "F1Config",
     "F1Model",
     "F1Policy",
@@ -50,6 +54,8 @@ __all__ = [
     "LanguageConfig",
     "LatencyRecorder",
     "Plan",
+    "PreviousChunk",
+    "RealTimeChunkingConfig",
     "ShapeReading",
     "TrunkConfig",
     "UnknownEmbodimentError",

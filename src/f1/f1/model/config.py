@@ -37,7 +37,7 @@ from f1.checks import (
 )
 from f1.errors import ConfigError
 from f1.model.embodiment import Embodiment
-from flowmatch import FIXED_STEP_SOLVERS
+from flowmatch import FIXED_STEP_SOLVERS, RTC_SCHEDULES
 from var_foresight import VQVAEConfig
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "GenerationConfig",
     "LanguageConfig",
     "Mode",
+    "RealTimeChunkingConfig",
     "TrunkConfig",
     "VisionConfig",
 ]
@@ -277,6 +278,37 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class RealTimeChunkingConfig:
+    """Real-time chunking (``action.rtc``): how a new chunk is inpainted toward the previous one's
+    remaining actions when :meth:`f1.model.F1Policy.plan` gets a ``previous_chunk`` (or
+    :meth:`~f1.model.F1Policy.select_action` runs in mode ``"rtc"``); see :class:`flowmatch.RealTimeChunking`.
+
+    Attributes:
+        execution_horizon: ``s``: the guidance weight is 0 from step ``H - s`` of the new chunk. None (the
+            default): from where the previous chunk's actions end (``H - H'`` for a previous chunk of
+            ``H'`` steps, the paper's choice); a number larger than that ends the soft overlap earlier.
+        max_guidance: ``beta``, the cap on the guidance weight (the paper's 5.0; 0 disables guidance).
+        schedule: decay of the weights over the overlap after the frozen steps: ``"exp"`` (the paper's),
+            ``"linear"``, ``"ones"`` or ``"zeros"`` (only the frozen steps are guided).
+    """
+
+    execution_horizon: int | None = None
+    max_guidance: float = 5.0
+    schedule: str = "exp"
+
+    def __post_init__(self) -> None:
+        value = self.execution_horizon
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(
+                f"action.rtc.execution_horizon: expected an int >= 0 or None, received {value!r}"
+            )
+        object.__setattr__(
+            self, "max_guidance", finite_float("action.rtc.max_guidance", self.max_guidance, low=0.0)
+        )
+        one_of("action.rtc.schedule", self.schedule, RTC_SCHEDULES)
+
+
+@dataclass(frozen=True)
 class ActionConfig:
     """The action expert and its flow-matching head.
 
@@ -295,6 +327,8 @@ class ActionConfig:
             draw (the action segment is a few tokens, the prefix hundreds), so the flow loss averages
             several draws per observation at little extra cost: a lower-variance objective, still flow
             matching. 1 (pi0's and F1's training) runs the whole sequence in one pass.
+        rtc: real-time chunking settings (:class:`RealTimeChunkingConfig`); a config saved before they
+            existed loads with the defaults.
     """
 
     chunk_size: int = 50
@@ -304,8 +338,16 @@ class ActionConfig:
     time_sampler: Literal["beta", "uniform", "logit_normal"] = "beta"
     time_convention: Literal["tau", "pi0"] = "tau"
     noise_draws: int = 1
+    rtc: RealTimeChunkingConfig = field(default_factory=RealTimeChunkingConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.rtc, Mapping):
+            reject_unknown_keys("action.rtc", self.rtc, RealTimeChunkingConfig)
+            object.__setattr__(self, "rtc", RealTimeChunkingConfig(**self.rtc))
+        if not isinstance(self.rtc, RealTimeChunkingConfig):
+            raise ConfigError(
+                f"action.rtc: expected a RealTimeChunkingConfig, received {type(self.rtc).__name__}"
+            )
         positive_int("action.chunk_size", self.chunk_size)
         positive_int("action.noise_draws", self.noise_draws)
         one_of("action.time_convention", self.time_convention, ("tau", "pi0"))
@@ -318,6 +360,12 @@ class ActionConfig:
         positive_int("action.flow_steps", self.flow_steps)
         one_of("action.solver", self.solver, tuple(FIXED_STEP_SOLVERS))
         one_of("action.time_sampler", self.time_sampler, ("beta", "uniform", "logit_normal"))
+        horizon = self.rtc.execution_horizon
+        if horizon is not None and horizon > self.chunk_size - 1:
+            raise ConfigError(
+                f"action.rtc.execution_horizon: expected at most chunk_size - 1 = {self.chunk_size - 1} "
+                f"(at least one step of the previous chunk overlaps the new one), received {horizon}"
+            )
 
 
 _PARTS: dict[str, type] = {
@@ -517,6 +565,8 @@ def _part_to_dict(part: Any) -> dict[str, Any]:
         value = getattr(part, f.name)
         if isinstance(value, VQVAEConfig):
             value = value.to_dict()
+        elif isinstance(value, RealTimeChunkingConfig):
+            value = dataclasses.asdict(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value

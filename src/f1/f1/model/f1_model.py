@@ -34,6 +34,7 @@ from f1.model.inputs import (
 )
 from f1.model.language import TextTokenizer, build_tokenizer
 from f1.model.latency import LatencyRecorder
+from f1.model.realtime_chunking import PreviousChunk
 from f1.model.trunk_runner import CachedRunner, RecomputingRunner
 from f1.model.uga import uga_spec
 from f1.model.understanding import UnderstandingEncoder
@@ -546,6 +547,7 @@ class F1Model(nn.Module):
         use_cache: bool = True,
         recorder: LatencyRecorder | None = None,
         foresight_indices: list[torch.Tensor] | None = None,
+        guidance: PreviousChunk | None = None,
     ) -> Plan:
         """An action chunk for the one embodiment of ``inputs``, in ``action.flow_steps`` ODE steps.
 
@@ -566,6 +568,9 @@ class F1Model(nn.Module):
                 the first ``num_scales`` scales ``[(B, h_k * w_k)]`` int64, teacher-forced into the ``gen``
                 segment (and summed into ``fut``). For counterfactual checks: the real future, another
                 episode's, or the current frame's codes.
+            guidance: real-time chunking: the previous chunk's remaining raw actions and the inference
+                delay (:class:`~f1.model.realtime_chunking.PreviousChunk`); the chunk is inpainted toward
+                them with the ``action.rtc`` settings. None: plain sampling, bit for bit.
 
         Returns:
             :class:`Plan` with raw actions ``(B, H, A)`` and, when asked, the foresight; its ``latency_ms``
@@ -580,6 +585,12 @@ class F1Model(nn.Module):
         group = inputs.groups[0]
         if noise is not None:
             _check_noise(noise, (inputs.batch_size, config.action.chunk_size, group.embodiment.action_dim))
+        if guidance is not None:
+            if not isinstance(guidance, PreviousChunk):
+                raise InputError(
+                    f"guidance: expected a PreviousChunk or None, received {type(guidance).__name__}"
+                )
+            guidance.check(inputs.batch_size, config.action.chunk_size, group.embodiment.action_dim)
         spec = self.attention_spec(num_scales)
         runner = CachedRunner(self.trunk, spec) if use_cache else RecomputingRunner(self.trunk, spec)
         with recorder.measure("image_encode"):
@@ -610,7 +621,7 @@ class F1Model(nn.Module):
                     foresight.image = self._generation_io().decode(f_hat)
         with recorder.measure("flow_steps"):
             normalized = self._sample_actions(
-                runner, group.name, inputs.state[group.name], generator, noise=noise
+                runner, group.name, inputs.state[group.name], generator, noise=noise, guidance=guidance
             )
         actions = group.embodiment.unnormalize_action(normalized)
         return Plan(
@@ -668,8 +679,14 @@ class F1Model(nn.Module):
         generator: torch.Generator,
         *,
         noise: torch.Tensor | None = None,
+        guidance: PreviousChunk | None = None,
     ) -> torch.Tensor:
-        """Integrate the action expert's velocity field from noise (tau = 0) to normalized actions."""
+        """Integrate the action expert's velocity field from noise (tau = 0) to normalized actions.
+
+        With ``guidance`` the field runs with grad enabled for the action tokens only (real-time chunking
+        differentiates the velocity by the state): the prefix's keys/values were computed without grad and
+        ``runner.downstream`` never writes them.
+        """
         adapter = self.adapters[embodiment]
         horizon, dim = self.config.action.chunk_size, self.embodiments.get(embodiment).action_dim
 
@@ -684,12 +701,18 @@ class F1Model(nn.Module):
         # float64 times where the device has them: pi0's t = 1 - tau is then rounded once, to the float
         # nearest the exact grid time, as LeRobot's pi0 computes it
         time_dtype = torch.float64 if self.device.type in ("cpu", "cuda") else None
+        rtc = None
+        if guidance is not None:
+            rtc = guidance.guidance(
+                self.embodiments.get(embodiment), self.config.action, batch=state.shape[0], device=self.device
+            )
         result = sample(
             velocity,
             noise,
             solver=self.config.action.solver,
             steps=self.config.action.flow_steps,
             time_dtype=time_dtype,
+            guidance=rtc,
         )
         return result.x
 
