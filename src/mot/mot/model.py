@@ -21,7 +21,7 @@ uncached ones exactly when the chunks line up with query groups:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +47,10 @@ from mot.layout import (
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
 from mot.spec import AttentionSpec
 
-__all__ = ["MixtureOfTransformers"]
+__all__ = ["COMPILE_MODES", "MixtureOfTransformers"]
+
+#: ``torch.compile`` modes :meth:`MixtureOfTransformers.compile_layers` accepts (besides None, the default).
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class MixtureOfTransformers(nn.Module):
             raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
         self.config = config
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
+        self._compiled_layers: Callable[..., tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
 
     # --- public entry points -------------------------------------------------------------------------
     def forward(
@@ -302,7 +306,7 @@ class MixtureOfTransformers(nn.Module):
         layout = _chunk_layout(spec, lengths, cache.length)
         if check_finite:
             self._check_finite(inputs)
-        plan, runs, groups = layout.plan, layout.runs, layout.groups
+        runs = layout.runs
         # A read-only call (a downstream segment run once per ODE step) against an unchanged cache sees
         # the same positions and masks every time: derive them once per cache state.
         reusable = not append and not valid_lengths
@@ -314,10 +318,39 @@ class MixtureOfTransformers(nn.Module):
                 cache._derived[key] = derived
         merged, valid, cos, sin, masks = derived
         xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
+        cached = (cache.keys, cache.values) if cache.length else None
+        layers = self._compiled_layers or self._layers
+        xs, new_keys, new_values = layers(xs, cached, cos, sin, masks, layout, append)
+        if append:
+            cache._store(new_keys, new_values, valid, merged)
+        outputs: dict[str, Tensor] = {}
+        for run, x in zip(runs, xs):
+            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
+            outputs.update(zip(run.names, pieces))
+        return outputs
+
+    def _layers(
+        self,
+        xs: list[Tensor],
+        cached: tuple[list[Tensor], list[Tensor]] | None,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        masks: list[object | None],
+        layout: _ChunkLayout,
+        append: bool,
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Every layer over one chunk, then each expert's final norm: the tensor work of a call, with no
+        checks and no Python state (what :meth:`compile_layers` compiles).
+
+        ``xs``: per expert run ``(B, n_run, W)``; ``cached``: per layer keys and values ``(B, Hkv, start, D)``
+        of the leading slots (None when nothing is cached). Returns the normed hidden states per run and,
+        with ``append``, each layer's keys and values of slots ``[0, end)``.
+        """
+        runs, groups, plan = layout.runs, layout.groups, layout.plan
+        batch = xs[0].shape[0]
         run_lengths = [sum(run.lengths) for run in runs]
         heads = self.config.n_heads * self.config.head_dim
         backend = self.config.attention_backend
-
         new_keys, new_values = [], []
         for layer_index in range(self.config.n_layers):
             layers = [self.experts[run.expert].layers[layer_index] for run in runs]
@@ -326,9 +359,9 @@ class MixtureOfTransformers(nn.Module):
             if cos is not None:  # queries and keys in one pass (elementwise, so the same floats)
                 q, k = apply_rotary(torch.cat((q, k), dim=1), cos, sin).split([q.shape[1], k.shape[1]], dim=1)
             v = _cat([p[2] for p in projected])
-            if cache.length:
-                k = torch.cat((cache.keys[layer_index], k), dim=2)
-                v = torch.cat((cache.values[layer_index], v), dim=2)
+            if cached is not None:
+                k = torch.cat((cached[0][layer_index], k), dim=2)
+                v = torch.cat((cached[1][layer_index], v), dim=2)
             if append:
                 new_keys.append(k)
                 new_values.append(v)
@@ -347,16 +380,29 @@ class MixtureOfTransformers(nn.Module):
                     attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
             parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
             xs = [layer.finish(x, part) for layer, x, part in zip(layers, xs, parts)]
+        xs = [self.experts[run.expert].norm(x) for run, x in zip(runs, xs)]
+        return xs, new_keys, new_values
 
-        if append:
-            cache._store(new_keys, new_values, valid, merged)
-        outputs: dict[str, Tensor] = {}
-        for run, x in zip(runs, xs):
-            norm = self.experts[run.expert].norm
-            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
-            for name, piece in zip(run.names, pieces):
-                outputs[name] = norm(piece)
-        return outputs
+    def compile_layers(self, *, mode: str | None = None, dynamic: bool = False) -> MixtureOfTransformers:
+        """Run the layers of every call through ``torch.compile`` (checks, layouts, masks and the cache
+        stay in Python); returns ``self``.
+
+        Each chunk layout (which segments a call runs, against how long a cache) compiles once, on first
+        use; outputs equal the eager ones to float tolerance (fused kernels reorder sums), so the exact
+        equalities of the eager path (cached == uncached, upstream independent of downstream) hold only
+        to that tolerance. ``mode`` and ``dynamic`` are ``torch.compile``'s.
+        """
+        if not isinstance(dynamic, bool):
+            raise ArgumentTypeError(f"dynamic: expected a bool, received {type(dynamic).__name__}")
+        if mode is not None and mode not in COMPILE_MODES:
+            raise SpecError(f"mode: expected None or one of {list(COMPILE_MODES)}, received {mode!r}")
+        self._compiled_layers = torch.compile(self._layers, mode=mode, dynamic=dynamic)
+        return self
+
+    @property
+    def layers_compiled(self) -> bool:
+        """Whether :meth:`compile_layers` was called."""
+        return self._compiled_layers is not None
 
     def _attention_inputs(
         self,
