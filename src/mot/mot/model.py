@@ -396,7 +396,15 @@ class MixtureOfTransformers(nn.Module):
             raise ArgumentTypeError(f"dynamic: expected a bool, received {type(dynamic).__name__}")
         if mode is not None and mode not in COMPILE_MODES:
             raise SpecError(f"mode: expected None or one of {list(COMPILE_MODES)}, received {mode!r}")
-        self._compiled_layers = torch.compile(self._layers, mode=mode, dynamic=dynamic)
+        # Guards on the experts' modules are dropped (their attributes do not change after construction):
+        # checking them cost more than a compiled ODE step on small models. Tensors, shapes and the chunk
+        # layout stay guarded, so another layout or batch compiles anew instead of reusing a graph.
+        self._compiled_layers = torch.compile(
+            self._layers,
+            mode=mode,
+            dynamic=dynamic,
+            options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
+        )
         return self
 
     @property
@@ -417,6 +425,8 @@ class MixtureOfTransformers(nn.Module):
         plan = layout.plan
         merged = self._merge_valid_lengths(spec, cache, plan, valid_lengths)
         padded = bool(merged)
+        if padded and not valid_lengths and self.config.attention_backend == "sdpa":
+            return self._padded_slices(spec, cache, layout, merged, batch, param)
         if padded:
             valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
         else:  # no padding anywhere so far: positions are slot indices
@@ -431,6 +441,40 @@ class MixtureOfTransformers(nn.Module):
                 cos, sin = cos[None, plan.start : plan.end], sin[None, plan.start : plan.end]
         masks = self._masks(spec, plan, layout.groups, valid, padded, param.dtype)
         return merged, valid, cos, sin, masks
+
+    def _padded_slices(
+        self,
+        spec: AttentionSpec,
+        cache: KVCache,
+        layout: _ChunkLayout,
+        merged: dict[str, Tensor],
+        batch: int,
+        param: Tensor,
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor | None, list[object | None]]:
+        """`_attention_inputs` of a call that brings no valid lengths against a padded cache: slices of
+        the validity, rotary tables and additive mask of the whole spec, derived once for the cache's
+        valid lengths (each foresight scale and ODE step of a plan then costs no mask compilation). The
+        same values as deriving them per call: the mask predicate and positions of a slot depend only on
+        the validity of the slots up to it."""
+        key = (batch, param.dtype, param.device, tuple((n, id(t)) for n, t in merged.items()))
+        memo = cache._padded_layout
+        if memo is None or memo[0] != key:
+            valid = token_valid(spec, merged, batch, device=param.device)
+            cos = sin = None
+            if self.config.use_rotary:
+                positions = positions_from_valid(valid)
+                cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+            mask = additive_mask(compile_mask(spec, valid=valid), param.dtype)
+            memo = cache._padded_layout = (key, valid, cos, sin, mask)
+        _, valid, cos, sin, mask = memo
+        plan = layout.plan
+        if cos is not None and sin is not None:
+            cos, sin = cos[:, plan.start : plan.end], sin[:, plan.start : plan.end]
+        masks: list[object | None] = [
+            mask[:, plan.start + group.row_start : plan.start + group.row_end, : group.horizon]
+            for group in layout.groups
+        ]
+        return merged, valid[:, : plan.end], cos, sin, masks
 
     def _masks(
         self,

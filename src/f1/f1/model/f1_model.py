@@ -263,11 +263,12 @@ class F1Model(nn.Module):
 
         Compiled: the trunk's layers of every call (:meth:`mot.MixtureOfTransformers.compile_layers`: the
         prefix, each foresight scale and each ODE step, while checks, masks and the KV cache stay in
-        Python), the vision tower and the VQ-VAE encoder. The first :meth:`sample` of each input shape pays
+        Python), the vision tower and the VQ-VAE's encoding of frames (encoder and multi-scale quantizer:
+        :meth:`var_foresight.VQVAE.compile_encoding`). The first :meth:`sample` of each input shape pays
         the compilation (about half a minute per preset on one CPU thread); later calls reuse it. Actions
         equal the eager ones to float tolerance (fused kernels reorder sums; tested within 1e-5), so a near
-        tie between two foresight tokens may resolve differently. Training passes through the same
-        compiled modules.
+        tie between two codes or foresight tokens may resolve differently. Training passes through the
+        same compiled trunk layers and vision tower.
 
         Args:
             mode: ``torch.compile``'s mode: None (its default), ``"reduce-overhead"`` (adds CUDA graphs on a
@@ -282,7 +283,7 @@ class F1Model(nn.Module):
         self.trunk.compile_layers(mode=mode, dynamic=dynamic)
         self.understanding.vision.compile(mode=mode, dynamic=dynamic)
         if self.generation is not None:
-            self.generation.tokenizer.encoder.compile(mode=mode, dynamic=dynamic)
+            self.generation.tokenizer.compile_encoding(mode=mode, dynamic=dynamic)
         return self
 
     @property
