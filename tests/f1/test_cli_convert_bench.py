@@ -57,6 +57,34 @@ def test_convert_and_bench_reject_bad_arguments_with_exit_2(
     assert "unknown ['huge']" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--presets", "f1-4.2b", "--device", "cpu"],
+            "--presets: f1-4.2b (3.7B parameters) is timed on a GPU",
+        ),
+        (["--device", "tpu"], "--device: expected auto, cpu or cuda, received 'tpu'"),
+        (["--compile", "--compile-mode", "fastest"], "--compile-mode: expected one of ['default'"),
+    ],
+)
+def test_bench_refuses_bad_devices_and_compile_modes_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "b.json"
+    assert main(["bench", "--presets", "tiny", *extra, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert error.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_bench_refuses_cuda_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--device", "cuda", "--presets", "f1-4.2b", "--out", str(tmp_path / "b.json")]) == 2
+    assert "cuda requested but torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bench_writes_the_report_contract(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -68,6 +96,12 @@ def test_bench_writes_the_report_contract(tmp_path: Path) -> None:
     assert set(tiny["latency_ms"]) >= {"image_encode", "foresight", "flow_steps", "total"}
     assert all(value >= 0 for value in tiny["latency_ms"].values())
     assert report["cached_inference_speedup"] == tiny["cached_inference_speedup"] > 0
+    assert report["machine"]["matmul_gflops"] > 0
+    assert tiny["achieved_gflops"] > 0
+    assert tiny["matmul_fraction"] == pytest.approx(
+        tiny["achieved_gflops"] / report["machine"]["matmul_gflops"], rel=1e-2
+    )
+    assert report["presets"]["f1-4.2b"]["latency_ms"] is None
     assert report["presets"]["f1-4.2b"]["params"]["total"] == pytest.approx(3.66e9, rel=0.01)
 
 

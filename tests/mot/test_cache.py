@@ -178,3 +178,36 @@ def test_segment_by_segment_runs_give_the_very_same_floats(uga_model, uga_spec, 
         }
     for name in uga_spec.names:
         assert torch.equal(parts[name], full[name]), name
+
+
+@settings(max_examples=8, deadline=None)
+@given(und_valid=st.lists(st.integers(1, 6), min_size=2, max_size=2))
+def test_calls_against_a_padded_cache_give_the_floats_of_masks_derived_per_call(
+    uga_model, uga_spec, make_inputs, und_valid
+):
+    # Calls that bring no valid lengths read slices of one mask and rotary table derived for the cache's
+    # padding (made once, kept across appends); a call that brings lengths (here the segments' full
+    # lengths: the same validity) derives its own. Both must give the very same floats.
+    inputs = make_inputs(uga_model, uga_spec)
+    batch = len(und_valid)
+    outputs = []
+    with torch.no_grad():
+        for explicit in (False, True):
+            cache = KVCache(uga_spec)
+            uga_model.extend({"und": inputs["und"]}, uga_spec, cache, {"und": und_valid}, append=True)
+            out = []
+            for a, b in itertools.pairwise([0, 1, 5, 14]):  # the three scales of gen
+                lengths = {"gen": [14] * batch} if explicit else None
+                out.append(
+                    uga_model.extend({"gen": inputs["gen"][:, a:b]}, uga_spec, cache, lengths, append=True)
+                )
+            memo = cache._padded_layout
+            for _ in range(2):
+                lengths = {"act": [5] * batch} if explicit else None
+                out.append(uga_model.extend({"act": inputs["act"]}, uga_spec, cache, lengths))
+            assert (cache._padded_layout is None) == explicit
+            assert explicit or cache._padded_layout is memo, "derived once for the cache's valid lengths"
+            outputs.append(out)
+    for memoized, derived in zip(*outputs):
+        for name in memoized:
+            assert torch.equal(memoized[name], derived[name]), name

@@ -80,3 +80,24 @@ def test_rotary_keeps_bf16_inputs_bf16():
 def test_odd_head_dim_is_rejected():
     with pytest.raises(ValueError, match="head_dim: expected an even number, received 7"):
         rotary_cos_sin(torch.arange(3)[None], 7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.sampled_from([4, 7, 16, 64, 192, 1024, 2048]),
+    rows=st.integers(1, 40),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
+def test_rmsnorm_fused_kernel_equals_gemmas_five_ops_bit_for_bit(width, rows, scale, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    norm = RMSNorm(width)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(width, generator=g) * 0.1)
+    norm = norm.to(dtype)
+    x = (torch.randn(rows, width, generator=g) * scale).to(dtype)
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + norm.eps)
+    expected = (h * (1.0 + norm.weight.float())).type_as(x)
+    assert torch.equal(norm(x), expected)

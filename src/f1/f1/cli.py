@@ -804,6 +804,20 @@ def _add_bench(subparsers: Subparsers) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (shared CPU: 1)")
     parser.add_argument("--train-batch", type=int, default=8, help="batch of the timed training step")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu or cuda (f1-4.2b: cuda only)"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each preset after F1Policy.compile (torch.compile; the first call compiles)",
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode with --compile: default, reduce-overhead (CUDA graphs), max-autotune, "
+        "max-autotune-no-cudagraphs",
+    )
     parser.set_defaults(handler=_run_bench)
 
 

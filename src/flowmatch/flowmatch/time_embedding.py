@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -45,7 +46,15 @@ def check_periods(min_period: float, max_period: float) -> None:
 def embed_time(tau: torch.Tensor, dim: int, *, min_period: float, max_period: float) -> torch.Tensor:
     """:func:`sinusoidal_time_embedding` without its checks, for a caller that has made them (an encoder
     inside a sampler's loop, where a NaN check would synchronize the device at every step)."""
-    fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=tau.device)
-    period = min_period * (max_period / min_period) ** fraction
+    period = _periods(dim, float(min_period), float(max_period), tau.device)
     angle = (2 * math.pi) * tau.to(torch.float64)[:, None] / period[None, :]
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).to(tau.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _periods(dim: int, min_period: float, max_period: float, device: torch.device) -> torch.Tensor:
+    """The ``dim / 2`` geometric periods in float64 (made once per size and device: a sampler embeds its
+    time at every step), outside inference mode so that autograd may use it later. Read only."""
+    with torch.inference_mode(False):
+        fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=device)
+        return min_period * (max_period / min_period) ** fraction

@@ -13,7 +13,7 @@ from mot.expert import Expert, ExpertAttention, ExpertLayer
 from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
-from mot.model import MixtureOfTransformers
+from mot.model import COMPILE_MODES, MixtureOfTransformers
 from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment
 from mot.weights import (
     GEMMA_LAYER_TENSORS,
@@ -26,6 +26,7 @@ from mot.weights import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPILE_MODES",
     "GEMMA_LAYER_TENSORS",
     "ArgumentTypeError",
     "AttentionBackend",

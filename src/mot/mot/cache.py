@@ -37,6 +37,9 @@ class KVCache:
     valid_lengths: dict[str, Tensor] = field(default_factory=dict)
     # positions, rotary tables and masks of read-only calls against this state (cleared when it changes)
     _derived: dict[object, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # validity, rotary tables and mask of the whole spec for the cached valid lengths (kept across appends;
+    # keyed by those lengths' tensors, which the cache holds)
+    _padded_layout: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Only the cache's own consistency; whether it fits a model is checked by the model's entries.

@@ -33,9 +33,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., D) -> (..., D)`` in the dtype of ``x``."""
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (h * (1.0 + self.weight.float())).type_as(x)
+        # One fused kernel for Gemma's fp32 x * rsqrt(mean(x^2) + eps) * (1 + w) (the same floats as the
+        # five separate ops, see tests/mot/test_layers.py), the hot spot of every small call.
+        scale = 1.0 + self.weight.float()
+        return F.rms_norm(x.float(), (x.shape[-1],), weight=scale, eps=self.eps).type_as(x)
 
 
 class GeGLU(nn.Module):

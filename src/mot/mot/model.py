@@ -21,7 +21,7 @@ uncached ones exactly when the chunks line up with query groups:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +47,10 @@ from mot.layout import (
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
 from mot.spec import AttentionSpec
 
-__all__ = ["MixtureOfTransformers"]
+__all__ = ["COMPILE_MODES", "MixtureOfTransformers"]
+
+#: ``torch.compile`` modes :meth:`MixtureOfTransformers.compile_layers` accepts (besides None, the default).
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class MixtureOfTransformers(nn.Module):
             raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
         self.config = config
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
+        self._compiled_layers: Callable[..., tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
 
     # --- public entry points -------------------------------------------------------------------------
     def forward(
@@ -302,7 +306,7 @@ class MixtureOfTransformers(nn.Module):
         layout = _chunk_layout(spec, lengths, cache.length)
         if check_finite:
             self._check_finite(inputs)
-        plan, runs, groups = layout.plan, layout.runs, layout.groups
+        runs = layout.runs
         # A read-only call (a downstream segment run once per ODE step) against an unchanged cache sees
         # the same positions and masks every time: derive them once per cache state.
         reusable = not append and not valid_lengths
@@ -314,10 +318,39 @@ class MixtureOfTransformers(nn.Module):
                 cache._derived[key] = derived
         merged, valid, cos, sin, masks = derived
         xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
+        cached = (cache.keys, cache.values) if cache.length else None
+        layers = self._compiled_layers or self._layers
+        xs, new_keys, new_values = layers(xs, cached, cos, sin, masks, layout, append)
+        if append:
+            cache._store(new_keys, new_values, valid, merged)
+        outputs: dict[str, Tensor] = {}
+        for run, x in zip(runs, xs):
+            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
+            outputs.update(zip(run.names, pieces))
+        return outputs
+
+    def _layers(
+        self,
+        xs: list[Tensor],
+        cached: tuple[list[Tensor], list[Tensor]] | None,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        masks: list[object | None],
+        layout: _ChunkLayout,
+        append: bool,
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Every layer over one chunk, then each expert's final norm: the tensor work of a call, with no
+        checks and no Python state (what :meth:`compile_layers` compiles).
+
+        ``xs``: per expert run ``(B, n_run, W)``; ``cached``: per layer keys and values ``(B, Hkv, start, D)``
+        of the leading slots (None when nothing is cached). Returns the normed hidden states per run and,
+        with ``append``, each layer's keys and values of slots ``[0, end)``.
+        """
+        runs, groups, plan = layout.runs, layout.groups, layout.plan
+        batch = xs[0].shape[0]
         run_lengths = [sum(run.lengths) for run in runs]
         heads = self.config.n_heads * self.config.head_dim
         backend = self.config.attention_backend
-
         new_keys, new_values = [], []
         for layer_index in range(self.config.n_layers):
             layers = [self.experts[run.expert].layers[layer_index] for run in runs]
@@ -326,9 +359,9 @@ class MixtureOfTransformers(nn.Module):
             if cos is not None:  # queries and keys in one pass (elementwise, so the same floats)
                 q, k = apply_rotary(torch.cat((q, k), dim=1), cos, sin).split([q.shape[1], k.shape[1]], dim=1)
             v = _cat([p[2] for p in projected])
-            if cache.length:
-                k = torch.cat((cache.keys[layer_index], k), dim=2)
-                v = torch.cat((cache.values[layer_index], v), dim=2)
+            if cached is not None:
+                k = torch.cat((cached[0][layer_index], k), dim=2)
+                v = torch.cat((cached[1][layer_index], v), dim=2)
             if append:
                 new_keys.append(k)
                 new_values.append(v)
@@ -347,16 +380,37 @@ class MixtureOfTransformers(nn.Module):
                     attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
             parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
             xs = [layer.finish(x, part) for layer, x, part in zip(layers, xs, parts)]
+        xs = [self.experts[run.expert].norm(x) for run, x in zip(runs, xs)]
+        return xs, new_keys, new_values
 
-        if append:
-            cache._store(new_keys, new_values, valid, merged)
-        outputs: dict[str, Tensor] = {}
-        for run, x in zip(runs, xs):
-            norm = self.experts[run.expert].norm
-            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
-            for name, piece in zip(run.names, pieces):
-                outputs[name] = norm(piece)
-        return outputs
+    def compile_layers(self, *, mode: str | None = None, dynamic: bool = False) -> MixtureOfTransformers:
+        """Run the layers of every call through ``torch.compile`` (checks, layouts, masks and the cache
+        stay in Python); returns ``self``.
+
+        Each chunk layout (which segments a call runs, against how long a cache) compiles once, on first
+        use; outputs equal the eager ones to float tolerance (fused kernels reorder sums), so the exact
+        equalities of the eager path (cached == uncached, upstream independent of downstream) hold only
+        to that tolerance. ``mode`` and ``dynamic`` are ``torch.compile``'s.
+        """
+        if not isinstance(dynamic, bool):
+            raise ArgumentTypeError(f"dynamic: expected a bool, received {type(dynamic).__name__}")
+        if mode is not None and mode not in COMPILE_MODES:
+            raise SpecError(f"mode: expected None or one of {list(COMPILE_MODES)}, received {mode!r}")
+        # Guards on the experts' modules are dropped (their attributes do not change after construction):
+        # checking them cost more than a compiled ODE step on small models. Tensors, shapes and the chunk
+        # layout stay guarded, so another layout or batch compiles anew instead of reusing a graph.
+        self._compiled_layers = torch.compile(
+            self._layers,
+            mode=mode,
+            dynamic=dynamic,
+            options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe},
+        )
+        return self
+
+    @property
+    def layers_compiled(self) -> bool:
+        """Whether :meth:`compile_layers` was called."""
+        return self._compiled_layers is not None
 
     def _attention_inputs(
         self,
@@ -371,6 +425,8 @@ class MixtureOfTransformers(nn.Module):
         plan = layout.plan
         merged = self._merge_valid_lengths(spec, cache, plan, valid_lengths)
         padded = bool(merged)
+        if padded and not valid_lengths and self.config.attention_backend == "sdpa":
+            return self._padded_slices(spec, cache, layout, merged, batch, param)
         if padded:
             valid = token_valid(spec, merged, batch, end=plan.end, device=param.device)
         else:  # no padding anywhere so far: positions are slot indices
@@ -385,6 +441,40 @@ class MixtureOfTransformers(nn.Module):
                 cos, sin = cos[None, plan.start : plan.end], sin[None, plan.start : plan.end]
         masks = self._masks(spec, plan, layout.groups, valid, padded, param.dtype)
         return merged, valid, cos, sin, masks
+
+    def _padded_slices(
+        self,
+        spec: AttentionSpec,
+        cache: KVCache,
+        layout: _ChunkLayout,
+        merged: dict[str, Tensor],
+        batch: int,
+        param: Tensor,
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor | None, list[object | None]]:
+        """`_attention_inputs` of a call that brings no valid lengths against a padded cache: slices of
+        the validity, rotary tables and additive mask of the whole spec, derived once for the cache's
+        valid lengths (each foresight scale and ODE step of a plan then costs no mask compilation). The
+        same values as deriving them per call: the mask predicate and positions of a slot depend only on
+        the validity of the slots up to it."""
+        key = (batch, param.dtype, param.device, tuple((n, id(t)) for n, t in merged.items()))
+        memo = cache._padded_layout
+        if memo is None or memo[0] != key:
+            valid = token_valid(spec, merged, batch, device=param.device)
+            cos = sin = None
+            if self.config.use_rotary:
+                positions = positions_from_valid(valid)
+                cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_base)
+            mask = additive_mask(compile_mask(spec, valid=valid), param.dtype)
+            memo = cache._padded_layout = (key, valid, cos, sin, mask)
+        _, valid, cos, sin, mask = memo
+        plan = layout.plan
+        if cos is not None and sin is not None:
+            cos, sin = cos[:, plan.start : plan.end], sin[:, plan.start : plan.end]
+        masks: list[object | None] = [
+            mask[:, plan.start + group.row_start : plan.start + group.row_end, : group.horizon]
+            for group in layout.groups
+        ]
+        return merged, valid[:, : plan.end], cos, sin, masks
 
     def _masks(
         self,

@@ -174,6 +174,10 @@ class MultiScaleResidualQuantizer(nn.Module):
         configured schedule (its last scale must be ``(H, W)``; its Phi table follows its length)."""
         schedule = self.schedule if scales is None else ScaleSchedule.from_sides(scales)
         self._check_latent(f, schedule)
+        return self._encode(f, schedule)
+
+    def _encode(self, f: torch.Tensor, schedule: ScaleSchedule) -> QuantizerEncoding:
+        """`encode` without its checks (a caller that checked ``f``, e.g. a compiled encoding)."""
         with torch.autocast(device_type=f.device.type, enabled=False):
             f = f.detach().float()
             rest, f_hat = f.clone(), torch.zeros_like(f)

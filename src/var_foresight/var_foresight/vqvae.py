@@ -6,6 +6,8 @@ dict loads strictly (see `var_foresight.checkpoint`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,6 +163,7 @@ class VQVAE(nn.Module):
         self.post_quant_conv = nn.Conv2d(
             self.config.z_channels, self.config.z_channels, kernel_size=3, padding=1
         )
+        self._compiled_encoding: Callable[[torch.Tensor], QuantizerEncoding] | None = None
 
     def check_images(self, images: torch.Tensor, name: str = "images") -> None:
         """Raise a clear error unless ``images`` is a float ``(B, C, H, W)`` batch of a usable size, in the
@@ -185,7 +188,27 @@ class VQVAE(nn.Module):
         self, images: torch.Tensor, scales: tuple[tuple[int, int], ...] | None = None
     ) -> QuantizerEncoding:
         """Images -> `QuantizerEncoding` (per-scale indices and the final ``f_hat`` ``(B, Cz, h, w)``)."""
+        if self._compiled_encoding is not None and scales is None:
+            self.check_images(images)
+            return self._compiled_encoding(images)
         return self.quantize.encode(self.encode_latent(images), scales=scales)
+
+    def _encode_checked(self, images: torch.Tensor) -> QuantizerEncoding:
+        """`encode` at the configured scales of images already checked: encoder, quant conv, quantizer."""
+        latent = self.quant_conv(self.encoder.features(images))
+        return self.quantize._encode(latent, self.quantize.schedule)
+
+    def compile_encoding(self, *, mode: str | None = None, dynamic: bool = False) -> VQVAE:
+        """Run `encode` (at the configured scales; its checks stay eager) through ``torch.compile``;
+        returns ``self``. The first call of each image shape compiles. Latents equal the eager ones to float
+        tolerance (fused kernels reorder sums), so a code at a near tie may differ from the eager one: keep
+        the eager path where tokens must match VAR's exactly. ``mode``, ``dynamic``: ``torch.compile``'s."""
+        if not isinstance(dynamic, bool):
+            raise TypeError(f"dynamic: expected a bool, got {type_name(dynamic)}")
+        if mode is not None and not isinstance(mode, str):
+            raise TypeError(f"mode: expected a torch.compile mode name or None, got {type_name(mode)}")
+        self._compiled_encoding = torch.compile(self._encode_checked, mode=mode, dynamic=dynamic)
+        return self
 
     def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Per-scale indices (a prefix of the schedule is fine) -> ``f_hat`` ``(B, Cz, h, w)``."""

@@ -1,6 +1,7 @@
 """F1 policy benchmark: per-module latency, cached vs recomputed inference, parameters and FLOPs per preset.
 
     f1 bench --out f1_bench.json [--presets tiny small] [--policy DIR ...] [--repeats 5] [--threads 1]
+             [--compile] [--device auto|cpu|cuda]
     python benchmarks/f1_bench.py --out f1_bench.json   # the same command, from a checkout
 
 ``--policy DIR`` adds a row for a saved policy (``F1Policy.save``/``f1 convert`` output), e.g. a pi0
@@ -18,9 +19,19 @@ JSON written to ``--out``:
   for the presets run on this machine; ``null`` for ``f1-4.2b`` unless a GPU is present;
 - ``presets.<name>.recomputed_total_ms`` and ``presets.<name>.cached_inference_speedup``: the same call
   without the KV cache (every foresight scale and ODE step re-runs the whole prefix) and the ratio;
+- ``presets.<name>.achieved_gflops``: the plan's FLOPs over its median total time;
+- ``presets.<name>.compiled_latency_ms`` (with ``--compile``): the same breakdown after
+  :meth:`F1Policy.compile`, timed alternately with the eager calls, ``compile_s`` the first compiled call
+  and ``compiled_speedup`` eager total over compiled total;
 - ``presets.<name>.train_step_ms``: median forward + backward + (fused) AdamW step at batch 8;
 - ``cached_inference_speedup``: the ratio of the first preset run (``tiny`` by default);
-- ``machine``: CPU/GPU, threads and the load average (the CPU may be shared with other processes).
+- ``machine``: CPU/GPU, threads and the load average (the CPU may be shared with other processes), and
+  ``matmul_gflops``: a square matmul's rate measured in the same run (1024 x 1024 float32 on a CPU,
+  8192 x 8192 bfloat16 on a GPU), the yardstick for ``achieved_gflops``.
+
+``--device cuda --presets f1-4.2b`` times the published shape in bfloat16 (3 cameras, the configured
+foresight scales and flow steps) and prints the paper's RTX 4090 breakdown beside it; on a CPU that preset is
+refused (3.7B parameters), and only its parameters and FLOPs are reported.
 
 Compared variants (cached, recomputed) are timed alternately so that a change in the machine's load
 affects both alike.
@@ -51,6 +62,7 @@ from f1.model import (
 from f1.model.checkpoint import config_of
 from f1.model.language import TokenizedText
 from f1.model.presets import preset_names
+from mot import COMPILE_MODES
 
 PAPER_4090_MS = {
     "image_process": 18.0,
@@ -110,23 +122,59 @@ def _median_breakdown(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
 
 
-def bench_latency(policy: F1Policy, repeats: int) -> dict[str, Any]:
-    """Median per-module latency of cached ``plan`` calls and total of recomputed ones, alternated."""
+def bench_latency(policy: F1Policy, repeats: int, compiled: F1Policy | None = None) -> dict[str, Any]:
+    """Median per-module latency of cached ``plan`` calls and total of recomputed ones, alternated (and of
+    ``compiled``, a compiled policy of the same weights, when given)."""
     observation = _observation(policy, 1, 0, training=False)
     for use_cache in (True, False):  # warm-up (allocator, tokenizer, lazy init)
         policy.plan(observation, seed=0, use_cache=use_cache, profile=True)
-    cached, recomputed = [], []
+    compile_s = None
+    if compiled is not None:
+        start = time.perf_counter()
+        compiled.plan(observation, seed=0, profile=True)  # compiles every graph of this shape
+        compile_s = round(time.perf_counter() - start, 2)
+    cached, recomputed, fast = [], [], []
     for i in range(repeats):
         cached.append(policy.plan(observation, seed=i, profile=True).latency_ms)
         recomputed.append(policy.plan(observation, seed=i, use_cache=False, profile=True).latency_ms)
+        if compiled is not None:
+            fast.append(compiled.plan(observation, seed=i, profile=True).latency_ms)
     latency = _median_breakdown(cached)
     recomputed_total = round(statistics.median(r["total"] for r in recomputed), 3)
-    return {
+    out: dict[str, Any] = {
         "latency_ms": latency,
         "recomputed_total_ms": recomputed_total,
         "recomputed_latency_ms": _median_breakdown(recomputed),
         "cached_inference_speedup": round(recomputed_total / latency["total"], 3),
     }
+    if compiled is not None:
+        out["compiled_latency_ms"] = _median_breakdown(fast)
+        out["compile_s"] = compile_s
+        out["compiled_speedup"] = round(latency["total"] / out["compiled_latency_ms"]["total"], 3)
+    return out
+
+
+def matmul_gflops(device: torch.device, repeats: int = 10) -> float:
+    """A square matmul's rate on ``device`` with the current threads: 1024 float32 on a CPU, 8192 bfloat16
+    on a GPU (best of ``repeats`` timed products after two warm-ups)."""
+    size, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=g).to(device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(repeats + 2):
+        _synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _synchronize(device)
+        if i >= 2:
+            best = min(best, time.perf_counter() - start)
+    return round(2 * size**3 / best / 1e9, 1)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_train_step(policy: F1Policy, batch_size: int, repeats: int) -> float:
@@ -174,9 +222,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag}: expected a positive count, received {getattr(args, name)}")
     if args.out.is_dir():
         raise ValueError(f"--out: {args.out} is a directory; give the path of the JSON file to write")
+    device = _resolve_device(args.device)
+    if args.compile_mode is not None and args.compile_mode not in COMPILE_MODES:
+        raise ValueError(
+            f"--compile-mode: expected one of {list(COMPILE_MODES)}, received {args.compile_mode!r}"
+        )
+    big = "f1-4.2b"
+    if big in args.presets and device.type != "cuda":
+        raise ValueError(
+            f"--presets: {big} (3.7B parameters) is timed on a GPU only: pass --device cuda on a machine "
+            "with one (its parameters and FLOPs are reported without it)"
+        )
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     report: dict[str, Any] = {"machine": machine_info(device), "presets": {}}
+    report["machine"]["matmul_gflops"] = matmul_gflops(device)
 
     policies = list(args.policy or [])
     for directory in policies:
@@ -188,16 +247,21 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise ValueError("--presets/--policy: expected at least one preset or policy directory to time")
     for name, directory in rows:
-        torch.manual_seed(0)
-        if directory is None:
-            policy = F1Policy(preset(name)).to(device).eval()
-        else:
-            policy = load_benchmarked_policy(directory, device)
+        policy = _benchmarked_policy(name, directory, device)
         entry = {"params": count_parameters(policy.config), "flops": inference_flops(policy.config)}
         if directory is not None:
             entry["policy_dir"] = str(directory)
             entry["mode"] = policy.config.mode
-        entry |= bench_latency(policy, args.repeats)
+        compiled = None
+        if args.compile:  # the same weights, compiled separately so that both run in this process
+            compiled = _benchmarked_policy(name, directory, device).compile(mode=args.compile_mode)
+        entry |= bench_latency(policy, args.repeats, compiled)
+        entry |= _rates(entry, report["machine"]["matmul_gflops"])
+        if name == big:  # inference only: no optimizer state for 3.7B parameters
+            entry["dtype"] = "bfloat16"
+            entry["paper_rtx4090_ms"] = PAPER_4090_MS
+            report["presets"][name] = entry
+            continue
         entry["train_step_ms"] = bench_train_step(policy, args.train_batch, max(2, args.repeats // 2))
         entry["train_batch"] = args.train_batch
         for scales in (
@@ -214,28 +278,56 @@ def run(args: argparse.Namespace) -> int:
         report["presets"][name] = entry
         del policy
 
-    big = "f1-4.2b"
-    entry = report["presets"].setdefault(big, {})
-    entry["params"] = count_parameters(preset(big))
-    entry["flops"] = inference_flops(preset(big))
-    entry["paper_rtx4090_ms"] = PAPER_4090_MS
-    if device.type == "cuda" and big not in args.presets:
-        with torch.device(device):
-            policy = F1Policy(F1Model(preset(big)).to_precision(torch.bfloat16)).eval()
-        entry |= bench_latency(policy, args.repeats)
-        entry["dtype"] = "bfloat16"
-    elif big not in args.presets:
-        entry["latency_ms"] = None
-        entry["note"] = (
-            "no GPU was lent to this session: the f1-4.2b shape was not timed; "
-            "the paper reports 235 ms on an RTX 4090 (3 cameras)"
-        )
+    if big not in report["presets"]:
+        entry = report["presets"][big] = {
+            "params": count_parameters(preset(big)),
+            "flops": inference_flops(preset(big)),
+            "paper_rtx4090_ms": PAPER_4090_MS,
+            "latency_ms": None,
+            "note": (
+                "not timed (pass --device cuda --presets f1-4.2b on a GPU); "
+                "the paper reports 235 ms on an RTX 4090 (3 cameras)"
+            ),
+        }
     report["cached_inference_speedup"] = report["presets"][rows[0][0]]["cached_inference_speedup"]
     report["machine"]["load_average_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     _print_table(report)
     return 0
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected auto, cpu or cuda, received {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device: cuda requested but torch.cuda.is_available() is False on this machine")
+    return torch.device(name)
+
+
+def _benchmarked_policy(name: str, directory: Any, device: torch.device) -> F1Policy:
+    """Preset ``name`` with seed-0 weights (bfloat16 for ``f1-4.2b``, built on the GPU) or a saved one."""
+    torch.manual_seed(0)
+    if directory is not None:
+        return load_benchmarked_policy(directory, device)
+    if name == "f1-4.2b":
+        with torch.device(device):
+            return F1Policy(F1Model(preset(name)).to_precision(torch.bfloat16)).eval()
+    return F1Policy(preset(name)).to(device).eval()
+
+
+def _rates(entry: dict[str, Any], matmul: float) -> dict[str, Any]:
+    """GFLOP/s of the eager (and compiled) plan and their share of the matmul rate."""
+    flops = entry["flops"]["total"]
+    out: dict[str, Any] = {}
+    for key, latency in (("", entry["latency_ms"]), ("compiled_", entry.get("compiled_latency_ms"))):
+        if latency:
+            gflops = flops / (latency["total"] / 1e3) / 1e9
+            out[f"{key}achieved_gflops"] = round(gflops, 2)
+            out[f"{key}matmul_fraction"] = round(gflops / matmul, 4)
+    return out
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -249,8 +341,39 @@ def _print_table(report: dict[str, Any]) -> None:
         cells = " ".join(f"{latency.get(m, 0.0):14.1f}" for m in modules)
         recomputed, speedup = entry["recomputed_total_ms"], entry["cached_inference_speedup"]
         print(f"{name:10s} {cells} {recomputed:10.1f} {speedup:8.2f}")
+        compiled = entry.get("compiled_latency_ms")
+        if compiled:
+            cells = " ".join(f"{compiled.get(m, 0.0):14.1f}" for m in modules)
+            print(f"{'  compiled':10s} {cells} {'':10s} {entry['compiled_speedup']:8.2f}")
+    matmul = report["machine"]["matmul_gflops"]
     for name, entry in report["presets"].items():
         params, flops = entry["params"]["total"], entry["flops"]["total"]
         step = entry.get("train_step_ms")
         extra = f", train step (batch {entry['train_batch']}) {step:.0f} ms" if step else ""
         print(f"{name:10s} params {params / 1e6:9.2f} M, plan {flops / 1e9:9.2f} GFLOP{extra}")
+        for key, label in (("", "eager"), ("compiled_", "compiled")):
+            if f"{key}achieved_gflops" in entry:
+                rate, share = entry[f"{key}achieved_gflops"], entry[f"{key}matmul_fraction"]
+                print(
+                    f"{'':10s} {label}: {rate:.1f} GFLOP/s, {share:.0%} of the matmul rate ({matmul} GFLOP/s)"
+                )
+    big = report["presets"].get("f1-4.2b", {})
+    if big.get("latency_ms"):
+        print("f1-4.2b beside the paper (RTX 4090, ms):")
+        ours = big["latency_ms"]
+        rows = [
+            ("image_process + preprocess", PAPER_4090_MS["image_process"], ours.get("preprocess")),
+            ("image_encoder", PAPER_4090_MS["image_encoder"], ours.get("image_encode")),
+            (
+                "temporal downsampling (history)",
+                PAPER_4090_MS["temporal_downsampling"],
+                ours.get("history_encode"),
+            ),
+            ("foresight", PAPER_4090_MS["foresight"], ours.get("foresight")),
+            ("flow steps (10)", PAPER_4090_MS["flow_steps_10"], ours.get("flow_steps")),
+            ("total", PAPER_4090_MS["total"], ours.get("total")),
+        ]
+        for label, paper, mine in rows:
+            print(
+                f"  {label:34s} paper {paper:7.1f}   here {mine if mine is not None else float('nan'):7.1f}"
+            )

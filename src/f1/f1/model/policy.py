@@ -156,6 +156,12 @@ class F1Policy:
         self.model.eval()
         return self
 
+    def compile(self, *, mode: str | None = None, dynamic: bool = False) -> F1Policy:
+        """Compile the model's inference with ``torch.compile`` (:meth:`F1Model.compile_inference`);
+        returns ``self``. The first plan of each shape pays the compilation."""
+        self.model.compile_inference(mode=mode, dynamic=dynamic)
+        return self
+
     def add_embodiment(self, embodiment: Embodiment) -> None:
         """Register a new embodiment with a fresh adapter (see :meth:`F1Model.add_embodiment`)."""
         self.model.add_embodiment(embodiment)
