@@ -197,3 +197,82 @@ def test_a_request_that_is_not_a_map_is_refused(message: Any) -> None:
         ProtocolError, match=r"request: expected a map of observation keys to values, received"
     ):
         parse_request(message, CONFIG)
+
+
+def test_real_time_chunking_keys_reach_the_request(request_factory) -> None:
+    previous = np.zeros((6, 7), np.float32)
+    chunk = parse_request(request_factory(0, previous_actions=previous, inference_delay=np.int64(2)), CONFIG)
+    assert chunk.previous_actions is not None
+    assert chunk.previous_actions.shape == (1, 6, 7)
+    assert chunk.inference_delay == 2
+    batched = parse_request(request_factory(0, batch=2, previous_actions=np.zeros((2, 6, 7))), CONFIG)
+    assert batched.previous_actions is not None
+    assert batched.previous_actions.dtype == torch.float32
+    assert batched.previous_actions.shape == (2, 6, 7)
+    episode = parse_request(
+        request_factory(0, history=False, mode="action", reset=True, execution="rtc", inference_delay=1),
+        CONFIG,
+    )
+    assert episode.execution == {"mode": "rtc", "inference_delay": 1, "execution_horizon": None}
+    assert parse_request(request_factory(0), CONFIG).previous_actions is None
+
+
+RTC_BAD = [
+    (
+        "previous-int",
+        {"previous_actions": np.zeros((6, 7), np.int64)},
+        r"previous_actions: expected float \(H', A\), received int64 array of shape \(6, 7\)",
+    ),
+    (
+        "previous-1d",
+        {"previous_actions": np.zeros(7, np.float32)},
+        r"previous_actions: expected float \(H', A\), received float32 array of shape \(7,\)",
+    ),
+    (
+        "previous-nan",
+        {"previous_actions": np.full((6, 7), np.nan, np.float32)},
+        r"previous_actions: expected finite values, received NaN or inf",
+    ),
+    (
+        "previous-list",
+        {"previous_actions": [[0.0] * 7]},
+        r"previous_actions: expected a numpy array float \(H', A\), received list",
+    ),
+    ("delay-alone", {"inference_delay": 2}, r"inference_delay: needs previous_actions"),
+    (
+        "delay-negative",
+        {"previous_actions": np.zeros((6, 7), np.float32), "inference_delay": -1},
+        r"inference_delay: expected an int >= 0, received -1",
+    ),
+    ("delay-float", {"inference_delay": 1.0}, r"inference_delay: expected an int >= 0, received 1\.0"),
+    ("execution-in-chunk", {"execution": "rtc"}, r"execution: sets how mode 'action' schedules its episode"),
+    (
+        "previous-in-action",
+        {"mode": "action", "previous_actions": np.zeros((6, 7), np.float32)},
+        r"previous_actions: mode 'action' keeps the episode's chunks on the server",
+    ),
+    (
+        "execution-without-reset",
+        {"mode": "action", "execution": "rtc"},
+        r"execution: sets up an episode; send it with reset=true",
+    ),
+    (
+        "execution-unknown",
+        {"mode": "action", "reset": True, "execution": "later"},
+        r"execution: expected one of \['sync', 'async', 'rtc'\], received 'later'",
+    ),
+    (
+        "horizon-zero",
+        {"mode": "action", "reset": True, "execution": "rtc", "execution_horizon": 0},
+        r"execution_horizon: expected an int >= 1, received 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), [b[1:] for b in RTC_BAD], ids=[b[0] for b in RTC_BAD])
+def test_a_bad_real_time_chunking_key_names_the_key_the_expected_and_the_received(
+    request_factory, extra: dict[str, Any], message: str
+) -> None:
+    request = request_factory(0, history=extra.get("mode") != "action") | extra
+    with pytest.raises(ProtocolError, match=message):
+        parse_request(request, CONFIG)

@@ -367,3 +367,46 @@ def test_a_policy_without_history_plans_from_the_current_frame_alone(observation
         assert "history_frames" not in metadata
         reply = client.infer(as_request(observation, seed=6))
     np.testing.assert_array_equal(reply["actions"], _plan(policy, observation, 6))
+
+
+def test_a_chunk_with_previous_actions_equals_the_in_process_real_time_chunked_plan(
+    server, tiny_policy, observation_factory, as_request
+) -> None:
+    client = WebsocketClientPolicy("127.0.0.1", server.port)
+    observation = observation_factory(3)
+    previous = _plan(tiny_policy, observation_factory(2), 1)[4:]  # what is left of the chunk before
+    reply = client.infer(as_request(observation, seed=7, previous_actions=previous, inference_delay=2))
+    expected = tiny_policy.plan(
+        _batched(observation), seed=7, previous_chunk=torch.from_numpy(previous), inference_delay=2
+    ).actions[0]
+    np.testing.assert_array_equal(reply["actions"], expected.numpy())
+    assert not np.array_equal(reply["actions"], _plan(tiny_policy, observation, 7))
+    with raw_connection(server) as ws:
+        ws.send(msgpack_numpy.packb(as_request(observation, previous_actions=previous[:, :3])))
+        error = ws.recv(timeout=RECV_TIMEOUT_S)
+        assert isinstance(error, str)
+        assert "previous_chunk" in error
+        assert _served(ws, as_request(observation, seed=7))["actions"].shape == (8, 7)
+
+
+def test_an_episode_reset_with_rtc_execution_replays_the_in_process_rtc_select_action(
+    server, tiny_policy, observation_factory, as_request
+) -> None:
+    client = WebsocketClientPolicy("127.0.0.1", server.port)
+    settings = {"execution": "rtc", "inference_delay": 1, "execution_horizon": 3}
+    served = []
+    for step in range(7):
+        request = as_request(observation_factory(40 + step, history=False), mode="action")
+        if step == 0:
+            request |= {"reset": True, "seed": 4, **settings}
+        served.append(client.infer(request))
+    policy = F1Policy(tiny_policy.model)
+    policy.set_execution("rtc", inference_delay=1, execution_horizon=3)
+    policy.reset(4)
+    for step, reply in enumerate(served):
+        expected = policy.select_action(observation_factory(40 + step, history=False))
+        np.testing.assert_array_equal(reply["actions"], expected.numpy(), err_msg=f"step {step}")
+    bad = as_request(observation_factory(0, history=False), mode="action", reset=True, execution="rtc")
+    bad["inference_delay"] = 7
+    with pytest.raises(RuntimeError, match="inference_delay: expected at most"):
+        client.infer(bad)

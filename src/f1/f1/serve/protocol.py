@@ -12,12 +12,17 @@ from typing import Any
 
 from f1.keys import EMBODIMENT_KEY, HISTORY_IS_PAD_KEY, HISTORY_KEY, STATE_KEY, TASK_KEY, camera_key
 from f1.model.config import F1Config
+from f1.model.policy import EXECUTION_MODES
 
 __all__ = [
     "CHUNK",
     "CONTROL_KEYS",
+    "EXECUTION_HORIZON_KEY",
+    "EXECUTION_KEY",
+    "INFERENCE_DELAY_KEY",
     "MODES",
     "MODE_KEY",
+    "PREVIOUS_ACTIONS_KEY",
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "RESET_KEY",
@@ -33,7 +38,23 @@ PROTOCOL_VERSION = 1
 MODE_KEY = "mode"
 SEED_KEY = "seed"
 RESET_KEY = "reset"
-CONTROL_KEYS = (MODE_KEY, SEED_KEY, RESET_KEY)
+PREVIOUS_ACTIONS_KEY = "previous_actions"
+"""Real-time chunking in mode ``chunk``: the previous chunk's raw actions ``([B,] H', A)`` aligned to the new
+chunk's steps (see :meth:`F1Policy.plan`), with ``inference_delay``."""
+INFERENCE_DELAY_KEY = "inference_delay"
+EXECUTION_KEY = "execution"
+"""Mode ``action``, with ``reset``: how the episode schedules inference (``sync``, ``async``, ``rtc``; see
+:meth:`F1Policy.set_execution`), with ``inference_delay`` and ``execution_horizon``."""
+EXECUTION_HORIZON_KEY = "execution_horizon"
+CONTROL_KEYS = (
+    MODE_KEY,
+    SEED_KEY,
+    RESET_KEY,
+    PREVIOUS_ACTIONS_KEY,
+    INFERENCE_DELAY_KEY,
+    EXECUTION_KEY,
+    EXECUTION_HORIZON_KEY,
+)
 
 CHUNK = "chunk"
 ACTION = "action"
@@ -64,6 +85,7 @@ def server_metadata(config: F1Config, *, max_message_bytes: int) -> dict[str, An
         "policy": config.name,
         "mode": config.mode,
         "request_modes": list(MODES),
+        "execution_modes": list(EXECUTION_MODES),
         "cameras": list(config.cameras),
         "image_keys": [camera_key(c) for c in config.cameras],
         "image_size": [config.vision.image_size, config.vision.image_size],

@@ -20,12 +20,17 @@ from f1.checks import did_you_mean
 from f1.errors import ProtocolError
 from f1.keys import EMBODIMENT_KEY, HISTORY_IS_PAD_KEY, HISTORY_KEY, STATE_KEY, TASK_KEY, camera_key
 from f1.model.config import F1Config
+from f1.model.policy import EXECUTION_MODES
 from f1.serve.protocol import (
     ACTION,
     CHUNK,
     CONTROL_KEYS,
+    EXECUTION_HORIZON_KEY,
+    EXECUTION_KEY,
+    INFERENCE_DELAY_KEY,
     MODE_KEY,
     MODES,
+    PREVIOUS_ACTIONS_KEY,
     RESET_KEY,
     SEED_KEY,
     observation_keys,
@@ -49,6 +54,11 @@ class Request:
         batched: False when the request was unbatched (the reply drops the batch dimension again).
         seed: the request's seed, or None.
         reset: start a new episode on this connection before answering.
+        previous_actions: mode ``chunk``, real-time chunking: the previous chunk's raw actions
+            ``(B, H', A)`` float32 (see :meth:`F1Policy.plan`), or None.
+        inference_delay: with ``previous_actions`` (mode ``chunk``) or ``execution`` (mode ``action``).
+        execution: mode ``action`` with ``reset``: ``{"mode", "inference_delay", "execution_horizon"}``
+            for :meth:`F1Policy.set_execution`, or None (the connection's default, ``sync``).
     """
 
     mode: str
@@ -56,6 +66,9 @@ class Request:
     batched: bool
     seed: int | None = None
     reset: bool = False
+    previous_actions: torch.Tensor | None = None
+    inference_delay: int = 0
+    execution: dict[str, Any] | None = None
 
 
 def _describe(value: object) -> str:
@@ -153,6 +166,68 @@ def _control(message: Mapping[str, Any]) -> tuple[str, int | None, bool]:
     return mode, seed, bool(reset)
 
 
+def _count(key: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ProtocolError(f"{key}: expected an int >= {minimum}, received {value!r:.80}")
+    return int(value)
+
+
+def _realtime_chunking(
+    message: Mapping[str, Any], mode: str, reset: bool, batch: int | None
+) -> tuple[torch.Tensor | None, int, dict[str, Any] | None]:
+    """The real-time chunking keys: ``previous_actions`` + ``inference_delay`` (mode ``chunk``) or, with
+    ``reset``, ``execution`` + ``inference_delay`` + ``execution_horizon`` (mode ``action``)."""
+    delay = _count(INFERENCE_DELAY_KEY, message.get(INFERENCE_DELAY_KEY, 0), 0)
+    if mode == CHUNK:
+        for key in (EXECUTION_KEY, EXECUTION_HORIZON_KEY):
+            if key in message:
+                raise ProtocolError(
+                    f"{key}: sets how mode 'action' schedules its episode (with {RESET_KEY}=true); mode "
+                    f"'chunk' takes {PREVIOUS_ACTIONS_KEY} and {INFERENCE_DELAY_KEY} instead"
+                )
+        if PREVIOUS_ACTIONS_KEY not in message:
+            if delay:
+                raise ProtocolError(
+                    f"{INFERENCE_DELAY_KEY}: needs {PREVIOUS_ACTIONS_KEY} (the chunk whose first steps "
+                    "execute while this one is planned)"
+                )
+            return None, 0, None
+        lead = "B, " if batch is not None else ""
+        expected = f"float ({lead}H', A)"
+        previous = _array(PREVIOUS_ACTIONS_KEY, message[PREVIOUS_ACTIONS_KEY], expected)
+        ndim = 3 if batch is not None else 2
+        if (
+            previous.dtype.kind != "f"
+            or previous.ndim != ndim
+            or (batch is not None and previous.shape[0] != batch)
+        ):
+            raise ProtocolError(
+                f"{PREVIOUS_ACTIONS_KEY}: expected {expected}, received {_describe(previous)}"
+            )
+        _finite(PREVIOUS_ACTIONS_KEY, previous)
+        tensor = torch.from_numpy(previous.astype(np.float32, copy=False))
+        return (tensor if batch is not None else tensor[None]), delay, None
+    if PREVIOUS_ACTIONS_KEY in message:
+        raise ProtocolError(
+            f"{PREVIOUS_ACTIONS_KEY}: mode 'action' keeps the episode's chunks on the server; start the "
+            f"episode with {RESET_KEY}=true and {EXECUTION_KEY}='rtc' instead"
+        )
+    given = [k for k in (EXECUTION_KEY, INFERENCE_DELAY_KEY, EXECUTION_HORIZON_KEY) if k in message]
+    if not given:
+        return None, 0, None
+    if not reset:
+        raise ProtocolError(f"{given[0]}: sets up an episode; send it with {RESET_KEY}=true")
+    execution = message.get(EXECUTION_KEY, "sync")
+    if execution not in EXECUTION_MODES:
+        raise ProtocolError(
+            f"{EXECUTION_KEY}: expected one of {list(EXECUTION_MODES)}, received {execution!r:.80}"
+        )
+    horizon = message.get(EXECUTION_HORIZON_KEY)
+    if horizon is not None:
+        horizon = _count(EXECUTION_HORIZON_KEY, horizon, 1)
+    return None, delay, {"mode": execution, "inference_delay": delay, "execution_horizon": horizon}
+
+
 def _check_keys(message: Mapping[Any, Any], config: F1Config, mode: str) -> None:
     known = [*observation_keys(config, mode), *CONTROL_KEYS]
     for key in message:
@@ -177,7 +252,9 @@ def parse_request(message: object, config: F1Config) -> Request:
         message: the decoded msgpack map: the observation (images uint8 ``(H, W, 3)`` or float
             ``(3, H, W)`` in [0, 1], with a leading batch dimension when ``observation.state`` is
             ``(B, S)``; ``history`` ``([B,] T, H, W, 3)`` uint8 or ``([B,] T, 3, H, W)`` float in chunk
-            mode) and the control keys ``mode``, ``seed``, ``reset``.
+            mode) and the control keys ``mode``, ``seed``, ``reset`` and, for real-time chunking,
+            ``previous_actions`` / ``inference_delay`` (mode ``chunk``) or ``execution`` /
+            ``inference_delay`` / ``execution_horizon`` (mode ``action``, with ``reset``).
         config: the served policy's configuration.
 
     Raises:
@@ -228,4 +305,14 @@ def parse_request(message: object, config: F1Config) -> Request:
                 raise ProtocolError(f"{HISTORY_IS_PAD_KEY}: expected {expected}, received {_describe(pad)}")
             tensor = torch.from_numpy(pad)
             observation[HISTORY_IS_PAD_KEY] = tensor if batched else tensor[None]
-    return Request(mode=mode, observation=observation, batched=batched, seed=seed, reset=reset)
+    previous, delay, execution = _realtime_chunking(message, mode, reset, batch)
+    return Request(
+        mode=mode,
+        observation=observation,
+        batched=batched,
+        seed=seed,
+        reset=reset,
+        previous_actions=previous,
+        inference_delay=delay,
+        execution=execution,
+    )

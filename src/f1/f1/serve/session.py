@@ -51,10 +51,17 @@ class Session:
         policy = self.policy
         if request.reset:
             policy = F1Policy(self.model)
+            if request.execution is not None:  # inference runs on the server's one thread, not a worker
+                policy.set_execution(**request.execution)
             policy.reset(request.seed)
         if request.mode == CHUNK:
             seed = None if request.reset else request.seed  # a reset already seeded the episode
-            plan = policy.plan(request.observation, seed=seed)
+            plan = policy.plan(
+                request.observation,
+                seed=seed,
+                previous_chunk=request.previous_actions,
+                inference_delay=request.inference_delay,
+            )
             self.policy = policy
             return {
                 "actions": _to_numpy(plan.actions, request.batched),
