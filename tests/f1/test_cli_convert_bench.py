@@ -190,3 +190,16 @@ def test_bench_times_a_converted_pi0_policy(tmp_path: Path) -> None:
     assert row["mode"] == "no_gen"
     assert row["latency_ms"]["flow_steps"] > 0
     assert main(["bench", "--policy", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_the_gpu_preset_is_built_in_bfloat16_with_synthetic_token_ids() -> None:
+    # What `f1 bench --device cuda --presets f1-4.2b` times, built here on the meta device (no memory): the
+    # published shape has a Gemma tokenizer, which no preset ships, so the benchmark gives it fixed ids.
+    from f1.eval.policy_benchmark import SyntheticTokenIds, _benchmarked_policy
+
+    policy = _benchmarked_policy("f1-4.2b", None, torch.device("meta"))
+    assert policy.model.dtype == torch.bfloat16
+    assert policy.model.generation.tokenizer.quant_conv.weight.dtype == torch.float32
+    assert isinstance(policy.tokenizer, SyntheticTokenIds)
+    assert policy.tokenizer(["a", "b"]).ids.shape == (2, 48)
+    assert len(policy.config.cameras) == 3

@@ -312,10 +312,15 @@ def _benchmarked_policy(name: str, directory: Any, device: torch.device) -> F1Po
     torch.manual_seed(0)
     if directory is not None:
         return load_benchmarked_policy(directory, device)
+    config = preset(name)
+    tokenizer = None
+    if config.language.tokenizer == "gemma":  # no tokenizer ships with a preset: synthetic ids, as above
+        tokenizer = SyntheticTokenIds(config.language.max_length, config.language.vocab_size)
     if name == "f1-4.2b":
         with torch.device(device):
-            return F1Policy(F1Model(preset(name)).to_precision(torch.bfloat16)).eval()
-    return F1Policy(preset(name)).to(device).eval()
+            model = F1Model(config, tokenizer=tokenizer).to_precision(torch.bfloat16)
+        return F1Policy(model).eval()
+    return F1Policy(config, tokenizer=tokenizer).to(device).eval()
 
 
 def _rates(entry: dict[str, Any], matmul: float) -> dict[str, Any]:
