@@ -103,3 +103,24 @@ def test_bad_images_raise_with_the_argument_named(golden_vqvae):
         golden_vqvae.encode_indices(torch.zeros(1, 3, 31, 32))
     with pytest.raises(ValueError, match="does not match the last scale"):
         golden_vqvae.encode_indices(torch.zeros(1, 3, 64, 64))
+
+
+def test_compile_encoding_refuses_bad_arguments_and_stays_eager(golden_vqvae):
+    with pytest.raises(TypeError, match="dynamic: expected a bool, got str"):
+        golden_vqvae.compile_encoding(dynamic="no")
+    with pytest.raises(TypeError, match=r"mode: expected a torch\.compile mode name or None, got int"):
+        golden_vqvae.compile_encoding(mode=3)
+    assert golden_vqvae._compiled_encoding is None
+
+
+@pytest.mark.slow
+def test_a_compiled_encoding_gives_the_golden_tokens_and_keeps_the_eager_checks(golden_vqvae, golden):
+    # The golden image has no near tie between codes, so the compiled encoder and quantizer (floats equal to
+    # tolerance) give VAR's tokens too; images outside [-1, 1] are still refused by the eager checks.
+    compiled = golden_vqvae.compile_encoding()
+    encoded = compiled.encode(golden["image"])
+    for k, indices in enumerate(encoded.indices):
+        assert torch.equal(indices, golden[f"indices.{k}"]), f"scale {k}"
+    torch.testing.assert_close(encoded.f_hat, golden["f_hat"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="images"):
+        compiled.encode(golden["image"] * 3)
