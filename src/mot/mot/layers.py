@@ -33,8 +33,9 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., D) -> (..., D)`` in the dtype of ``x``."""
-        # One fused kernel for Gemma's fp32 x * rsqrt(mean(x^2) + eps) * (1 + w) (the same floats as the
-        # five separate ops, see tests/mot/test_layers.py), the hot spot of every small call.
+        # torch's rms_norm for Gemma's fp32 x * rsqrt(mean(x^2) + eps) * (1 + w): the same floats as the
+        # five separate ops (tests/mot/test_layers.py); on a CPU it is itself a composite, so it saves
+        # little there, and a GPU build may fuse it.
         scale = 1.0 + self.weight.float()
         return F.rms_norm(x.float(), (x.shape[-1],), weight=scale, eps=self.eps).type_as(x)
 
