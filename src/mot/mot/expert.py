@@ -42,6 +42,10 @@ class ExpertLayer(nn.Module):
 
     ``x -> project(input_layernorm(x)) -> [joint attention with the other experts] -> finish`` where
     ``finish`` adds ``o_proj(attention)`` and then ``mlp(post_attention_layernorm(x))`` residually.
+
+    The model calls both halves through the module (``layer(x)`` projects, ``layer(x, attended)``
+    finishes), so that hooks on the layer (FSDP2's all-gathers, activation-checkpoint wrappers, profilers)
+    see every use of its weights.
     """
 
     def __init__(self, expert: ExpertConfig, config: MoTConfig) -> None:
@@ -51,6 +55,10 @@ class ExpertLayer(nn.Module):
         self.self_attn = ExpertAttention(expert.width, config.n_heads, config.n_kv_heads, config.head_dim)
         self.post_attention_layernorm = RMSNorm(expert.width, expert.norm_eps)
         self.mlp = GeGLU(expert.width, expert.mlp_width)
+
+    def forward(self, x: Tensor, attended: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """``project(x)`` without ``attended``; ``finish(x, attended)`` with it."""
+        return self.project(x) if attended is None else self.finish(x, attended)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, L, W) -> q (B, H, L, D), k (B, Hkv, L, D), v (B, Hkv, L, D)`` (before rotary)."""

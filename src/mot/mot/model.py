@@ -25,13 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
 from mot.errors import ArgumentTypeError, SpecError, describe
-from mot.expert import Expert
+from mot.expert import Expert, ExpertLayer
 from mot.layers import apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import (
     ChunkPlan,
@@ -102,6 +103,7 @@ class MixtureOfTransformers(nn.Module):
         self.config = config
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
         self._compiled_layers: Callable[..., tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
+        self._activation_checkpointing = False
 
     # --- public entry points -------------------------------------------------------------------------
     def forward(
@@ -346,42 +348,98 @@ class MixtureOfTransformers(nn.Module):
         of the leading slots (None when nothing is cached). Returns the normed hidden states per run and,
         with ``append``, each layer's keys and values of slots ``[0, end)``.
         """
+        runs = layout.runs
+        # Recomputing a layer in backward is worth it only when there is a backward; the keys and values
+        # a cache stores are outputs of the layer, so checkpointing does not change what is stored.
+        checkpointed = self._activation_checkpointing and torch.is_grad_enabled()
+        new_keys, new_values = [], []
+        for layer_index in range(self.config.n_layers):
+            cached_kv = (cached[0][layer_index], cached[1][layer_index]) if cached is not None else None
+            arguments = (layer_index, xs, cached_kv, cos, sin, masks, layout)
+            if checkpointed:
+                xs, k, v = torch.utils.checkpoint.checkpoint(self._layer, *arguments, use_reentrant=False)
+            else:
+                xs, k, v = self._layer(*arguments)
+            if append:
+                new_keys.append(k)
+                new_values.append(v)
+        xs = [self.experts[run.expert].norm(x) for run, x in zip(runs, xs)]
+        return xs, new_keys, new_values
+
+    def _layer(
+        self,
+        layer_index: int,
+        xs: list[Tensor],
+        cached_kv: tuple[Tensor, Tensor] | None,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        masks: list[object | None],
+        layout: _ChunkLayout,
+    ) -> tuple[list[Tensor], Tensor, Tensor]:
+        """Layer ``layer_index`` of every run: projections, one joint attention, output and MLP.
+
+        Returns the runs' hidden states ``(B, n_run, W)`` and the layer's keys and values
+        ``(B, Hkv, start + n, D)`` (the cached ones first).
+        """
         runs, groups, plan = layout.runs, layout.groups, layout.plan
         batch = xs[0].shape[0]
         run_lengths = [sum(run.lengths) for run in runs]
         heads = self.config.n_heads * self.config.head_dim
         backend = self.config.attention_backend
-        new_keys, new_values = [], []
-        for layer_index in range(self.config.n_layers):
-            layers = [self.experts[run.expert].layers[layer_index] for run in runs]
-            projected = [layer.project(x) for layer, x in zip(layers, xs)]
-            q, k = _cat([p[0] for p in projected]), _cat([p[1] for p in projected])
-            if cos is not None:  # queries and keys in one pass (elementwise, so the same floats)
-                q, k = apply_rotary(torch.cat((q, k), dim=1), cos, sin).split([q.shape[1], k.shape[1]], dim=1)
-            v = _cat([p[2] for p in projected])
-            if cached is not None:
-                k = torch.cat((cached[0][layer_index], k), dim=2)
-                v = torch.cat((cached[1][layer_index], v), dim=2)
-            if append:
-                new_keys.append(k)
-                new_values.append(v)
+        layers = [self.experts[run.expert].layers[layer_index] for run in runs]
+        projected = [layer(x) for layer, x in zip(layers, xs)]
+        q, k = _cat([p[0] for p in projected]), _cat([p[1] for p in projected])
+        if cos is not None:  # queries and keys in one pass (elementwise, so the same floats)
+            q, k = apply_rotary(torch.cat((q, k), dim=1), cos, sin).split([q.shape[1], k.shape[1]], dim=1)
+        v = _cat([p[2] for p in projected])
+        if cached_kv is not None:
+            k = torch.cat((cached_kv[0], k), dim=2)
+            v = torch.cat((cached_kv[1], v), dim=2)
+        if len(groups) == 1:
+            horizon = groups[0].horizon
+            out = joint_attention(q, k[:, :, :horizon], v[:, :, :horizon], masks[0], backend)
+            attended = out.transpose(1, 2).reshape(batch, -1, heads)
+        else:
+            attended = q.new_empty(batch, plan.end - plan.start, heads)
+            for group, mask in zip(groups, masks):
+                rows = slice(group.row_start, group.row_end)
+                out = joint_attention(
+                    q[:, :, rows], k[:, :, : group.horizon], v[:, :, : group.horizon], mask, backend
+                )
+                attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
+        parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
+        return [layer(x, part) for layer, x, part in zip(layers, xs, parts)], k, v
 
-            if len(groups) == 1:
-                horizon = groups[0].horizon
-                out = joint_attention(q, k[:, :, :horizon], v[:, :, :horizon], masks[0], backend)
-                attended = out.transpose(1, 2).reshape(batch, -1, heads)
-            else:
-                attended = q.new_empty(batch, plan.end - plan.start, heads)
-                for group, mask in zip(groups, masks):
-                    rows = slice(group.row_start, group.row_end)
-                    out = joint_attention(
-                        q[:, :, rows], k[:, :, : group.horizon], v[:, :, : group.horizon], mask, backend
-                    )
-                    attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
-            parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
-            xs = [layer.finish(x, part) for layer, x, part in zip(layers, xs, parts)]
-        xs = [self.experts[run.expert].norm(x) for run, x in zip(runs, xs)]
-        return xs, new_keys, new_values
+    def layer_units(self) -> list[tuple[ExpertLayer, ...]]:
+        """Per layer, every expert's layer of that depth: the modules whose weights one joint-attention
+        layer uses, in expert order.
+
+        One unit is the natural shard of FSDP2: ``for unit in model.layer_units(): fully_shard(list(unit))``
+        all-gathers a layer's weights of every expert together, just before the layer runs.
+        """
+        return [
+            tuple(expert.layers[index] for expert in self.experts.values())
+            for index in range(self.config.n_layers)
+        ]
+
+    def set_activation_checkpointing(self, enabled: bool) -> MixtureOfTransformers:
+        """Keep only each layer's inputs in training and recompute the layer in backward (``torch.utils.
+        checkpoint``, non-reentrant); returns ``self``.
+
+        Outputs and gradients are unchanged (the recomputation runs the same operations on the same inputs);
+        memory for activations drops from every layer's intermediates to each layer's inputs plus one layer's
+        intermediates, at the cost of a second forward of every layer. Calls without gradients (inference,
+        caching) are not affected.
+        """
+        if not isinstance(enabled, bool):
+            raise ArgumentTypeError(f"enabled: expected a bool, received {type(enabled).__name__}")
+        self._activation_checkpointing = enabled
+        return self
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        """Whether :meth:`set_activation_checkpointing` turned recomputation on."""
+        return self._activation_checkpointing
 
     def compile_layers(self, *, mode: str | None = None, dynamic: bool = False) -> MixtureOfTransformers:
         """Run the layers of every call through ``torch.compile`` (checks, layouts, masks and the cache
