@@ -10,6 +10,8 @@ __all__ = [
     "ACTION_IS_PAD_KEY",
     "ACTION_KEY",
     "EMBODIMENT_KEY",
+    "FLOW_NOISE_KEY",
+    "FLOW_TIME_KEY",
     "FUTURE_INDICES_KEY",
     "FUTURE_IS_PAD_KEY",
     "FUTURE_KEY",
@@ -39,6 +41,12 @@ FUTURE_LATENTS_KEY = "future_image.latents"
 """The future frame's tokenizer latent ``f_hat`` ``(B, Cz, h, w)``, in place of ``future_image`` (cached)."""
 FUTURE_INDICES_KEY = "future_image.indices"
 """The future frame's token indices of every scale, concatenated ``(B, L)`` int64 (cached)."""
+
+FLOW_NOISE_KEY = "flow.noise"
+"""Training only, optional: the flow's starting noise ``(B, H, A)`` (or ``(B, D, H, A)`` for ``D`` draws),
+drawn by the data instead of the model's global RNG (each sample's randomness then travels with it)."""
+FLOW_TIME_KEY = "flow.time"
+"""Training only, optional: the flow time ``tau`` in [0, 1] ``(B,)`` (or ``(B, D)``), with ``flow.noise``."""
 
 
 def camera_key(camera: str) -> str:

@@ -128,3 +128,50 @@ def build_tiny_dataset(config: dict[str, Any]) -> TinyEpisodes:
         seed=int(config.get("seed", 0)),
         with_flow_noise=bool(config.get("with_flow_noise", False)),
     )
+
+
+class WithFlowRandomness(Dataset):
+    """An F1 training dataset whose samples carry their own flow noise and time (``flow.noise``,
+    ``flow.time``), drawn from a generator seeded by the sample's index: the randomness of a sample is the
+    same whichever process, batch or position it lands in.
+
+    Only windows without padding are kept (every chunk step and the future frame real): the losses are
+    means over valid entries, so equal counts per sample are what makes the mean of 2 processes' losses
+    the loss of 1 process on the combined batch."""
+
+    def __init__(self, dataset: Dataset, *, horizon: int, action_dim: int, seed: int = 0) -> None:
+        self.dataset, self.horizon, self.action_dim, self.seed = dataset, horizon, action_dim, seed
+        self.indices = [i for i in range(len(dataset)) if _unpadded(dataset[i])]  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        sample = dict(self.dataset[self.indices[index]])
+        sample["flow.noise"] = torch.randn(self.horizon, self.action_dim, generator=generator)
+        sample["flow.time"] = torch.rand((), generator=generator) * 0.998 + 0.001
+        return sample
+
+
+def _unpadded(sample: dict[str, Any]) -> bool:
+    pads = [sample[k] for k in ("action_is_pad", "future_image_is_pad", "history_is_pad") if k in sample]
+    return not any(bool(torch.as_tensor(pad).any()) for pad in pads)
+
+
+def build_seeded_flow_dataset(config: dict[str, Any], *, policy: Any) -> WithFlowRandomness:
+    """Run-file factory: ``data: {factory: "lerobot_seeded_flow", root: ...}``: the built-in LeRobot
+    dataset of an F1 policy, its samples carrying their flow noise and time."""
+    from f1.train.factories import build_training_data
+
+    horizon = policy.config.action.chunk_size
+    action_dim = max(e.action_dim for e in policy.config.embodiments)
+    return WithFlowRandomness(build_training_data(config, policy=policy), horizon=horizon, action_dim=action_dim)
+
+
+def build_f1_for_seeded_flow(config: dict[str, Any], *, data: dict[str, Any]) -> Any:
+    """Run-file factory: ``model: {factory: "f1_seeded_flow", preset: tiny}``: the built-in F1 factory,
+    which reads the embodiment from a ``lerobot_seeded_flow`` data section as from the plain LeRobot one."""
+    from f1.train.factories import build_f1_model
+
+    return build_f1_model(config, data={**data, "factory": "lerobot"})

@@ -145,7 +145,11 @@ class F1Model(nn.Module):
     - ``history``: ``(B, T, 3, H, W)`` past frames of the foresight camera, oldest first, the current frame
       last, ``1 <= T <= generation.history_frames`` (modes ``f1`` and ``history_no_foresight``);
       ``history_is_pad``: ``(B, T)`` bool, optional;
-    - ``future_image``: ``(B, 3, H, W)`` the frame ``generation.history_stride`` steps ahead (mode ``f1``).
+    - ``future_image``: ``(B, 3, H, W)`` the frame ``generation.history_stride`` steps ahead (mode ``f1``);
+    - ``flow.noise`` ``(B, H, A)`` and ``flow.time`` ``(B,)`` (``(B, D, H, A)`` and ``(B, D)`` for
+      ``action.noise_draws = D``), optional, together: the flow's noise and time drawn with the data instead
+      of by the model (each sample's randomness then travels with it: 2 processes on halves of a batch train
+      exactly as 1 on the whole).
 
     History and future frames are resized to the VQ-VAE's image size when they differ.
     """
@@ -246,6 +250,27 @@ class F1Model(nn.Module):
                     groups["generation"] += list(part.parameters())
         groups["embodiment"] += list(self.adapters.parameters())
         return {name: params for name, params in groups.items() if params}
+
+    def shard_units(self) -> list[list[nn.Module]]:
+        """The modules that data-parallel sharding (FSDP2) all-gathers together, innermost first: one unit
+        per trunk layer (every expert's layer of that depth, which meet in one joint attention:
+        :meth:`mot.MixtureOfTransformers.layer_units`), then one per block of the vision tower (when the
+        timm model has ``blocks``). What no unit holds (embeddings, final norms, adapters, the generation
+        head, the tokenizer) belongs to the root, the model itself."""
+        units: list[list[nn.Module]] = [list(unit) for unit in self.trunk.layer_units()]
+        blocks = getattr(self.understanding.vision.backbone, "blocks", None)
+        if isinstance(blocks, nn.Sequential | nn.ModuleList):
+            units += [[block] for block in blocks]
+        return units
+
+    def set_activation_checkpointing(self, enabled: bool) -> F1Model:
+        """Recompute each trunk layer in backward instead of keeping its intermediates (training only;
+        :meth:`mot.MixtureOfTransformers.set_activation_checkpointing`); losses and gradients are unchanged.
+        Returns ``self``."""
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"enabled: expected a bool, received {type(enabled).__name__}")
+        self.trunk.set_activation_checkpointing(enabled)
+        return self
 
     def to_precision(self, dtype: torch.dtype = torch.bfloat16) -> F1Model:
         """Cast every weight to ``dtype`` but the VQ-VAE tokenizer (it stays float32); returns ``self``."""
@@ -446,8 +471,8 @@ class F1Model(nn.Module):
                 segments["fut"] = generation.foresight_tokens(f_hat)
         draws = config.action.noise_draws
         if draws == 1:
-            tau = self.time_sampler(inputs.batch_size, device=self.device)
-            segments["act"], velocity_targets = self._training_action_tokens(inputs, tau)
+            tau = self._flow_time(inputs, 0)
+            segments["act"], velocity_targets = self._training_action_tokens(inputs, tau, 0)
             hidden = self.trunk(segments, spec, valid_lengths)
             return _TrainingPass(
                 inputs, hidden, token_targets, [hidden["act"]], [velocity_targets], num_scales
@@ -456,9 +481,9 @@ class F1Model(nn.Module):
         cache = KVCache(spec)
         hidden = self.trunk.extend(segments, spec, cache, valid_lengths, append=True)
         action_hidden, targets = [], []
-        for _ in range(draws):
-            tau = self.time_sampler(inputs.batch_size, device=self.device)
-            tokens, velocity_targets = self._training_action_tokens(inputs, tau)
+        for draw in range(draws):
+            tau = self._flow_time(inputs, draw)
+            tokens, velocity_targets = self._training_action_tokens(inputs, tau, draw)
             action_hidden.append(self.trunk.extend({"act": tokens}, spec, cache)["act"])
             targets.append(velocity_targets)
         hidden["act"] = action_hidden[0]
@@ -519,10 +544,17 @@ class F1Model(nn.Module):
             segments["hist"] = hist
         return segments, {"und": und_valid}
 
+    def _flow_time(self, inputs: PolicyInputs, draw: int) -> torch.Tensor:
+        """``tau`` ``(B,)`` of flow draw ``draw``: the batch's (``flow.time``) or the time sampler's."""
+        if inputs.flow_time is not None:
+            return inputs.flow_time[:, draw]
+        return self.time_sampler(inputs.batch_size, device=self.device)
+
     def _training_action_tokens(
-        self, inputs: PolicyInputs, tau: torch.Tensor
+        self, inputs: PolicyInputs, tau: torch.Tensor, draw: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target velocity per embodiment."""
+        """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target velocity per embodiment
+        (the noise of flow draw ``draw``: the batch's ``flow.noise``, or the global RNG's)."""
         # parsed with need_actions
         assert inputs.actions is not None
         assert inputs.step_valid is not None
@@ -539,7 +571,10 @@ class F1Model(nn.Module):
                 device=self.device,
             )
             actions = torch.where(valid, inputs.actions[group.name], 0.0)
-            noise = torch.randn_like(actions)
+            if inputs.flow_noise is not None:
+                noise = inputs.flow_noise[group.name][:, draw]
+            else:
+                noise = torch.randn_like(actions)
             group_tau = tau.index_select(0, group.rows)
             noisy = interpolate(noise, actions, group_tau)
             group_tokens = self.adapters[group.name].encode(inputs.state[group.name], noisy, group_tau)

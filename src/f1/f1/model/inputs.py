@@ -20,6 +20,8 @@ from f1.keys import (
     ACTION_IS_PAD_KEY,
     ACTION_KEY,
     EMBODIMENT_KEY,
+    FLOW_NOISE_KEY,
+    FLOW_TIME_KEY,
     FUTURE_INDICES_KEY,
     FUTURE_IS_PAD_KEY,
     FUTURE_KEY,
@@ -82,6 +84,9 @@ class PolicyInputs:
             it), or None (all real).
         actions: per group, normalized actions ``(n, H, A_e)``, or None.
         step_valid: ``(B, H)`` bool, True for real chunk steps, or None.
+        flow_noise: per group, the batch's flow noise ``(n, D, H, A_e)`` (``flow.noise``), or None (the
+            model draws it).
+        flow_time: ``(B, D)`` the batch's flow times (``flow.time``), or None.
     """
 
     images: torch.Tensor
@@ -98,6 +103,8 @@ class PolicyInputs:
     future_valid: torch.Tensor | None = None
     actions: dict[str, torch.Tensor] | None = None
     step_valid: torch.Tensor | None = None
+    flow_noise: dict[str, torch.Tensor] | None = None
+    flow_time: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -183,6 +190,8 @@ _READ_KEYS = (
     FUTURE_IS_PAD_KEY,
     ACTION_KEY,
     ACTION_IS_PAD_KEY,
+    FLOW_NOISE_KEY,
+    FLOW_TIME_KEY,
 )
 
 
@@ -402,4 +411,47 @@ def parse_inputs(
                     "action to learn from"
                 )
         inputs.step_valid = step_valid
+        _parse_flow_randomness(batch, inputs, config, groups, device)
     return inputs
+
+
+def _parse_flow_randomness(
+    batch: Mapping[str, Any],
+    inputs: PolicyInputs,
+    config: F1Config,
+    groups: list[EmbodimentGroup],
+    device: torch.device,
+) -> None:
+    """``flow.noise`` and ``flow.time`` (both or neither), checked and stored with a draw axis."""
+    given = [key for key in (FLOW_NOISE_KEY, FLOW_TIME_KEY) if key in batch]
+    if not given:
+        return
+    if len(given) == 1:
+        missing = FLOW_TIME_KEY if given[0] == FLOW_NOISE_KEY else FLOW_NOISE_KEY
+        raise InputError(f"{missing}: missing from the batch; {given[0]} comes with it (both or neither)")
+    batch_size, horizon, draws = inputs.batch_size, config.action.chunk_size, config.action.noise_draws
+    time = _tensor(batch, FLOW_TIME_KEY, f"({batch_size},) or ({batch_size}, {draws}) floats in [0, 1]")
+    if time.ndim == 1:
+        time = time[:, None]
+    if tuple(time.shape) != (batch_size, draws) or not time.is_floating_point():
+        raise InputError(
+            f"{FLOW_TIME_KEY}: expected float ({batch_size},) or ({batch_size}, {draws}) "
+            f"(action.noise_draws={draws}), received {time.dtype} {tuple(time.shape)}"
+        )
+    check_finite_float(FLOW_TIME_KEY, time)
+    if bool((time < 0).any()) or bool((time > 1).any()):
+        raise InputError(
+            f"{FLOW_TIME_KEY}: expected values in [0, 1], received [{float(time.min())}, {float(time.max())}]"
+        )
+    shapes = f"({batch_size}, {horizon}, A) or ({batch_size}, {draws}, {horizon}, A)"
+    noise = _tensor(batch, FLOW_NOISE_KEY, shapes)
+    if noise.ndim == 3:
+        noise = noise[:, None]
+    if noise.ndim != 4 or tuple(noise.shape[:3]) != (batch_size, draws, horizon):
+        raise InputError(
+            f"{FLOW_NOISE_KEY}: expected {shapes} "
+            f"(action.noise_draws={draws}, action.chunk_size={horizon}), received {tuple(noise.shape)}"
+        )
+    per_group = _per_group(FLOW_NOISE_KEY, noise.to(device), groups, "action_dim", 3)
+    inputs.flow_noise = {name: value.float() for name, value in per_group.items()}
+    inputs.flow_time = time.to(device=device, dtype=torch.float32)

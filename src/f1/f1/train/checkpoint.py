@@ -8,6 +8,11 @@ Layout of one checkpoint, ``<run>/checkpoints/step_00001000/``:
 - ``trainer_state.json``: format tag, step, world size, the stage config, the batch-stream position of every
   process, the optimizer's param-group names, caller metadata (e.g. the run config), the size of every file.
 
+A *sharded* checkpoint (FSDP2 runs, :func:`save_sharded_checkpoint`) holds ``sharded/`` instead of
+``model.safetensors`` and ``optimizer.pt``: the model's and the optimizer's tensors written by every process
+through ``torch.distributed.checkpoint`` (:mod:`f1.train.sharded_checkpoint`), loadable by any number of
+processes; ``trainer_state.json`` says ``"sharded": true``.
+
 A checkpoint is written into a hidden ``.tmp-*`` directory in the same folder, each file fsynced, then renamed
 to ``step_*`` in one ``os.replace``. A run killed mid-save leaves only a ``.tmp-*`` directory, which is never
 read and is removed by the next save; the previous checkpoint stays complete and loadable.
@@ -27,10 +32,13 @@ from typing import Any
 import safetensors
 import safetensors.torch
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from f1.errors import CheckpointError
 from f1.model.checkpoint import check_state_dict
+
+from .sharded_checkpoint import SHARDED_DIR, load_sharded_weights, read_sharded_metadata, save_sharded_state
 
 CHECKPOINT_FORMAT = "f1.train.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -50,13 +58,22 @@ class TrainingCheckpoint:
     step: int
     world_size: int
     stage_config: dict[str, Any]
-    weights: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
+    #: the model's tensors (None in a sharded checkpoint: they are read into a model by DCP)
+    weights: dict[str, torch.Tensor] | None
+    #: the optimizer's ``state_dict()`` (None in a sharded checkpoint)
+    optimizer: dict[str, Any] | None
     scheduler: dict[str, Any]
     rng_states: list[dict[str, Any]]
     batch_states: list[dict[str, int]]
     param_group_names: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: whether the tensors are in ``sharded/`` (an FSDP2 run's checkpoint)
+    sharded: bool = False
+
+    @property
+    def sharded_dir(self) -> Path:
+        """The folder of the DCP files of a sharded checkpoint."""
+        return self.path / SHARDED_DIR
 
 
 def step_directory_name(step: int) -> str:
@@ -158,6 +175,78 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(handle.fileno())
 
 
+def _begin(checkpoints_dir: Path, step: int, tag: str) -> tuple[Path, Path]:
+    """Create the hidden folder a checkpoint is written into (stale ones of killed runs removed)."""
+    checkpoints_dir = Path(checkpoints_dir)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoints_dir.glob(".tmp-*"):  # left by a run killed mid-save
+        shutil.rmtree(stale, ignore_errors=True)
+    final = checkpoints_dir / step_directory_name(step)
+    temporary = checkpoints_dir / f".tmp-{final.name}-{tag}"
+    temporary.mkdir()
+    return final, temporary
+
+
+def _finish(
+    temporary: Path,
+    final: Path,
+    *,
+    step: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    stage_config: Mapping[str, Any],
+    rng_states: list[dict[str, Any]],
+    batch_states: list[dict[str, int]],
+    param_group_names: list[str],
+    metadata: Mapping[str, Any] | None,
+    written: list[str],
+    sharded: bool,
+) -> None:
+    """Write the scheduler, RNG and state files, then rename ``temporary`` to ``final`` in one step."""
+    _write_torch(temporary / SCHEDULER_FILE, scheduler.state_dict())
+    _write_torch(temporary / RNG_FILE, {"ranks": rng_states})
+    written = [*written, SCHEDULER_FILE, RNG_FILE]
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "step": step,
+        "world_size": len(rng_states),
+        "stage_config": dict(stage_config),
+        "batch_states": batch_states,
+        "param_group_names": param_group_names,
+        "metadata": dict(metadata or {}),
+        "file_sizes": {name: (temporary / name).stat().st_size for name in written},
+        "sharded": sharded,
+    }
+    _write_json(temporary / STATE_FILE, state)  # last: a directory with this file is complete
+    if sharded:
+        _fsync(temporary / SHARDED_DIR)
+    _fsync(temporary)
+    if final.exists():  # re-saving a step after resuming from an older checkpoint
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    _fsync(final.parent)
+
+
+def _failed(error: BaseException, temporary: Path, checkpoints_dir: Path, step: int) -> CheckpointError:
+    shutil.rmtree(temporary, ignore_errors=True)
+    previous = latest_checkpoint(checkpoints_dir)
+    kept = f"the previous checkpoint {previous.name} is intact" if previous else "none was written before"
+    return CheckpointError(
+        f"could not write the checkpoint of step {step} under {checkpoints_dir}: "
+        f"{_write_failure(error)}; {kept}"
+    )
+
+
+def _prune(checkpoints_dir: Path, keep: int | None) -> None:
+    if keep is not None:
+        for old in list_checkpoints(checkpoints_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _group_names(optimizer: torch.optim.Optimizer) -> list[str]:
+    return [g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)]
+
+
 def save_checkpoint(
     checkpoints_dir: Path,
     *,
@@ -178,50 +267,119 @@ def save_checkpoint(
     write removes the partial ``.tmp-*`` directory and leaves earlier checkpoints untouched.
     """
     checkpoints_dir = Path(checkpoints_dir)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    for stale in checkpoints_dir.glob(".tmp-*"):  # left by a run killed mid-save
-        shutil.rmtree(stale, ignore_errors=True)
-    final = checkpoints_dir / step_directory_name(step)
-    temporary = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
-    temporary.mkdir()
+    final, temporary = _begin(checkpoints_dir, step, str(os.getpid()))
     try:
         _write_weights(temporary / WEIGHTS_FILE, model.state_dict())
         _write_torch(temporary / OPTIMIZER_FILE, optimizer.state_dict())
-        _write_torch(temporary / SCHEDULER_FILE, scheduler.state_dict())
-        _write_torch(temporary / RNG_FILE, {"ranks": rng_states})
-        written = (WEIGHTS_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, RNG_FILE)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "step": step,
-            "world_size": len(rng_states),
-            "stage_config": dict(stage_config),
-            "batch_states": batch_states,
-            "param_group_names": [g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)],
-            "metadata": dict(metadata or {}),
-            "file_sizes": {name: (temporary / name).stat().st_size for name in written},
-        }
-        _write_json(temporary / STATE_FILE, state)  # last: a directory with this file is complete
-        _fsync(temporary)
-        if final.exists():  # re-saving a step after resuming from an older checkpoint
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        _fsync(checkpoints_dir)
+        _finish(
+            temporary,
+            final,
+            step=step,
+            scheduler=scheduler,
+            stage_config=stage_config,
+            rng_states=rng_states,
+            batch_states=batch_states,
+            param_group_names=_group_names(optimizer),
+            metadata=metadata,
+            written=[WEIGHTS_FILE, OPTIMIZER_FILE],
+            sharded=False,
+        )
     except (OSError, RuntimeError) as error:  # disk full, quota, permissions (torch: a RuntimeError)
-        shutil.rmtree(temporary, ignore_errors=True)
-        previous = latest_checkpoint(checkpoints_dir)
-        kept = f"the previous checkpoint {previous.name} is intact" if previous else "none was written before"
-        raise CheckpointError(
-            f"could not write the checkpoint of step {step} under {checkpoints_dir}: "
-            f"{_write_failure(error)}; {kept}"
-        ) from error
+        raise _failed(error, temporary, checkpoints_dir, step) from error
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    if keep is not None:
-        for old in list_checkpoints(checkpoints_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    _prune(checkpoints_dir, keep)
     return final
+
+
+def save_sharded_checkpoint(
+    checkpoints_dir: Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    stage_config: Mapping[str, Any],
+    rng_states: list[dict[str, Any]],
+    batch_states: list[dict[str, int]],
+    metadata: Mapping[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path | None:
+    """Write one sharded checkpoint atomically (every process calls this together; see the module
+    docstring); returns its path on rank 0, None elsewhere.
+
+    Every process writes its shards of the model and the optimizer into one hidden folder; rank 0 then adds
+    the other files and renames the folder to ``step_<step>`` in one ``os.replace``. A process killed
+    mid-save leaves only the hidden folder: the previous checkpoint stays complete and loadable. A failure
+    on any process fails the save on every process (the collective write raises everywhere).
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    checkpoints_dir = Path(checkpoints_dir)
+    final = checkpoints_dir / step_directory_name(step)
+    temporary = checkpoints_dir / f".tmp-{final.name}-sharded"
+    failure: BaseException | None = None
+    if rank == 0:
+        try:
+            _begin(checkpoints_dir, step, "sharded")
+        except OSError as error:
+            failure = error
+    failure = _first_failure(failure, distributed)
+    if failure is not None:
+        raise _failed(failure, temporary, checkpoints_dir, step) from None
+    try:
+        save_sharded_state(temporary / SHARDED_DIR, model, optimizer)
+    except (OSError, RuntimeError) as error:
+        failure = error
+    except BaseException:
+        if rank == 0:
+            shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    failure = _first_failure(failure, distributed)
+    if failure is None and rank == 0:
+        try:
+            shards = sorted(p.relative_to(temporary).as_posix() for p in (temporary / SHARDED_DIR).iterdir())
+            _finish(
+                temporary,
+                final,
+                step=step,
+                scheduler=scheduler,
+                stage_config=stage_config,
+                rng_states=rng_states,
+                batch_states=batch_states,
+                param_group_names=_group_names(optimizer),
+                metadata=metadata,
+                written=shards,
+                sharded=True,
+            )
+        except (OSError, RuntimeError) as error:
+            failure = error
+    failure = _first_failure(failure, distributed)
+    if failure is not None:
+        error = _failed(failure, temporary, checkpoints_dir, step) if rank == 0 else None
+        if error is None:
+            error = CheckpointError(
+                f"could not write the checkpoint of step {step} under {checkpoints_dir}: "
+                f"{_write_failure(failure)}"
+            )
+        raise error from None
+    if rank == 0:
+        _prune(checkpoints_dir, keep)
+        return final
+    return None
+
+
+def _first_failure(failure: BaseException | None, distributed: bool) -> BaseException | None:
+    """The failure of any process, known on every process (a small all-gather of messages)."""
+    if not distributed:
+        return failure
+    messages: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(messages, None if failure is None else _write_failure(failure))
+    if failure is not None:
+        return failure
+    found = next((m for m in messages if m is not None), None)
+    return OSError(found) if found is not None else None
 
 
 def _write_failure(error: BaseException) -> str:
@@ -312,19 +470,28 @@ def read_checkpoint(path: Path) -> TrainingCheckpoint:
         raise CheckpointError(
             f"{path / RNG_FILE}: expected a dict with a list 'ranks', received {type(rng).__name__}"
         )
+    sharded = state.get("sharded", False) is True
+    if sharded:  # the tensors are read into a model by DCP; the metadata is checked here
+        read_sharded_metadata(path / SHARDED_DIR)
     return TrainingCheckpoint(
         path=path,
         step=int(state["step"]),
         world_size=int(state["world_size"]),
         stage_config=state["stage_config"],
-        weights=read_weights(path / WEIGHTS_FILE),
-        optimizer=_read_torch(path / OPTIMIZER_FILE),
+        weights=None if sharded else read_weights(path / WEIGHTS_FILE),
+        optimizer=None if sharded else _read_torch(path / OPTIMIZER_FILE),
         scheduler=_read_torch(path / SCHEDULER_FILE),
         rng_states=rng["ranks"],
         batch_states=state["batch_states"],
         param_group_names=state["param_group_names"],
         metadata=state.get("metadata", {}),
+        sharded=sharded,
     )
+
+
+def is_sharded_checkpoint(path: Path) -> bool:
+    """Whether the checkpoint at (or latest under) ``path`` is sharded (written by an FSDP2 run)."""
+    return _read_state_file(resolve_checkpoint(Path(path))).get("sharded", False) is True
 
 
 def check_weights_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], source: Path) -> None:
@@ -336,9 +503,14 @@ def check_weights_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], sou
 def load_policy_weights(model: nn.Module, path: Path) -> Path:
     """Load only the weights of a checkpoint (e.g. stage I's result to start stage II); return the file read.
 
-    ``path`` may be a checkpoint, a run directory (its latest checkpoint) or a ``model.safetensors`` file.
+    ``path`` may be a checkpoint, a run directory (its latest checkpoint) or a ``model.safetensors`` file; a
+    sharded checkpoint (an FSDP2 run's) is read whole into ``model`` (a plain, unsharded one) by DCP.
     """
     path = Path(path)
+    if path.suffix != ".safetensors" and is_sharded_checkpoint(path):
+        folder = resolve_checkpoint(path) / SHARDED_DIR
+        load_sharded_weights(folder, model)
+        return folder
     weights_path = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / WEIGHTS_FILE
     weights = read_weights(weights_path)
     check_weights_fit(model, weights, weights_path)

@@ -2,7 +2,8 @@
 
 The checkpoint's weights are read as tensors only; the policy is rebuilt from the ``F1Config`` the run stored
 with every checkpoint (``policy_config`` in its metadata), on the meta device, and every key and shape is
-checked before the output folder is touched.
+checked before the output folder is touched. A sharded checkpoint (an FSDP run's) is consolidated here, in
+one process: its shards are read into the whole model.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from f1.model.checkpoint import check_state_dict, save_model
 
 from .checkpoint import (
     WEIGHTS_FILE,
+    is_sharded_checkpoint,
     list_checkpoints,
     read_checkpoint_metadata,
     read_weights,
     resolve_checkpoint,
     step_directory_name,
 )
+from .sharded_checkpoint import SHARDED_DIR, load_sharded_weights
 
 __all__ = ["export_policy", "policy_from_checkpoint"]
 
@@ -68,9 +71,12 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
         config = F1Config.from_dict(stored)
     except (ConfigError, TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint}: the stored policy config is not valid: {error}") from None
-    weights = read_weights(checkpoint / WEIGHTS_FILE)
     with torch.device("meta"):
         model = F1Model(config)
+    if is_sharded_checkpoint(checkpoint):  # an FSDP run's: the shards are read whole, in this process
+        load_sharded_weights(checkpoint / SHARDED_DIR, model)
+        return model.eval(), checkpoint
+    weights = read_weights(checkpoint / WEIGHTS_FILE)
     check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
     model.load_state_dict(weights, strict=True, assign=True)
     return model.eval(), checkpoint

@@ -8,6 +8,7 @@ particular model or dataset::
     output_dir: runs/stage3
     init_from: runs/stage2          # optional: start from these weights (ignored when resuming)
     train: {steps: 1000, batch_size: 64}   # optional overrides of the stage config
+    distributed: {strategy: fsdp, activation_checkpointing: true}   # optional (default: ddp)
 
 ``factory`` names a registered factory (:mod:`f1.train.registry`: built-in ``f1`` and ``lerobot``, the
 defaults, or one an installed package declares as an entry point); a run file never names code to import.
@@ -51,7 +52,7 @@ from .config import (
     load_stage_config,
     read_yaml_mapping,
 )
-from .distributed import init_distributed
+from .distributed import DistributedConfig, init_distributed, is_sharded
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
@@ -79,6 +80,8 @@ class RunConfig:
     num_workers: int = 0
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
+    # data parallelism under torchrun: ddp | fsdp, activation checkpointing, FSDP2's options
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     # F1 always has trainable parameters without a gradient (the understanding expert's last-layer output
     # path: downstream experts read only its keys and values), which DDP must be told about.
     find_unused_parameters: bool = True
@@ -114,6 +117,7 @@ class RunConfig:
             raise ConfigError(f"threads must be an integer >= 1 or null, received {self.threads!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
+        object.__setattr__(self, "distributed", DistributedConfig.from_dict(self.distributed))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
@@ -132,13 +136,14 @@ class RunConfig:
             {**defaults, **data},
             overrides or {},
             where="run config",
-            open_sections=frozenset({"model", "data", "train"}),  # validated by factories / StageConfig
+            # validated by factories / StageConfig / DistributedConfig
+            open_sections=frozenset({"model", "data", "train", "distributed"}),
         )
         return cls.from_dict({k: v for k, v in merged.items() if v is not None or k in data})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping, YAML/JSON-serialisable."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "distributed": self.distributed.to_dict()}
 
     @property
     def policy_factory(self) -> str:
@@ -294,6 +299,7 @@ def run_training(
             metadata=metadata,
             progress=progress,
             find_unused_parameters=run.find_unused_parameters,
+            distributed=run.distributed,
         )
         if previous is not None:
             used = trainer.resume(checkpoints_dir)
@@ -308,8 +314,11 @@ def run_training(
             _write_text_atomically(output_dir / "run.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
             _write_text_atomically(output_dir / "stage.yaml", stage_config.to_yaml())
         result = trainer.fit(stop_at_step=stop_at_step, time_budget_s=time_budget_s)
-        if context.is_main and isinstance(policy, F1Model):
-            result.policy_dir = save_policy_folder(policy, output_dir / POLICY_DIR)
+        if isinstance(policy, F1Model):
+            # sharded: every process takes part in gathering the whole weights; rank 0 writes them
+            weights = full_state_dict(policy) if is_sharded(policy) else None
+            if context.is_main:
+                result.policy_dir = save_policy_folder(policy, output_dir / POLICY_DIR, weights)
         return result
     finally:
         if context.is_distributed and dist.is_initialized():
@@ -319,7 +328,16 @@ def run_training(
 #: Run-config keys a resumed run may change: they do not change what is trained (the stage config, compared
 #: by the trainer, covers ``train``; ``init_from`` is ignored when resuming).
 RUN_RESUME_MAY_CHANGE = frozenset(
-    {"output_dir", "init_from", "train", "num_workers", "device", "threads", "find_unused_parameters"}
+    {
+        "output_dir",
+        "init_from",
+        "train",
+        "num_workers",
+        "device",
+        "threads",
+        "find_unused_parameters",
+        "distributed",  # the strategy and its options change how, not what, is trained
+    }
 )
 
 
@@ -351,12 +369,25 @@ def camera_key_of(model: F1Model) -> str:
     return IMAGE_KEY_PREFIX + model.config.foresight_camera
 
 
-def save_policy_folder(model: F1Model, directory: Path) -> Path:
-    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it."""
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole (unsharded) weights of an FSDP2-sharded ``model`` on the CPU, on every process (every
+    process must call this: the shards are all-gathered)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_policy_folder(
+    model: F1Model, directory: Path, weights: Mapping[str, torch.Tensor] | None = None
+) -> Path:
+    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it.
+
+    ``weights``: the tensors to write instead of ``model.state_dict()`` (the consolidated weights of a
+    sharded model, :func:`full_state_dict`)."""
     was_training = model.training
     model.eval()
     try:
-        save_model(model, directory)
+        save_model(model, directory, state_dict=weights)
     finally:
         model.train(was_training)
     return directory

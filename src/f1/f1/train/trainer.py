@@ -28,14 +28,17 @@ from .checkpoint import (
     check_weights_fit,
     read_checkpoint,
     save_checkpoint,
+    save_sharded_checkpoint,
 )
 from .config import StageConfig
 from .distributed import (
+    DistributedConfig,
     DistributedContext,
     all_gather_objects,
     any_process,
     barrier,
     current_context,
+    is_sharded,
     mean_across_processes,
     wrap_for_data_parallel,
 )
@@ -43,6 +46,7 @@ from .metrics import MetricsLogger
 from .optim import apply_freezing, build_optimizer, build_scheduler, validated_parameter_groups
 from .protocol import Batch, TrainableModel
 from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .sharded_checkpoint import load_sharded_state
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,9 @@ class Trainer:
         progress: show a tqdm progress bar (main process only).
         tensorboard: mirror metrics to TensorBoard; None = when it is installed.
         find_unused_parameters: passed to DDP, for models whose trainable parameters skip some steps.
+        distributed: the data-parallel strategy (DDP or FSDP2), activation checkpointing and FSDP2's
+            options (:class:`~f1.train.distributed.DistributedConfig`; None: DDP, no checkpointing). Under
+            ``fsdp`` the checkpoints are sharded (also on one process), and load on any number of processes.
 
     Every process seeds its RNGs with ``config.seed + rank`` here; a resume restores them from the checkpoint.
     """
@@ -183,6 +190,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool | None = None,
         find_unused_parameters: bool = False,
+        distributed: DistributedConfig | None = None,
     ) -> None:
         if not isinstance(config, StageConfig):
             raise TypeError(f"config must be a StageConfig, received {type(config).__name__}")
@@ -200,14 +208,32 @@ class Trainer:
                 f"{self.micro_batch_size} (batch_size {config.batch_size} / "
                 f"{self.context.world_size} processes / {config.accumulation_steps} accumulation steps)"
             )
+        self.distributed = distributed if distributed is not None else DistributedConfig()
+        if not isinstance(self.distributed, DistributedConfig):
+            raise TypeError(
+                f"distributed must be a DistributedConfig, received {type(self.distributed).__name__}"
+            )
         groups = validated_parameter_groups(model)
         self.loss_weights = _weighted_losses(model, config.loss_weights)
         trainable = apply_freezing(groups, config.frozen)
         self.model: nn.Module = model.to(self.context.device)  # type: ignore[attr-defined]
-        self.trainable_parameters = [p for params in trainable.values() for p in params]
+        if self.distributed.activation_checkpointing:
+            checkpointing = getattr(self.model, "set_activation_checkpointing", None)
+            if not callable(checkpointing):
+                raise ConfigError(
+                    f"distributed.activation_checkpointing: {type(self.model).__name__} has no "
+                    "set_activation_checkpointing(enabled) (an F1Model has)"
+                )
+            checkpointing(True)
         self.forward_module = wrap_for_data_parallel(
-            self.model, self.context, find_unused_parameters=find_unused_parameters
+            self.model,
+            self.context,
+            find_unused_parameters=find_unused_parameters,
+            config=self.distributed,
         )
+        if is_sharded(self.model):  # sharding replaced every parameter: collect the trainable ones again
+            trainable = apply_freezing(validated_parameter_groups(self.model), config.frozen)
+        self.trainable_parameters = [p for params in trainable.values() for p in params]
         self.optimizer = build_optimizer(trainable, config.optimizer)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.steps)
         self.batches = as_resumable(batches)
@@ -243,8 +269,18 @@ class Trainer:
         """
         checkpoint = read_checkpoint(Path(path))
         self._check_compatible(checkpoint)
-        self.model.load_state_dict(checkpoint.weights, strict=True)
-        self.optimizer.load_state_dict(checkpoint.optimizer)
+        if checkpoint.sharded:  # every process reads its shards (checked against the metadata first)
+            load_sharded_state(checkpoint.sharded_dir, self.model, self.optimizer)
+        else:
+            if is_sharded(self.model):
+                raise CheckpointError(
+                    f"{checkpoint.path} is a checkpoint of an unsharded (DDP or one-process) run; an FSDP "
+                    "run resumes only sharded checkpoints: start it from these weights with init_from"
+                )
+            assert checkpoint.weights is not None
+            assert checkpoint.optimizer is not None
+            self.model.load_state_dict(checkpoint.weights, strict=True)
+            self.optimizer.load_state_dict(checkpoint.optimizer)
         self.scheduler.load_state_dict(checkpoint.scheduler)
         rank = self.context.rank
         exact = checkpoint.world_size == self.context.world_size
@@ -277,16 +313,17 @@ class Trainer:
                 f"{checkpoint.path} was written by a different stage config; resuming would not continue "
                 f"the same run. Differences: {'; '.join(differences)}"
             )
-        check_weights_fit(self.model, checkpoint.weights, checkpoint.path)
+        if checkpoint.weights is not None and not is_sharded(self.model):
+            check_weights_fit(self.model, checkpoint.weights, checkpoint.path)
         names = [g.get("name") for g in self.optimizer.param_groups]
         if checkpoint.param_group_names != names:
             raise CheckpointError(
                 f"{checkpoint.path}: optimizer groups differ: "
                 f"checkpoint {checkpoint.param_group_names}, now {names}"
             )
-        saved_sizes = [len(g["params"]) for g in checkpoint.optimizer.get("param_groups", [])]
+        saved_sizes = [len(g["params"]) for g in (checkpoint.optimizer or {}).get("param_groups", [])]
         sizes = [len(g["params"]) for g in self.optimizer.param_groups]
-        if saved_sizes != sizes:
+        if checkpoint.optimizer is not None and saved_sizes != sizes:
             raise CheckpointError(
                 f"{checkpoint.path}: optimizer group sizes differ: checkpoint {saved_sizes}, now {sizes}"
             )
@@ -344,6 +381,8 @@ class Trainer:
                 summed[name] = summed.get(name, 0) + value.detach().float()
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm over every shard, a replicated DTensor
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self._step_lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}  # the rates this step used
         self.scheduler.step()
@@ -354,6 +393,9 @@ class Trainer:
         return result
 
     def _gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+        if is_sharded(self.forward_module):  # FSDP2: reduce-scatter only on the last micro-batch
+            self.forward_module.set_requires_gradient_sync(enabled)  # type: ignore[operator]
+            return contextlib.nullcontext()
         if enabled or not isinstance(self.forward_module, DistributedDataParallel):
             return contextlib.nullcontext()
         return self.forward_module.no_sync()
@@ -503,7 +545,20 @@ class Trainer:
         rng_states = all_gather_objects(capture_rng_state(), self.context)
         batch_states = all_gather_objects(self.batches.state_dict(), self.context)
         path = None
-        if self.context.is_main:
+        if self.distributed.sharded:  # every process writes its shards
+            path = save_sharded_checkpoint(
+                self.checkpoints_dir,
+                step=self.step,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                stage_config=self.config.to_dict(),
+                rng_states=rng_states,
+                batch_states=batch_states,
+                metadata=self.metadata,
+                keep=self.config.keep_checkpoints,
+            )
+        elif self.context.is_main:
             path = save_checkpoint(
                 self.checkpoints_dir,
                 step=self.step,
