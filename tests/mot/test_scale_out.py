@@ -11,14 +11,18 @@ import torch
 from mot import KVCache, MixtureOfTransformers
 from mot.errors import ArgumentTypeError
 from mot.expert import ExpertLayer
+from mot.model import LayerEnd
 
 
-def test_layer_units_hold_every_experts_layer_of_one_depth_in_expert_order(uga_model) -> None:
+def test_layer_units_hold_every_experts_layer_of_one_depth_in_expert_order_then_its_end(uga_model) -> None:
     units = uga_model.layer_units()
     assert len(units) == uga_model.config.n_layers
     for index, unit in enumerate(units):
-        assert all(isinstance(layer, ExpertLayer) for layer in unit)
-        assert [id(layer) for layer in unit] == [id(e.layers[index]) for e in uga_model.experts.values()]
+        *layers, end = unit
+        assert all(isinstance(layer, ExpertLayer) for layer in layers)
+        assert [id(layer) for layer in layers] == [id(e.layers[index]) for e in uga_model.experts.values()]
+        assert isinstance(end, LayerEnd)
+        assert not list(end.parameters())
     in_units = {id(p) for unit in units for layer in unit for p in layer.parameters()}
     outside = [n for n, p in uga_model.named_parameters() if id(p) not in in_units]
     assert outside == [f"experts.{name}.norm.weight" for name in uga_model.experts]  # only the final norms
@@ -28,16 +32,22 @@ def test_both_halves_of_every_layer_run_through_the_module_so_its_hooks_see_them
     uga_model, uga_spec, make_inputs, randomized
 ) -> None:
     calls: list[tuple[int, bool]] = []
+    ends: list[int] = []
     handles = [
         layer.register_forward_hook(lambda m, args, out, i=i: calls.append((i, len(args) == 2)))
         for i, unit in enumerate(uga_model.layer_units())
-        for layer in unit
+        for layer in unit[:-1]
+    ]
+    handles += [
+        unit[-1].register_forward_hook(lambda m, args, out, i=i: ends.append(i))
+        for i, unit in enumerate(uga_model.layer_units())
     ]
     try:
         uga_model(make_inputs(uga_model, uga_spec), uga_spec)
     finally:
         for handle in handles:
             handle.remove()
+    assert ends == list(range(uga_model.config.n_layers))
     experts = len(uga_model.experts)
     # per layer: every expert projects (one argument), then every expert finishes (x, attended)
     assert calls == [

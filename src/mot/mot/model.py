@@ -32,7 +32,7 @@ from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
 from mot.errors import ArgumentTypeError, SpecError, describe
-from mot.expert import Expert, ExpertLayer
+from mot.expert import Expert
 from mot.layers import apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import (
     ChunkPlan,
@@ -48,7 +48,7 @@ from mot.layout import (
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
 from mot.spec import AttentionSpec
 
-__all__ = ["COMPILE_MODES", "MixtureOfTransformers"]
+__all__ = ["COMPILE_MODES", "LayerEnd", "MixtureOfTransformers"]
 
 #: ``torch.compile`` modes :meth:`MixtureOfTransformers.compile_layers` accepts (besides None, the default).
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -104,6 +104,8 @@ class MixtureOfTransformers(nn.Module):
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
         self._compiled_layers: Callable[..., tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
         self._activation_checkpointing = False
+        # parameter-free, called last in every layer: a unit sharded with FSDP2 ends there (see layer_units)
+        self.layer_ends = nn.ModuleList(LayerEnd() for _ in range(config.n_layers))
 
     # --- public entry points -------------------------------------------------------------------------
     def forward(
@@ -408,17 +410,21 @@ class MixtureOfTransformers(nn.Module):
                 )
                 attended[:, rows] = out.transpose(1, 2).reshape(batch, -1, heads)
         parts = attended.split(run_lengths, dim=1) if len(runs) > 1 else (attended,)
-        return [layer(x, part) for layer, x, part in zip(layers, xs, parts)], k, v
+        xs = [layer(x, part) for layer, x, part in zip(layers, xs, parts)]
+        return self.layer_ends[layer_index](xs), k, v
 
-    def layer_units(self) -> list[tuple[ExpertLayer, ...]]:
-        """Per layer, every expert's layer of that depth: the modules whose weights one joint-attention
-        layer uses, in expert order.
+    def layer_units(self) -> list[tuple[nn.Module, ...]]:
+        """Per layer, every expert's layer of that depth (the modules whose weights one joint-attention
+        layer uses, in expert order), then the layer's :class:`LayerEnd`.
 
         One unit is the natural shard of FSDP2: ``for unit in model.layer_units(): fully_shard(list(unit))``
-        all-gathers a layer's weights of every expert together, just before the layer runs.
+        all-gathers a layer's weights of every expert together when the layer starts. FSDP2 treats a
+        group of modules as done with its forward when each has run; the layer's end runs last in every
+        call, and returns every expert's output of the layer, so the group is released (and its backward
+        hooks set on every output) exactly when the layer is done, whichever experts a loss depends on.
         """
         return [
-            tuple(expert.layers[index] for expert in self.experts.values())
+            (*(expert.layers[index] for expert in self.experts.values()), self.layer_ends[index])
             for index in range(self.config.n_layers)
         ]
 
@@ -549,6 +555,18 @@ class MixtureOfTransformers(nn.Module):
             if isinstance(masks[-1], Tensor):
                 masks[-1] = additive_mask(masks[-1], dtype)
         return masks
+
+
+class LayerEnd(nn.Module):
+    """The end of one layer: the identity on the experts' outputs ``[(B, n_run, W)]`` (no parameters).
+
+    The model calls it after every layer, so that hooks on a layer as a whole (FSDP2's group of a layer's
+    expert modules, see :meth:`MixtureOfTransformers.layer_units`) see where the layer ends and what it
+    returns.
+    """
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        return xs
 
 
 def _cat(tensors: list[Tensor], dim: int = 2) -> Tensor:

@@ -60,10 +60,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _run_file(folder: Path, name: str, data: Path, distributed: dict, **extra) -> Path:
+def _run_file(folder: Path, name: str, data: Path, distributed: dict, *, draws: int = 1, **extra) -> Path:
+    model = {"factory": "f1_seeded_flow", "preset": "tiny", "overrides": {"action": {"noise_draws": draws}}}
     run = {
         "output_dir": str(folder / name),
-        "model": {"factory": "f1_seeded_flow", "preset": "tiny"},
+        "model": model,
         "data": {"factory": "lerobot_seeded_flow", "root": str(data)},
         "train": {**TRAIN, **extra.pop("train", {})},
         "device": "cpu",
@@ -104,10 +105,12 @@ def _losses(run_dir: Path) -> list[dict[str, float]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_fsdp_on_two_processes_trains_as_one_process_on_the_combined_batch(tmp_path, dataset, stage) -> None:
-    # stage 3's sharded run also recomputes every trunk layer in backward (activation checkpointing)
+    # stage 3's sharded run also recomputes every trunk layer in backward (activation checkpointing);
+    # stage 2 averages 4 flow draws that share one prefix pass (the action expert runs 4 times per step)
     sharded = {"strategy": "fsdp", "activation_checkpointing": stage == 3}
-    _train(_run_file(tmp_path, "two", dataset, sharded), stage, 2)
-    _train(_run_file(tmp_path, "one", dataset, {"strategy": "ddp"}), stage, 1)
+    draws = 4 if stage == 2 else 1
+    _train(_run_file(tmp_path, "two", dataset, sharded, draws=draws), stage, 2)
+    _train(_run_file(tmp_path, "one", dataset, {"strategy": "ddp"}, draws=draws), stage, 1)
 
     two, one = _losses(tmp_path / "two"), _losses(tmp_path / "one")
     assert len(two) == len(one) == STEPS

@@ -139,8 +139,11 @@ class WithFlowRandomness(Dataset):
     means over valid entries, so equal counts per sample are what makes the mean of 2 processes' losses
     the loss of 1 process on the combined batch."""
 
-    def __init__(self, dataset: Dataset, *, horizon: int, action_dim: int, seed: int = 0) -> None:
+    def __init__(
+        self, dataset: Dataset, *, horizon: int, action_dim: int, draws: int = 1, seed: int = 0
+    ) -> None:
         self.dataset, self.horizon, self.action_dim, self.seed = dataset, horizon, action_dim, seed
+        self.draws = draws
         self.indices = [i for i in range(len(dataset)) if _unpadded(dataset[i])]  # type: ignore[arg-type]
 
     def __len__(self) -> int:
@@ -149,8 +152,9 @@ class WithFlowRandomness(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         sample = dict(self.dataset[self.indices[index]])
-        sample["flow.noise"] = torch.randn(self.horizon, self.action_dim, generator=generator)
-        sample["flow.time"] = torch.rand((), generator=generator) * 0.998 + 0.001
+        lead = () if self.draws == 1 else (self.draws,)
+        sample["flow.noise"] = torch.randn(*lead, self.horizon, self.action_dim, generator=generator)
+        sample["flow.time"] = torch.rand(lead, generator=generator) * 0.998 + 0.001
         return sample
 
 
@@ -166,7 +170,9 @@ def build_seeded_flow_dataset(config: dict[str, Any], *, policy: Any) -> WithFlo
 
     horizon = policy.config.action.chunk_size
     action_dim = max(e.action_dim for e in policy.config.embodiments)
-    return WithFlowRandomness(build_training_data(config, policy=policy), horizon=horizon, action_dim=action_dim)
+    draws = policy.config.action.noise_draws
+    data = build_training_data(config, policy=policy)
+    return WithFlowRandomness(data, horizon=horizon, action_dim=action_dim, draws=draws)
 
 
 def build_f1_for_seeded_flow(config: dict[str, Any], *, data: dict[str, Any]) -> Any:

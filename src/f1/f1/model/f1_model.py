@@ -253,10 +253,10 @@ class F1Model(nn.Module):
 
     def shard_units(self) -> list[list[nn.Module]]:
         """The modules that data-parallel sharding (FSDP2) all-gathers together, innermost first: one unit
-        per trunk layer (every expert's layer of that depth, which meet in one joint attention:
-        :meth:`mot.MixtureOfTransformers.layer_units`), then one per block of the vision tower (when the
-        timm model has ``blocks``). What no unit holds (embeddings, final norms, adapters, the generation
-        head, the tokenizer) belongs to the root, the model itself."""
+        per trunk layer (every expert's layer of that depth, which meet in one joint attention, and the
+        layer's end: :meth:`mot.MixtureOfTransformers.layer_units`), then one per block of the vision
+        tower (when the timm model has ``blocks``). What no unit holds (embeddings, final norms, adapters,
+        the generation head, the tokenizer) belongs to the root, the model itself."""
         units: list[list[nn.Module]] = [list(unit) for unit in self.trunk.layer_units()]
         blocks = getattr(self.understanding.vision.backbone, "blocks", None)
         if isinstance(blocks, nn.Sequential | nn.ModuleList):
