@@ -162,16 +162,18 @@ def test_a_sharded_checkpoint_resumes_bitwise_and_loads_on_another_number_of_pro
         r["loss"] for r in read_metrics(tmp_path / "whole")
     ]
 
-    # saved by 2 processes, resumed by 1 (no process group): the same data and per-sample randomness, so
-    # the same run up to float rounding (only the RNG streams are not carried over)
+    # saved by 2 processes at step 2, resumed by 1 (no process group) to step 3, then by 2 again to step 4:
+    # the same data and per-sample randomness, so the same run up to float rounding (only the RNG streams
+    # are not carried over across process counts)
     on_one = _run_file(tmp_path, "on_one", dataset, sharded)
-    _train(on_one, 3, 1, "--resume")
+    _train(on_one, 3, 1, "--resume", "--stop-at-step", "3")
     assert read_checkpoint(tmp_path / "on_one").world_size == 1
-    one_losses = [r["loss"] for r in read_metrics(tmp_path / "on_one")]
-    assert one_losses == pytest.approx([r["loss"] for r in read_metrics(tmp_path / "whole")], abs=1e-5)
-    # and back: saved by 1 process at step 4, read by 2 (its step-4 export equals the 2-process one's)
-    exported = export_policy(tmp_path / "on_one", tmp_path / "exported")
-    assert all(torch.allclose(_weights(exported)[k], v, atol=1e-5, rtol=0) for k, v in expected.items())
+    _train(on_one, 3, 2, "--resume")
+    assert read_checkpoint(tmp_path / "on_one").world_size == 2
+    losses = [r["loss"] for r in read_metrics(tmp_path / "on_one")]
+    assert losses == pytest.approx([r["loss"] for r in read_metrics(tmp_path / "whole")], abs=1e-5)
+    moved = _sharded_weights(tmp_path / "on_one" / final, tmp_path / "whole" / "policy")
+    assert all(torch.allclose(moved[k], v, atol=1e-5, rtol=0) for k, v in expected.items())
 
 
 def test_f1_export_reads_a_sharded_checkpoint_into_a_whole_policy(tmp_path, dataset) -> None:

@@ -241,7 +241,12 @@ def load_sharded_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
         )
     state = _state_dicts(model, optimizer)
     _check_fits(state[_MODEL], sharded_tensor_shapes(metadata, _MODEL), folder, "model state")
-    _check_fits(state[_OPTIMIZER], sharded_tensor_shapes(metadata, _OPTIMIZER), folder, "optimizer state")
+    # A parameter that had no gradient yet when the checkpoint was saved had no optimizer state either
+    # (AdamW creates it at the first step the parameter takes): such entries are absent, not missing.
+    stored = sharded_tensor_shapes(metadata, _OPTIMIZER)
+    saved_state = {key: value for key, value in state[_OPTIMIZER].items() if key in stored}
+    _check_fits(saved_state, stored, folder, "optimizer state")
+    state[_OPTIMIZER] = saved_state
     with _single_process_quietly():
         dcp.load(state, storage_reader=_reader(folder), no_dist=_no_dist())
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -255,6 +260,10 @@ def load_sharded_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
         optim_state_dict=optimizer_state,
         options=_options(),
     )
+    with_state = {key[len("state.") :].rsplit(".", 1)[0] for key in stored}
+    for name, parameter in model.named_parameters():
+        if name not in with_state:
+            optimizer.state.pop(parameter, None)  # as when it was saved: AdamW starts it at its first step
     for group, saved in zip(optimizer.param_groups, groups):
         for key, value in saved.items():
             group[key] = tuple(value) if isinstance(group.get(key), tuple) else value
