@@ -13,7 +13,7 @@ import torch
 
 from f1.errors import CheckpointError, ConfigError
 from f1.model import F1Config, F1Model
-from f1.model.checkpoint import check_state_dict, save_model
+from f1.model.checkpoint import check_state_dict, drop_unbuilt_tensors, save_model
 
 from .checkpoint import (
     WEIGHTS_FILE,
@@ -68,9 +68,9 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
         config = F1Config.from_dict(stored)
     except (ConfigError, TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint}: the stored policy config is not valid: {error}") from None
-    weights = read_weights(checkpoint / WEIGHTS_FILE)
     with torch.device("meta"):
         model = F1Model(config)
+    weights = drop_unbuilt_tensors(model, read_weights(checkpoint / WEIGHTS_FILE), str(checkpoint))
     check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
     model.load_state_dict(weights, strict=True, assign=True)
     return model.eval(), checkpoint
