@@ -51,7 +51,7 @@ from .config import (
     load_stage_config,
     read_yaml_mapping,
 )
-from .distributed import init_distributed
+from .distributed import DistributedContext, init_distributed
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
@@ -79,9 +79,11 @@ class RunConfig:
     num_workers: int = 0
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
-    # F1 always has trainable parameters without a gradient (the understanding expert's last-layer output
-    # path: downstream experts read only its keys and values), which DDP must be told about.
-    find_unused_parameters: bool = True
+    # Every parameter F1 builds gets a gradient in every mode (the experts whose outputs nothing reads are
+    # built keys/values-only in their last layer: mot's last_layer_kv_only), so DDP need not search for
+    # unused ones. True for a policy with several embodiments: a batch without one leaves its adapter
+    # without a gradient.
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
@@ -285,6 +287,7 @@ def run_training(
         metadata: dict[str, Any] = {"run": run.to_dict(), "stage": stage_name}
         if isinstance(policy, F1Model):  # what f1 export rebuilds the policy from
             metadata["policy_config"] = policy.config.to_dict()
+        _warn_if_adapters_may_lack_gradients(policy, stage_config, context, run.find_unused_parameters)
         trainer = Trainer(
             trained,
             batches,
@@ -321,6 +324,26 @@ def run_training(
 RUN_RESUME_MAY_CHANGE = frozenset(
     {"output_dir", "init_from", "train", "num_workers", "device", "threads", "find_unused_parameters"}
 )
+
+
+def _warn_if_adapters_may_lack_gradients(
+    policy: Any, stage_config: StageConfig, context: DistributedContext, find_unused_parameters: bool
+) -> bool:
+    """Warn (and return True) when DDP runs without ``find_unused_parameters`` while the stage trains the
+    adapters of an F1 policy with several embodiments: a batch without one leaves its adapter without a
+    gradient, which DDP refuses at the next step."""
+    adapters = list(policy.adapters) if isinstance(policy, F1Model) else []
+    trained = "embodiment" not in stage_config.frozen
+    if not context.is_distributed or find_unused_parameters or not trained or len(adapters) < 2:
+        return False
+    log.warning(
+        "the policy has %d embodiments (%s): a step whose batch lacks one leaves its adapter without a "
+        "gradient, which DDP refuses; set find_unused_parameters: true in the run file unless every batch "
+        "holds every embodiment",
+        len(adapters),
+        ", ".join(adapters),
+    )
+    return True
 
 
 def _check_resumed_run(run: RunConfig, checkpoint: Path) -> None:
