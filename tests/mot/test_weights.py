@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 
 import pytest
@@ -191,3 +193,61 @@ def test_loaded_weights_keep_the_model_dtype():
     model = MixtureOfTransformers(gemma_config_to_mot(reference.config.to_dict(), "lm")).to(torch.bfloat16)
     load_gemma_expert(model, "lm", reference.state_dict())
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def _with_kv_only_expert(config: MoTConfig, expert: str) -> MoTConfig:
+    experts = dict(config.experts)
+    experts[expert] = dataclasses.replace(experts[expert], last_layer_kv_only=True)
+    return dataclasses.replace(config, experts=experts)
+
+
+def test_a_kv_only_expert_loads_a_gemma_decoder_dropping_its_dead_tensors_with_a_logged_reason(caplog):
+    reference = _random_gemma(TEXT, seed=0)
+    two = dataclasses.replace(
+        gemma_config_to_mot(reference.config.to_dict(), "lm"),
+        experts={"lm": ExpertConfig(32, 48), "act": ExpertConfig(16, 24)},
+    )
+    full = MixtureOfTransformers(two).eval()
+    kv_only = MixtureOfTransformers(_with_kv_only_expert(two, "lm")).eval()
+    load_gemma_expert(full, "lm", reference.state_dict())
+    with caplog.at_level(logging.INFO, logger="mot.weights"):
+        leftovers = load_gemma_expert(kv_only, "lm", reference.state_dict())
+    assert list(leftovers) == ["embed_tokens.weight"]
+    dead = sorted(kv_only.experts["lm"].unbuilt_tensors)
+    assert len(dead) == 7
+    assert "dropped 7 tensors of expert 'lm'" in caplog.text
+    assert "last_layer_kv_only" in caplog.text
+    assert all(name in caplog.text for name in dead)
+    spec = AttentionSpec.pi0(prefix_length=5, chunk=2, prefix_expert="lm", suffix_expert="act")
+    prefix = {"prefix": torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(1))}
+    with torch.no_grad():
+        caches = [model.prefill(prefix, spec) for model in (full, kv_only)]
+    assert all(torch.equal(a, b) for a, b in zip(caches[0].keys, caches[1].keys))
+    assert all(torch.equal(a, b) for a, b in zip(caches[0].values, caches[1].values))
+    # dead tensors may be absent; present, they are checked like the others
+    trimmed = {k: v for k, v in reference.state_dict().items() if k not in dead}
+    assert list(load_gemma_expert(kv_only, "lm", trimmed)) == ["embed_tokens.weight"]
+    misshapen = {**reference.state_dict(), "layers.1.mlp.up_proj.weight": torch.zeros(40, 32)}
+    with pytest.raises(
+        WeightImportError, match=r"layers\.1\.mlp\.up_proj\.weight'\]: expected shape \(48, 32\)"
+    ):
+        load_gemma_expert(kv_only, "lm", misshapen)
+
+
+def test_pi0_loads_into_a_kv_only_prefix_expert_with_the_same_suffix_outputs():
+    vlm, expert = _random_gemma(TEXT, seed=0), _random_gemma(EXPERT, seed=1)
+    config = MoTConfig(2, 4, 1, 16, experts={"vlm": ExpertConfig(32, 48), "act": ExpertConfig(16, 24)})
+    full = MixtureOfTransformers(config).eval()
+    kv_only = MixtureOfTransformers(_with_kv_only_expert(config, "vlm")).eval()
+    state = _pi0_state_dict(vlm, expert)
+    assert sorted(load_pi0(kv_only, state)) == sorted(load_pi0(full, state))
+    spec = AttentionSpec.pi0(prefix_length=5, chunk=3, prefix_expert="vlm", suffix_expert="act")
+    generator = torch.Generator().manual_seed(2)
+    inputs = {
+        "prefix": torch.randn(1, 5, 32, generator=generator),
+        "suffix": torch.randn(1, 4, 16, generator=generator),
+    }
+    with torch.no_grad():
+        expected, got = full(inputs, spec), kv_only(inputs, spec)
+    assert list(got) == ["suffix"]
+    assert torch.equal(got["suffix"], expected["suffix"])

@@ -470,7 +470,7 @@ stage recipe:
   train: {{steps: 2000, batch_size: 32}}          # optional: overrides of the stage recipe
   num_workers: 2                                # optional: data-loading processes per trainer process
   device: auto                                  # optional: auto (CUDA when available), cpu or cuda
-  find_unused_parameters: true                  # optional: false only if every parameter gets a gradient
+  find_unused_parameters: false                 # optional: true if a batch may lack one of the embodiments
   threads: 1                                    # optional: torch threads per process (1: best on busy CPUs)
 
 With one dataset (data.root) and a model section that names no embodiment, the policy's embodiment is

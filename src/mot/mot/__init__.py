@@ -9,7 +9,7 @@ from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import AttentionBackend, ExpertConfig, MoTConfig
 from mot.errors import ArgumentTypeError, ConfigError, MoTError, SpecError, WeightImportError
-from mot.expert import Expert, ExpertAttention, ExpertLayer
+from mot.expert import KV_ONLY_UNBUILT_LAYER_TENSORS, Expert, ExpertAttention, ExpertLayer
 from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "COMPILE_MODES",
     "GEMMA_LAYER_TENSORS",
+    "KV_ONLY_UNBUILT_LAYER_TENSORS",
     "ArgumentTypeError",
     "AttentionBackend",
     "AttentionSpec",

@@ -53,16 +53,29 @@ class ExpertConfig:
         width: hidden size of the expert's token stream.
         mlp_width: hidden size of its GeGLU MLP.
         norm_eps: RMSNorm epsilon.
+        last_layer_kv_only: the expert's hidden states are never read, only the keys and values it
+            gives the other experts' queries (F1's and pi0's understanding expert). Its last layer then
+            builds only ``input_layernorm``, ``k_proj`` and ``v_proj``: the layer's queries, output
+            projection, post-attention norm and MLP, and the expert's final norm, would feed nothing but
+            its own unread output (they would never get a gradient, so DDP would need
+            ``find_unused_parameters``). The model returns no outputs for the expert's segments and
+            still caches their keys and values of every layer.
     """
 
     width: int
     mlp_width: int
     norm_eps: float = 1e-6
+    last_layer_kv_only: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("ExpertConfig", "width", self.width)
         _positive_int("ExpertConfig", "mlp_width", self.mlp_width)
         _positive_number("ExpertConfig", "norm_eps", self.norm_eps)
+        if not isinstance(self.last_layer_kv_only, bool):
+            raise ConfigError(
+                "ExpertConfig.last_layer_kv_only: expected a bool, received "
+                f"{describe(self.last_layer_kv_only)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable dict (inverse of :meth:`from_dict`)."""
@@ -135,6 +148,12 @@ class MoTConfig:
                     f"{describe(expert)}"
                 )
             experts[name] = expert
+        if all(expert.last_layer_kv_only for expert in experts.values()):
+            # nothing would read the last layer's keys and values either
+            raise ConfigError(
+                "MoTConfig.experts: expected at least one expert with last_layer_kv_only=False (whose "
+                f"queries read the others' keys and values), received it on every expert {list(experts)}"
+            )
         object.__setattr__(self, "experts", experts)
         if not isinstance(self.attention_backend, str) or self.attention_backend not in ("sdpa", "flex"):
             raise ConfigError(

@@ -65,11 +65,16 @@ class _Run:
 
 @dataclass(frozen=True)
 class _QueryGroup:
-    """Consecutive chunk rows ``[row_start, row_end)`` that may see keys ``[0, horizon)`` only."""
+    """Consecutive chunk rows ``[row_start, row_end)`` that may see keys ``[0, horizon)`` only.
+
+    ``read_in_last_layer``: some row belongs to an expert whose output is read (False: every row is of a
+    keys/values-only expert, whose last-layer attention nobody reads).
+    """
 
     row_start: int
     row_end: int
     horizon: int
+    read_in_last_layer: bool = True
 
 
 def _horizon(spec: AttentionSpec, name: str) -> int:
@@ -87,7 +92,9 @@ class MixtureOfTransformers(nn.Module):
         config: depth, shared head layout and the experts.
 
     Inputs are per-segment embeddings ``{segment: (B, n, width of its expert)}``; outputs are the final-norm
-    hidden states ``{segment: (B, n, width)}``. Outputs at padding slots are unspecified (finite).
+    hidden states ``{segment: (B, n, width)}``. Outputs at padding slots are unspecified (finite). The
+    segments of a keys/values-only expert (``ExpertConfig.last_layer_kv_only``) have no outputs: they are
+    absent from the returned dict (their keys and values still reach the other experts and the cache).
 
     Every entry checks its arguments before running and raises a :class:`~mot.MoTError` naming the argument
     (a wrong shape, dtype or device, an unknown segment, valid lengths out of range, a cache built by a
@@ -102,10 +109,28 @@ class MixtureOfTransformers(nn.Module):
             raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
         self.config = config
         self.experts = nn.ModuleDict({name: Expert(cfg, config) for name, cfg in config.experts.items()})
-        self._compiled_layers: Callable[..., tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
+        self._compiled_layers: (
+            Callable[..., tuple[list[Tensor | None], list[Tensor], list[Tensor]]] | None
+        ) = None
+        self._kv_only_experts = frozenset(
+            name for name, cfg in config.experts.items() if cfg.last_layer_kv_only
+        )
         self._activation_checkpointing = False
         # parameter-free, called last in every layer: a unit sharded with FSDP2 ends there (see layer_units)
         self.layer_ends = nn.ModuleList(LayerEnd() for _ in range(config.n_layers))
+
+    def unbuilt_tensors(self) -> dict[str, str]:
+        """``{state-dict name: reason}`` of the tensors that a model of this shape with full experts has
+        and this one does not build (the last layers of keys/values-only experts; see
+        :attr:`mot.Expert.unbuilt_tensors`), for importers and loaders to drop from older state dicts."""
+        return {
+            f"experts.{name}.{tensor}": (
+                f"not built: expert {name!r} is last_layer_kv_only (only its keys and values are read, "
+                "so this tensor of its last layer or final norm feeds nothing and gets no gradient)"
+            )
+            for name, expert in self.experts.items()
+            for tensor in expert.unbuilt_tensors
+        }
 
     # --- public entry points -------------------------------------------------------------------------
     def forward(
@@ -120,7 +145,8 @@ class MixtureOfTransformers(nn.Module):
             valid_lengths: ``{segment: (B,) ints}`` per-sample valid lengths (right padding), or None.
 
         Returns:
-            ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
+            ``{segment: (B, n, W)}`` hidden states after the expert's final norm, for every given segment
+            but those of keys/values-only experts.
         """
         return self._run(
             inputs, spec, KVCache(check_spec(spec)), valid_lengths, append=False, check_finite=True
@@ -132,7 +158,9 @@ class MixtureOfTransformers(nn.Module):
         """Run the upstream segments once and return their keys/values as a :class:`KVCache`.
 
         Same arguments as :meth:`forward`. To also get the outputs, use
-        ``cache = KVCache(spec); out = model.extend(inputs, spec, cache, append=True)``.
+        ``cache = KVCache(spec); out = model.extend(inputs, spec, cache, append=True)``. The cache holds
+        the keys and values of every layer for every given segment, those of keys/values-only experts
+        included.
         """
         cache = KVCache(check_spec(spec))
         self._run(inputs, spec, cache, valid_lengths, append=True, check_finite=True)
@@ -158,7 +186,8 @@ class MixtureOfTransformers(nn.Module):
                 True appends the new slots to it in place (incremental generation).
 
         Returns:
-            ``{segment: (B, n, W)}`` hidden states after the expert's final norm.
+            ``{segment: (B, n, W)}`` hidden states after the expert's final norm, for every given segment
+            but those of keys/values-only experts (whose keys and values are still appended).
 
         With ``append=True`` non-finite inputs are refused (they would be stored in the cache). With
         ``append=False`` they are not checked: this call runs once per ODE step of a policy, and the check
@@ -307,7 +336,7 @@ class MixtureOfTransformers(nn.Module):
         self._check_cache(cache, spec, batch, param)
         valid_lengths = self._check_valid_lengths(spec, valid_lengths, batch, param)
         lengths = tuple((name, x.shape[1]) for name, x in inputs.items())
-        layout = _chunk_layout(spec, lengths, cache.length)
+        layout = _chunk_layout(spec, lengths, cache.length, self._kv_only_experts)
         if check_finite:
             self._check_finite(inputs)
         runs = layout.runs
@@ -324,11 +353,13 @@ class MixtureOfTransformers(nn.Module):
         xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
         cached = (cache.keys, cache.values) if cache.length else None
         layers = self._compiled_layers or self._layers
-        xs, new_keys, new_values = layers(xs, cached, cos, sin, masks, layout, append)
+        hidden, new_keys, new_values = layers(xs, cached, cos, sin, masks, layout, append)
         if append:
             cache._store(new_keys, new_values, valid, merged)
         outputs: dict[str, Tensor] = {}
-        for run, x in zip(runs, xs):
+        for run, x in zip(runs, hidden):
+            if x is None:  # a keys/values-only expert
+                continue
             pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
             outputs.update(zip(run.names, pieces))
         return outputs
@@ -342,13 +373,14 @@ class MixtureOfTransformers(nn.Module):
         masks: list[object | None],
         layout: _ChunkLayout,
         append: bool,
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    ) -> tuple[list[Tensor | None], list[Tensor], list[Tensor]]:
         """Every layer over one chunk, then each expert's final norm: the tensor work of a call, with no
         checks and no Python state (what :meth:`compile_layers` compiles).
 
         ``xs``: per expert run ``(B, n_run, W)``; ``cached``: per layer keys and values ``(B, Hkv, start, D)``
-        of the leading slots (None when nothing is cached). Returns the normed hidden states per run and,
-        with ``append``, each layer's keys and values of slots ``[0, end)``.
+        of the leading slots (None when nothing is cached). Returns the normed hidden states per run (None
+        for a keys/values-only expert) and, with ``append``, each layer's keys and values of slots
+        ``[0, end)``.
         """
         runs = layout.runs
         # Recomputing a layer in backward is worth it only when there is a backward; the keys and values
@@ -365,8 +397,8 @@ class MixtureOfTransformers(nn.Module):
             if append:
                 new_keys.append(k)
                 new_values.append(v)
-        xs = [self.experts[run.expert].norm(x) for run, x in zip(runs, xs)]
-        return xs, new_keys, new_values
+        outputs = [self.experts[run.expert].output(x) for run, x in zip(runs, xs)]
+        return outputs, new_keys, new_values
 
     def _layer(
         self,
@@ -380,8 +412,8 @@ class MixtureOfTransformers(nn.Module):
     ) -> tuple[list[Tensor], Tensor, Tensor]:
         """Layer ``layer_index`` of every run: projections, one joint attention, output and MLP.
 
-        Returns the runs' hidden states ``(B, n_run, W)`` and the layer's keys and values
-        ``(B, Hkv, start + n, D)`` (the cached ones first).
+        Returns the runs' hidden states ``(B, n_run, W)`` (a keys/values-only layer passes its input
+        through) and the layer's keys and values ``(B, Hkv, start + n, D)`` (the cached ones first).
         """
         runs, groups, plan = layout.runs, layout.groups, layout.plan
         batch = xs[0].shape[0]
@@ -397,13 +429,14 @@ class MixtureOfTransformers(nn.Module):
         if cached_kv is not None:
             k = torch.cat((cached_kv[0], k), dim=2)
             v = torch.cat((cached_kv[1], v), dim=2)
-        if len(groups) == 1:
+        read = _groups_read(groups, masks, last=layer_index == self.config.n_layers - 1)
+        if len(groups) == 1 and read:
             horizon = groups[0].horizon
             out = joint_attention(q, k[:, :, :horizon], v[:, :, :horizon], masks[0], backend)
             attended = out.transpose(1, 2).reshape(batch, -1, heads)
-        else:
+        else:  # rows of skipped groups stay unset: only keys/values-only layers get them, and drop them
             attended = q.new_empty(batch, plan.end - plan.start, heads)
-            for group, mask in zip(groups, masks):
+            for group, mask in read:
                 rows = slice(group.row_start, group.row_end)
                 out = joint_attention(
                     q[:, :, rows], k[:, :, : group.horizon], v[:, :, : group.horizon], mask, backend
@@ -573,6 +606,14 @@ def _cat(tensors: list[Tensor], dim: int = 2) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 
 
+def _groups_read(
+    groups: tuple[_QueryGroup, ...], masks: list[object | None], last: bool
+) -> list[tuple[_QueryGroup, object | None]]:
+    """The query groups (with their masks) whose attention a layer needs: all of them, but in the last
+    layer not those made only of keys/values-only experts' rows (nothing reads their output)."""
+    return [(group, mask) for group, mask in zip(groups, masks) if group.read_in_last_layer or not last]
+
+
 @dataclass(frozen=True)
 class _ChunkLayout:
     plan: ChunkPlan
@@ -581,8 +622,14 @@ class _ChunkLayout:
 
 
 @functools.lru_cache(maxsize=256)
-def _chunk_layout(spec: AttentionSpec, lengths: tuple[tuple[str, int], ...], start: int) -> _ChunkLayout:
-    """Where the given segments go, which expert runs and which query groups they form (memoised)."""
+def _chunk_layout(
+    spec: AttentionSpec,
+    lengths: tuple[tuple[str, int], ...],
+    start: int,
+    kv_only_experts: frozenset[str] = frozenset(),
+) -> _ChunkLayout:
+    """Where the given segments go, which expert runs and which query groups they form (memoised);
+    ``kv_only_experts`` name the keys/values-only experts (their rows are not read in the last layer)."""
     plan = plan_chunk(spec, dict(lengths), start)
     check_cut(spec, plan.end)
     runs: list[_Run] = []
@@ -596,10 +643,12 @@ def _chunk_layout(spec: AttentionSpec, lengths: tuple[tuple[str, int], ...], sta
     row = 0
     for piece in plan.pieces:  # consecutive pieces with the same key horizon share one attention call
         horizon = min(_horizon(spec, piece.name), plan.end)
+        read = piece.expert not in kv_only_experts
         if groups and groups[-1].horizon == horizon:
             last = groups.pop()
-            groups.append(_QueryGroup(last.row_start, row + piece.length, horizon))
+            read = read or last.read_in_last_layer
+            groups.append(_QueryGroup(last.row_start, row + piece.length, horizon, read))
         else:
-            groups.append(_QueryGroup(row, row + piece.length, horizon))
+            groups.append(_QueryGroup(row, row + piece.length, horizon, read))
         row += piece.length
     return _ChunkLayout(plan, tuple(runs), tuple(groups))

@@ -3,12 +3,19 @@
 Only tensors are read (state dicts from ``safetensors`` or ``torch.load(weights_only=True)``); transformers is
 not needed. An expert's parameter names are Gemma's, so importing is a prefix change plus strict checks of
 names and shapes; nothing in the model changes unless every tensor is present with the expected shape.
+
+A keys/values-only expert (``ExpertConfig.last_layer_kv_only``, e.g. pi0's PaliGemma prefix) does not build
+the queries, output projection, post-attention norm and MLP of its last layer, nor its final norm: those
+checkpoint tensors may be absent; present, they are checked like the others (a misshapen or non-finite one
+is refused all the same), then dropped, and the logger ``mot.weights`` says which and why (INFO).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,6 +23,7 @@ from torch import Tensor
 
 from mot.config import ExpertConfig, MoTConfig
 from mot.errors import ArgumentTypeError, ConfigError, WeightImportError, describe
+from mot.expert import Expert
 from mot.model import MixtureOfTransformers
 
 __all__ = [
@@ -49,6 +57,8 @@ PI0_VLM_PREFIXES = (
     "paligemma_with_expert.paligemma.language_model.model.",
 )
 PI0_EXPERT_PREFIXES = ("paligemma_with_expert.gemma_expert.model.",)
+
+log = logging.getLogger(__name__)
 
 
 def _gemma_int(config: Mapping[str, Any], key: str, default: object = None) -> int:
@@ -169,12 +179,19 @@ def find_gemma_prefix(state_dict: Mapping[str, Tensor], candidates: tuple[str, .
 
 def _expert_tensors(
     model: MixtureOfTransformers, expert: str, state_dict: Mapping[str, Tensor], prefix: str
-) -> dict[str, Tensor]:
+) -> tuple[dict[str, Tensor], list[str]]:
     """Map ``prefix`` + Gemma names to the expert's own parameter names, checking names, shapes, dtypes and
-    that every value is finite (a NaN weight would make every output NaN)."""
+    that every value is finite (a NaN weight would make every output NaN).
+
+    Returns the tensors to load and the keys of the Gemma tensors present that the expert does not build
+    (:attr:`mot.Expert.unbuilt_tensors`; absent, they are not missing).
+    """
     if not isinstance(expert, str) or expert not in model.experts:
         raise WeightImportError(f"expert: unknown expert {expert!r}, the model has {list(model.experts)}")
-    target = model.experts[expert].state_dict()
+    unbuilt = set(model.experts[expert].unbuilt_tensors)
+    with torch.device("meta"):  # the shapes of a full expert, unbuilt tensors included
+        full = Expert(replace(model.config.experts[expert], last_layer_kv_only=False), model.config)
+    target = full.state_dict()
     layer_prefix = prefix + "layers."
     depth = sum(1 for k in state_dict if k.startswith(layer_prefix) and k.endswith(GEMMA_LAYER_TENSORS[0]))
     if depth != model.config.n_layers:
@@ -184,10 +201,12 @@ def _expert_tensors(
         )
     names = [f"layers.{i}.{name}" for i in range(model.config.n_layers) for name in GEMMA_LAYER_TENSORS]
     names.append("norm.weight")
-    mapped = {}
+    mapped, dropped = {}, []
     for name in names:
         key = prefix + name
         if key not in state_dict:
+            if name in unbuilt:
+                continue
             raise WeightImportError(f"state_dict: missing key {key!r} for expert {expert!r}")
         tensor = state_dict[key]
         if not isinstance(tensor, Tensor):
@@ -209,8 +228,23 @@ def _expert_tensors(
                 f"state_dict[{key!r}]: expected finite values for expert {expert!r}, received "
                 f"{int(tensor.isnan().sum())} NaN and {int(tensor.isinf().sum())} inf of {tensor.numel()}"
             )
-        mapped[name] = tensor
-    return mapped
+        if name in unbuilt:
+            dropped.append(key)
+        else:
+            mapped[name] = tensor
+    return mapped, dropped
+
+
+def _log_dropped(expert: str, dropped: list[str]) -> None:
+    if dropped:
+        log.info(
+            "dropped %d tensors of expert %r, which it does not build (last_layer_kv_only: only its keys "
+            "and values are read, so its last layer's queries, output projection, post-attention norm and "
+            "MLP, and its final norm, feed nothing): %s",
+            len(dropped),
+            expert,
+            ", ".join(dropped),
+        )
 
 
 def load_gemma_expert(
@@ -226,20 +260,23 @@ def load_gemma_expert(
     with exactly one Gemma decoder, or an explicit ``prefix``. Tensors are cast to the model's dtype.
 
     Gemma multiplies token embeddings by ``sqrt(width)`` before the first layer; the expert does not (its
-    inputs are embeddings), so scale what you feed it.
+    inputs are embeddings), so scale what you feed it. A keys/values-only expert drops the tensors it does
+    not build (see the module docstring).
 
     Returns:
-        The other tensors under the prefix (e.g. ``{"embed_tokens.weight": ...}``), keyed without it.
+        The other tensors under the prefix (e.g. ``{"embed_tokens.weight": ...}``), keyed without it
+        (dropped tensors are not among them).
     """
     model, state_dict = _check_model(model), _check_state_dict(state_dict)
     if prefix is not None and not isinstance(prefix, str):
         raise ArgumentTypeError(f"prefix: expected a str or None, received {type(prefix).__name__}")
     prefix = find_gemma_prefix(state_dict) if prefix is None else prefix
-    mapped = _expert_tensors(model, expert, state_dict, prefix)
+    mapped, dropped = _expert_tensors(model, expert, state_dict, prefix)
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         model.experts[expert].load_state_dict({k: v.to(dtype) for k, v in mapped.items()}, strict=True)
-    used = {prefix + name for name in mapped}
+    _log_dropped(expert, dropped)
+    used = {prefix + name for name in mapped} | set(dropped)
     return {
         key[len(prefix) :]: value
         for key, value in state_dict.items()
@@ -257,6 +294,8 @@ def load_pi0(
 
     The PaliGemma language model goes to ``prefix_expert`` and the Gemma action expert to
     ``suffix_expert`` (pair with :meth:`mot.AttentionSpec.pi0`). Both are checked before either is written.
+    Build ``prefix_expert`` with ``last_layer_kv_only=True`` (pi0 reads only its keys and values): the
+    tensors it then does not build are dropped (see the module docstring).
 
     Returns:
         Every tensor that is not part of the two decoders (vision tower, projector, token embeddings,
@@ -270,11 +309,13 @@ def load_pi0(
         )
     vlm_prefix = find_gemma_prefix(state_dict, PI0_VLM_PREFIXES)
     act_prefix = find_gemma_prefix(state_dict, PI0_EXPERT_PREFIXES)
-    vlm = _expert_tensors(model, prefix_expert, state_dict, vlm_prefix)
-    act = _expert_tensors(model, suffix_expert, state_dict, act_prefix)
+    vlm, vlm_dropped = _expert_tensors(model, prefix_expert, state_dict, vlm_prefix)
+    act, act_dropped = _expert_tensors(model, suffix_expert, state_dict, act_prefix)
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         model.experts[prefix_expert].load_state_dict({k: v.to(dtype) for k, v in vlm.items()}, strict=True)
         model.experts[suffix_expert].load_state_dict({k: v.to(dtype) for k, v in act.items()}, strict=True)
-    used = {vlm_prefix + k for k in vlm} | {act_prefix + k for k in act}
+    _log_dropped(prefix_expert, vlm_dropped)
+    _log_dropped(suffix_expert, act_dropped)
+    used = {vlm_prefix + k for k in vlm} | {act_prefix + k for k in act} | {*vlm_dropped, *act_dropped}
     return {key: value for key, value in state_dict.items() if key not in used}

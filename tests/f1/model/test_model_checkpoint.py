@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from f1.model import CheckpointError, F1Policy, read_policy_checkpoint
 from f1.model.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from mot import Expert
 
 
 @pytest.mark.parametrize("mode", ["f1", "no_gen"])
@@ -78,3 +81,42 @@ def test_the_file_holds_only_tensors_and_the_config(tiny_policy, tmp_path: Path)
     policy.save(tmp_path)
     tensors = load_file(str(tmp_path / WEIGHTS_NAME))
     assert set(tensors) == set(policy.model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("mode", "dead_experts"), [("no_gen", ["und"]), ("history_no_foresight", ["und", "gen"])]
+)
+def test_a_policy_saved_with_the_dead_last_layer_tensors_still_loads_dropping_them_with_a_reason(
+    tiny_policy, observation_factory, tmp_path: Path, caplog, mode: str, dead_experts: list[str]
+) -> None:
+    # what versions that built the keys/values-only experts' last layers in full saved
+    policy = tiny_policy(mode)
+    policy.save(tmp_path)
+    config, tensors = read_policy_checkpoint(tmp_path)
+    trunk = policy.model.trunk
+    dead = {}
+    for expert in dead_experts:
+        full = dataclasses.replace(trunk.config.experts[expert], last_layer_kv_only=False)
+        shapes = {k: v.shape for k, v in Expert(full, trunk.config).state_dict().items()}
+        assert trunk.experts[expert].unbuilt_tensors
+        for name in trunk.experts[expert].unbuilt_tensors:
+            dead[f"trunk.experts.{expert}.{name}"] = torch.randn(shapes[name])
+    metadata = {"format": "f1-policy", "format_version": "1", "config": config.to_json()}
+    save_file({**tensors, **dead}, str(tmp_path / WEIGHTS_NAME), metadata=metadata)
+    with caplog.at_level(logging.INFO, logger="f1.model.checkpoint"):
+        loaded = F1Policy.load(tmp_path).eval()
+    assert all(f"dropped {key}: not built" in caplog.text for key in dead)
+    assert "last_layer_kv_only" in caplog.text
+    state = loaded.model.state_dict()
+    assert set(state) == set(tensors)
+    assert all(torch.equal(state[key], value) for key, value in tensors.items())
+    observation = observation_factory()
+    assert torch.equal(loaded.plan(observation, seed=3).actions, policy.plan(observation, seed=3).actions)
+    # only those: any other extra tensor is still refused
+    save_file(
+        {**tensors, **dead, "trunk.experts.und.extra": torch.zeros(1)},
+        str(tmp_path / WEIGHTS_NAME),
+        metadata=metadata,
+    )
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys: \['trunk\.experts\.und\.extra'\]"):
+        F1Policy.load(tmp_path)

@@ -141,6 +141,14 @@ def _f1(config, g: torch.Generator) -> dict:
     return out
 
 
+def _dead_understanding_keys(config, prefix: str = P + "paligemma.language_model.model.") -> set[str]:
+    """PaliGemma tensors that feed only the language model's last-layer output, which no F1 head reads."""
+    last = f"{prefix}layers.{config.trunk.n_layers - 1}."
+    names = ("self_attn.q_proj", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj")
+    names += ("mlp.up_proj", "mlp.down_proj")
+    return {f"{last}{name}.weight" for name in names} | {prefix + "norm.weight"}
+
+
 def test_the_published_f1_layout_imports_completely(tmp_path: Path) -> None:
     config = _config()
     policy = F1Model(config)
@@ -171,7 +179,7 @@ def test_the_published_f1_layout_imports_completely(tmp_path: Path) -> None:
         "model.wm_hist_pos_embs",
         "model.wm_cond_pos_embs",
         "model.lvl_1L",
-    }
+    } | _dead_understanding_keys(config)
     assert set(report.not_provided) == {
         "generation.history"
     }  # our history encoder takes any number of frames
@@ -181,7 +189,8 @@ def test_the_published_f1_layout_imports_completely(tmp_path: Path) -> None:
 def test_pi0_fills_understanding_and_action_and_reports_the_rest() -> None:
     config = _config()
     policy = F1Model(config)
-    report = import_weights(policy, _pi0(config, torch.Generator().manual_seed(0)), "pi0")
+    source = _pi0(config, torch.Generator().manual_seed(0))
+    report = import_weights(policy, source, "pi0")
     assert {"trunk.experts.gen", "generation.embedding", "generation.head", "generation.tokenizer"} <= set(
         report.not_provided
     )
@@ -190,6 +199,20 @@ def test_pi0_fills_understanding_and_action_and_reports_the_rest() -> None:
         for part in report.not_provided.values()
         for key in part
     )
+    dead = _dead_understanding_keys(config)
+    # pi0's action expert is read: all of its layers load
+    assert set(report.dropped) == dead | {P + "gemma_expert.lm_head.weight"}
+    assert all("last_layer_kv_only" in report.dropped[key] for key in dead)
+    assert all(f"dropped {key}: not built" in report.summary() for key in dead)
+    last = config.trunk.n_layers - 1
+    assert torch.equal(
+        policy.state_dict()[f"trunk.experts.und.layers.{last}.self_attn.k_proj.weight"],
+        source[P + f"paligemma.language_model.model.layers.{last}.self_attn.k_proj.weight"],
+    )
+    # a file without those tensors (written by another tool that knew them dead) imports as well
+    trimmed = import_weights(F1Model(config), {k: v for k, v in source.items() if k not in dead}, "pi0")
+    assert trimmed.loaded == report.loaded
+    assert set(trimmed.dropped) == {P + "gemma_expert.lm_head.weight"}
 
 
 def test_paligemma_in_the_newer_transformers_layout_fills_the_understanding_expert() -> None:
@@ -205,7 +228,9 @@ def test_paligemma_in_the_newer_transformers_layout_fills_the_understanding_expe
     newer["lm_head.weight"] = old["language_model.model.embed_tokens.weight"]
     report = import_weights(policy, newer, "paligemma")
     assert "understanding.vision.backbone.pos_embed" in report.transformed
-    assert policy.state_dict()["trunk.experts.und.norm.weight"].equal(old["language_model.model.norm.weight"])
+    key = "layers.1.self_attn.v_proj.weight"
+    assert policy.state_dict()[f"trunk.experts.und.{key}"].equal(old[f"language_model.model.{key}"])
+    assert set(report.dropped) == _dead_understanding_keys(config) | {LM_HEAD}
 
 
 def test_every_missing_unexpected_and_misshapen_key_is_reported_and_nothing_changes() -> None:

@@ -230,3 +230,21 @@ def test_weights_that_do_not_fit_are_refused_before_any_change(tmp_path: Path) -
     with pytest.raises(CheckpointError, match=expected):
         load_policy_weights(other, tmp_path)
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+
+
+def test_init_from_weights_written_with_the_dead_last_layer_tensors_drops_them(tmp_path: Path) -> None:
+    # a run of a version that still built the understanding expert's last layer in full
+    from f1.model import F1Model, preset
+
+    torch.manual_seed(0)
+    source = F1Model(preset("tiny", mode="no_gen"))
+    weights = {k: v.clone() for k, v in source.state_dict().items()}
+    und = source.trunk.experts["und"]
+    dead = {f"trunk.experts.und.{name}": torch.zeros(1) for name in und.unbuilt_tensors}
+    assert dead
+    metadata = {"format": ckpt.CHECKPOINT_FORMAT}
+    safetensors.torch.save_file({**weights, **dead}, str(tmp_path / "model.safetensors"), metadata=metadata)
+    torch.manual_seed(1)
+    target = F1Model(preset("tiny", mode="no_gen"))
+    load_policy_weights(target, tmp_path / "model.safetensors")
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in weights.items())

@@ -115,3 +115,40 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tiny_p
     context = DistributedContext(rank=0, world_size=2)
     with pytest.raises(ValueError, match=r"divisible by processes x accumulation_steps: 7 % \(2 x 1\) != 0"):
         Trainer(tiny_policy, [], stage, context=context, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["f1", "history_no_foresight"])
+def test_two_processes_train_an_f1_policy_without_the_unused_parameter_search(
+    tmp_path: Path, mode: str
+) -> None:
+    # DDP (find_unused_parameters false, the run's default) refuses a step in which a parameter got no
+    # gradient: the keys/values-only last layers leave none without one
+    from robot_dataset import write_robot_dataset
+
+    run = {
+        "output_dir": str(tmp_path / "out"),
+        "model": {"preset": "tiny", "overrides": {"mode": mode}},
+        "data": {"root": str(write_robot_dataset(tmp_path / "data"))},
+        "train": {**TRAIN, "steps": 3},
+        "device": "cpu",
+        "threads": 1,
+    }
+    assert "find_unused_parameters" not in run
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    command += [
+        f"--master_port={_free_port()}",
+        "-m",
+        "f1.cli",
+        "train",
+        "--config",
+        str(path),
+        "--stage",
+        "3",
+    ]
+    done = subprocess.run([*command, "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r["step"] for r in read_metrics(tmp_path / "out")] == [1, 2, 3]

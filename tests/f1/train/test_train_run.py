@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from f1.train import ConfigError, RunConfig
 from f1.train.factories import build_f1_model, build_training_data
@@ -60,3 +62,32 @@ def test_an_import_path_in_a_run_file_is_never_imported(tmp_path: Path, monkeypa
         RunConfig.from_dict({"output_dir": "o", "model": {"factory": "planted:build"}})
     assert "planted" not in sys.modules
     assert not (tmp_path / "ran").exists()
+
+
+def test_ddp_runs_without_the_unused_parameter_search_by_default() -> None:
+    # every parameter an F1 policy builds gets a gradient (tests/f1/model: test_compute_losses_...)
+    assert RunConfig(output_dir="o").find_unused_parameters is False
+    assert RunConfig.from_dict({"output_dir": "o", "find_unused_parameters": True}).find_unused_parameters
+    with pytest.raises(ConfigError, match="find_unused_parameters must be true or false, received 'yes'"):
+        RunConfig.from_dict({"output_dir": "o", "find_unused_parameters": "yes"})
+
+
+def test_a_multi_embodiment_policy_under_ddp_without_the_search_is_warned_about(caplog) -> None:
+    from f1.model import Embodiment, F1Model, preset
+    from f1.train import load_stage_config
+    from f1.train.distributed import DistributedContext
+    from f1.train.run import _warn_if_adapters_may_lack_gradients
+
+    with torch.device("meta"):
+        policy = F1Model(preset("tiny", mode="no_gen"))
+    two = DistributedContext(rank=0, world_size=2)
+    stage3, stage1 = load_stage_config(3), load_stage_config(1)
+    assert not _warn_if_adapters_may_lack_gradients(policy, stage3, two, False)  # one embodiment
+    policy.add_embodiment(Embodiment(name="gripper", state_dim=2, action_dim=1))
+    with caplog.at_level(logging.WARNING, logger="f1.train.run"):
+        assert _warn_if_adapters_may_lack_gradients(policy, stage3, two, False)
+    assert "2 embodiments (sim_arm, gripper)" in caplog.text
+    assert "find_unused_parameters: true" in caplog.text
+    assert not _warn_if_adapters_may_lack_gradients(policy, stage3, two, True)
+    assert not _warn_if_adapters_may_lack_gradients(policy, stage1, two, False)  # adapters frozen
+    assert not _warn_if_adapters_may_lack_gradients(policy, stage3, DistributedContext(), False)

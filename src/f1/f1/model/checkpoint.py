@@ -2,13 +2,16 @@
 
 The safetensors file is self-contained (the config travels in its metadata); ``config.json`` beside it is
 for people. Loading reads tensors only (never unpickles code), builds the model on the meta device from
-the stored config, checks every key and shape against it, and reports all differences at once.
-Files are written atomically (a temporary file, then a rename), so an interrupted save never leaves a
-half-written checkpoint in place of a good one.
+the stored config, checks every key and shape against it, and reports all differences at once. Policies
+saved before the understanding expert's last layer became keys/values-only hold that layer's queries,
+output projection, post-attention norm and MLP and the expert's final norm: loading drops them (they feed
+nothing) and says so in an INFO record of this module's logger. Files are written atomically (a temporary
+file, then a rename), so an interrupted save never leaves a half-written checkpoint in place of a good one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +26,7 @@ from torch import nn
 from f1.errors import CheckpointError
 from f1.model.config import F1Config
 from f1.model.f1_model import F1Model
+from mot import MixtureOfTransformers
 
 __all__ = [
     "CONFIG_NAME",
@@ -30,6 +34,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "check_state_dict",
     "config_of",
+    "drop_unbuilt_tensors",
     "load_model",
     "read_policy_checkpoint",
     "save_model",
@@ -39,6 +44,8 @@ FORMAT = "f1-policy"
 FORMAT_VERSION = "1"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+
+log = logging.getLogger(__name__)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -168,15 +175,36 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         raise CheckpointError(f"{source}: does not match the model; " + "; ".join(parts))
 
 
+def drop_unbuilt_tensors(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` without the tensors that ``model``'s trunk does not build (the keys/values-only last
+    layers, see :meth:`mot.MixtureOfTransformers.unbuilt_tensors`), which state dicts written before held;
+    each dropped key is named with its reason in an INFO record. Every other key is left for
+    :func:`check_state_dict`."""
+    reasons = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, MixtureOfTransformers):
+            for name, why in module.unbuilt_tensors().items():
+                reasons[f"{prefix}.{name}" if prefix else name] = why
+    dropped = sorted(key for key in state_dict if key in reasons)
+    for key in dropped:
+        log.info("%s: dropped %s: %s", source, key, reasons[key])
+    return {key: value for key, value in state_dict.items() if key not in reasons}
+
+
 def load_model(path: str | Path, *, device: torch.device | str = "cpu", tokenizer: Any = None) -> F1Model:
     """Rebuild the :class:`~f1.model.F1Model` saved at ``path`` (directory or ``model.safetensors``).
 
     The model is built on the meta device (no random initialisation), then the stored tensors are
-    assigned strictly; dtypes are kept as stored.
+    assigned strictly; dtypes are kept as stored. Tensors the model does not build, which policies saved
+    by earlier versions hold, are dropped with a logged reason (:func:`drop_unbuilt_tensors`); save the
+    policy again to write it without them.
     """
     config, tensors = read_policy_checkpoint(path)
     with torch.device("meta"):
         model = F1Model(config, tokenizer=tokenizer)
+    tensors = drop_unbuilt_tensors(model, tensors, str(path))
     check_state_dict(model, tensors, str(path))
     model.load_state_dict(tensors, strict=True, assign=True)
     leftovers = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]

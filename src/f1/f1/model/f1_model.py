@@ -96,11 +96,21 @@ class Plan:
 
 
 def mot_config(config: F1Config) -> MoTConfig:
-    """The trunk's :class:`mot.MoTConfig`: experts ``und``, ``act`` and (unless mode ``no_gen``) ``gen``."""
+    """The trunk's :class:`mot.MoTConfig`: experts ``und``, ``act`` and (unless mode ``no_gen``) ``gen``.
+
+    Only the action expert's and (mode ``f1``) the generation expert's hidden states are read (by the
+    heads); the others give their keys and values only, so their last layers are keys/values-only
+    (``last_layer_kv_only``): ``und`` always, ``gen`` in mode ``history_no_foresight``. Every parameter
+    built then gets a gradient from the losses.
+    """
     trunk = config.trunk
-    experts = {"und": ExpertConfig(trunk.understanding_width, trunk.understanding_mlp)}
+    experts = {
+        "und": ExpertConfig(trunk.understanding_width, trunk.understanding_mlp, last_layer_kv_only=True)
+    }
     if config.has_history:
-        experts["gen"] = ExpertConfig(trunk.generation_width, trunk.generation_mlp)
+        experts["gen"] = ExpertConfig(
+            trunk.generation_width, trunk.generation_mlp, last_layer_kv_only=not config.has_foresight
+        )
     experts["act"] = ExpertConfig(trunk.action_width, trunk.action_mlp)
     return MoTConfig(
         n_layers=trunk.n_layers,
@@ -429,7 +439,11 @@ class F1Model(nn.Module):
         self, batch: Mapping[str, Any], *, generation_scales: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Hidden states ``{segment: (B, n, width)}`` of the training pass (teacher forcing, ``a_tau`` drawn
-        from the global RNG): what :meth:`forward` sees before its heads. For inspection and tests."""
+        from the global RNG): what :meth:`forward` sees before its heads. For inspection and tests.
+
+        Only the segments whose hidden states a head reads are there (``gen``, ``fut`` and ``act``): those
+        of keys/values-only experts (``und``; ``hist`` in mode ``history_no_foresight``) are not computed,
+        see :func:`mot_config`."""
         return self._training_pass(batch, generation_scales).hidden
 
     def _training_pass(

@@ -68,12 +68,21 @@ def _linear_per_token(config: F1Config, width: int, mlp: int) -> int:
     return width * heads + 2 * width * kv + heads * width + 3 * width * mlp
 
 
-def _trunk_flops(config: F1Config, tokens: int, keys: int, width: int, mlp: int) -> int:
-    """FLOPs of ``tokens`` queries of one expert through all layers, attending to ``keys`` keys."""
+def _trunk_flops(
+    config: F1Config, tokens: int, keys: int, width: int, mlp: int, kv_only: bool = False
+) -> int:
+    """FLOPs of ``tokens`` queries of one expert through all layers, attending to ``keys`` keys.
+
+    ``kv_only``: the expert's last layer computes only keys and values (``last_layer_kv_only``): no
+    queries, attention, output projection or MLP there.
+    """
     trunk = config.trunk
     linear = tokens * _linear_per_token(config, width, mlp)
     attention = 2 * tokens * keys * trunk.n_heads * trunk.head_dim  # scores and weighted values
-    return 2 * trunk.n_layers * (linear + attention)
+    if not kv_only:
+        return 2 * trunk.n_layers * (linear + attention)
+    keys_values = tokens * 2 * width * trunk.n_kv_heads * trunk.head_dim
+    return 2 * ((trunk.n_layers - 1) * (linear + attention) + keys_values)
 
 
 def _meta_flops(run) -> int:
@@ -98,8 +107,16 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
         # the language embedding is a lookup: no FLOPs
         vision, projector = model.understanding.vision, model.understanding.projector
         flops["image_encode"] = _meta_flops(lambda: projector(vision(images)))
+    experts = model.trunk.config.experts
     und = model.understanding.length
-    flops["prefix"] = _trunk_flops(config, und, und, trunk.understanding_width, trunk.understanding_mlp)
+    flops["prefix"] = _trunk_flops(
+        config,
+        und,
+        und,
+        trunk.understanding_width,
+        trunk.understanding_mlp,
+        kv_only=experts["und"].last_layer_kv_only,
+    )
     keys = und
     if config.has_history:
         gen = model.generation
@@ -116,7 +133,14 @@ def inference_flops(config: F1Config, num_scales: int | None = None) -> dict[str
         flops["history_encode"] = (
             encoder
             + history_encoder
-            + _trunk_flops(config, cells, keys, trunk.generation_width, trunk.generation_mlp)
+            + _trunk_flops(
+                config,
+                cells,
+                keys,
+                trunk.generation_width,
+                trunk.generation_mlp,
+                kv_only=experts["gen"].last_layer_kv_only,
+            )
         )
     if config.has_foresight:
         vq = config.generation.vqvae

@@ -3,7 +3,7 @@
 Both expose the same two calls, so inference has one code path and the benchmark can compare them:
 
 - ``append(inputs, valid_lengths)``: run the next upstream segment(s) (or the next scale of ``gen``) and
-  keep them; returns their hidden states;
+  keep them; returns their hidden states (none for the segments of keys/values-only experts);
 - ``downstream(inputs)``: run a downstream segment (``act``) against everything kept, without keeping it
   (called once per ODE step).
 """
@@ -50,7 +50,8 @@ class RecomputingRunner:
             self.inputs[name] = torch.cat([self.inputs[name], x], dim=1) if name in self.inputs else x
         self.valid_lengths.update(valid_lengths or {})
         out = self.trunk(self.inputs, self.spec, self.valid_lengths)
-        return {name: out[name][:, -x.shape[1] :] for name, x in inputs.items()}
+        # segments of keys/values-only experts have no outputs
+        return {name: out[name][:, -x.shape[1] :] for name, x in inputs.items() if name in out}
 
     def downstream(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.trunk({**self.inputs, **inputs}, self.spec, self.valid_lengths)

@@ -1,10 +1,12 @@
 """Import published weights: the F1 checkpoint, LeRobot pi0, PaliGemma and the VAR VQ-VAE.
 
 Every source key is either mapped onto a key of the policy (with a documented transform), or dropped for a
-stated reason (the unused LM heads, the published fixed-4-frame history encoder, buffers); anything else is
-an *unexpected* key. Every key the format must hold for the parts it fills is *expected*. Unexpected,
-missing and misshapen keys are all reported in one :class:`CheckpointError` before any weight changes:
-there is no silent non-strict load. The returned :class:`ImportReport` says what was loaded, what was
+stated reason (the unused LM heads, the published fixed-4-frame history encoder, buffers, and the last-layer
+queries, output projection, post-attention norm and MLP and the final norm of the PaliGemma language model,
+which the policy's keys/values-only understanding expert does not build: nothing reads their output);
+anything else is an *unexpected* key. Every key the format must hold for the parts it fills is *expected*.
+Unexpected, missing and misshapen keys are all reported in one :class:`CheckpointError` before any weight
+changes: there is no silent non-strict load. The returned :class:`ImportReport` says what was loaded, what was
 dropped and why, and which parts of the policy the source does not provide (they keep their values).
 
 Key layouts (``P = model.paligemma_with_expert``), transformers 4.49 as published; the newer
@@ -189,17 +191,38 @@ def _vision_rules(depth: int) -> list[_Rule]:
     return rules
 
 
-def _expert_rules(expert: str, prefix: str, layers: int) -> list[_Rule]:
-    rules = [_Rule(f"trunk.experts.{expert}.norm.weight", (prefix + "norm.weight",))]
-    for i in range(layers):
-        rules += [
-            _Rule(f"trunk.experts.{expert}.layers.{i}.{name}", (f"{prefix}layers.{i}.{name}",))
-            for name in GEMMA_LAYER_TENSORS
-        ]
-    return rules
+#: The published Gemma decoder of each trunk expert.
+EXPERT_SOURCES: dict[str, str] = {
+    "und": GEMMA,
+    "act": P + "gemma_expert.model.",
+    "gen": P + "gemma_wm_expert.model.",
+}
 
 
-def _understanding_rules(config: F1Config) -> list[_Rule]:
+def _expert_rules(model: F1Model, expert: str) -> list[_Rule]:
+    """Gemma names map one to one, but for the tensors the expert does not build (see :func:`_unbuilt`)."""
+    prefix, unbuilt = EXPERT_SOURCES[expert], set(model.trunk.experts[expert].unbuilt_tensors)
+    names = [f"layers.{i}.{name}" for i in range(model.config.trunk.n_layers) for name in GEMMA_LAYER_TENSORS]
+    return [
+        _Rule(f"trunk.experts.{expert}.{name}", (prefix + name,))
+        for name in ["norm.weight", *names]
+        if name not in unbuilt
+    ]
+
+
+def _unbuilt(model: F1Model, rules: list[_Rule]) -> dict[str, str]:
+    """Source key -> reason, for the tensors of the filled experts that the trunk does not build."""
+    filled = {rule.target.split(".")[2] for rule in rules if rule.target.startswith("trunk.experts.")}
+    reasons = model.trunk.unbuilt_tensors()
+    return {
+        EXPERT_SOURCES[expert] + name: reasons[f"experts.{expert}.{name}"]
+        for expert in sorted(filled)
+        for name in model.trunk.experts[expert].unbuilt_tensors
+    }
+
+
+def _understanding_rules(model: F1Model) -> list[_Rule]:
+    config = model.config
     depth = config.vision.depth
     if depth is None:
         raise ConfigError("vision.depth: set it explicitly to import SigLIP weights (So400m/14: 27)")
@@ -214,19 +237,19 @@ def _understanding_rules(config: F1Config) -> list[_Rule]:
             f"rows beyond the vocabulary ({config.language.vocab_size}) dropped",
         ),
     ]
-    return rules + _expert_rules("und", GEMMA, config.trunk.n_layers)
+    return rules + _expert_rules(model, "und")
 
 
-def _action_rules(config: F1Config, embodiment: str) -> list[_Rule]:
-    rules = _expert_rules("act", P + "gemma_expert.model.", config.trunk.n_layers)
+def _action_rules(model: F1Model, embodiment: str) -> list[_Rule]:
+    rules = _expert_rules(model, "act")
     for theirs, ours in ACTION_HEADS.items():
         for suffix in ("weight", "bias"):
             rules.append(_Rule(f"adapters.{embodiment}.{ours}.{suffix}", (f"model.{theirs}.{suffix}",)))
     return rules
 
 
-def _generation_rules(config: F1Config) -> list[_Rule]:
-    rules = _expert_rules("gen", P + "gemma_wm_expert.model.", config.trunk.n_layers)
+def _generation_rules(model: F1Model) -> list[_Rule]:
+    rules = _expert_rules(model, "gen")
     one_token = "(1, 1, D) -> (l_0, D)"
     rules += [
         _Rule("generation.embedding.word_embed.weight", ("model.wm_embeddings.weight",)),
@@ -306,7 +329,7 @@ def _rules(model: F1Model, source: str, embodiment: str | None) -> list[_Rule]:
         if model.generation is None:
             raise ConfigError(f"source: mode {config.mode!r} has no VQ-VAE to import into")
         return _vqvae_rules(targets, "")
-    rules = _understanding_rules(config)
+    rules = _understanding_rules(model)
     if source in ("pi0", "f1"):
         if config.action.time_convention != "pi0":
             raise ConfigError(
@@ -316,13 +339,13 @@ def _rules(model: F1Model, source: str, embodiment: str | None) -> list[_Rule]:
         name = embodiment or config.default_embodiment_name
         if name not in model.adapters:
             raise ConfigError(f"embodiment: expected one of {list(model.adapters)}, received {name!r}")
-        rules += _action_rules(config, name)
+        rules += _action_rules(model, name)
     if source == "f1":
         if not config.has_foresight:
             raise ConfigError(
                 f"source: an F1 checkpoint needs mode 'f1', the policy has mode {config.mode!r}"
             )
-        rules += _generation_rules(config) + _vqvae_rules(targets, "model.vae.")
+        rules += _generation_rules(model) + _vqvae_rules(targets, "model.vae.")
     return rules
 
 
@@ -354,6 +377,7 @@ def import_weights(
     if not isinstance(model, F1Model):
         raise ConfigError(f"policy: expected an F1Model or F1Policy, received {type(policy).__name__}")
     rules = _rules(model, source, embodiment)
+    unbuilt = _unbuilt(model, rules)
     targets = model.state_dict()
     used: set[str] = set()
     missing, shapes, values = [], [], {}
@@ -375,7 +399,8 @@ def import_weights(
     dropped = {}
     unexpected = []
     for key in sorted(set(tensors) - used):
-        reason = next((why for pattern, why in DROPPED.items() if fnmatch.fnmatchcase(key, pattern)), None)
+        patterns = (why for pattern, why in DROPPED.items() if fnmatch.fnmatchcase(key, pattern))
+        reason = unbuilt.get(key) or next(patterns, None)
         if reason is None:
             unexpected.append(key)
         else:

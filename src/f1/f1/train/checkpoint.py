@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from f1.errors import CheckpointError
-from f1.model.checkpoint import check_state_dict
+from f1.model.checkpoint import check_state_dict, drop_unbuilt_tensors
 
 from .sharded_checkpoint import SHARDED_DIR, load_sharded_weights, read_sharded_metadata, save_sharded_state
 
@@ -512,7 +512,7 @@ def load_policy_weights(model: nn.Module, path: Path) -> Path:
         load_sharded_weights(folder, model)
         return folder
     weights_path = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / WEIGHTS_FILE
-    weights = read_weights(weights_path)
+    weights = drop_unbuilt_tensors(model, read_weights(weights_path), str(weights_path))  # older runs' files
     check_weights_fit(model, weights, weights_path)
     model.load_state_dict(weights, strict=True)
     return weights_path

@@ -14,7 +14,7 @@ import torch
 
 from f1.errors import CheckpointError, ConfigError
 from f1.model import F1Config, F1Model
-from f1.model.checkpoint import check_state_dict, save_model
+from f1.model.checkpoint import check_state_dict, drop_unbuilt_tensors, save_model
 
 from .checkpoint import (
     WEIGHTS_FILE,
@@ -76,7 +76,7 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
     if is_sharded_checkpoint(checkpoint):  # an FSDP run's: the shards are read whole, in this process
         load_sharded_weights(checkpoint / SHARDED_DIR, model)
         return model.eval(), checkpoint
-    weights = read_weights(checkpoint / WEIGHTS_FILE)
+    weights = drop_unbuilt_tensors(model, read_weights(checkpoint / WEIGHTS_FILE), str(checkpoint))
     check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
     model.load_state_dict(weights, strict=True, assign=True)
     return model.eval(), checkpoint

@@ -52,7 +52,7 @@ from .config import (
     load_stage_config,
     read_yaml_mapping,
 )
-from .distributed import DistributedConfig, init_distributed, is_sharded
+from .distributed import DistributedConfig, DistributedContext, init_distributed, is_sharded
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
@@ -82,9 +82,11 @@ class RunConfig:
     threads: int | None = None  # torch intra-op threads per process (None: torch's default)
     # data parallelism under torchrun: ddp | fsdp, activation checkpointing, FSDP2's options
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
-    # F1 always has trainable parameters without a gradient (the understanding expert's last-layer output
-    # path: downstream experts read only its keys and values), which DDP must be told about.
-    find_unused_parameters: bool = True
+    # Every parameter F1 builds gets a gradient in every mode (the experts whose outputs nothing reads are
+    # built keys/values-only in their last layer: mot's last_layer_kv_only), so DDP need not search for
+    # unused ones. True for a policy with several embodiments: a batch without one leaves its adapter
+    # without a gradient.
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
@@ -290,6 +292,8 @@ def run_training(
         metadata: dict[str, Any] = {"run": run.to_dict(), "stage": stage_name}
         if isinstance(policy, F1Model):  # what f1 export rebuilds the policy from
             metadata["policy_config"] = policy.config.to_dict()
+        if not run.distributed.sharded:  # FSDP2 reduces whatever gradients there are
+            _warn_if_adapters_may_lack_gradients(policy, stage_config, context, run.find_unused_parameters)
         trainer = Trainer(
             trained,
             batches,
@@ -339,6 +343,26 @@ RUN_RESUME_MAY_CHANGE = frozenset(
         "distributed",  # the strategy and its options change how, not what, is trained
     }
 )
+
+
+def _warn_if_adapters_may_lack_gradients(
+    policy: Any, stage_config: StageConfig, context: DistributedContext, find_unused_parameters: bool
+) -> bool:
+    """Warn (and return True) when DDP runs without ``find_unused_parameters`` while the stage trains the
+    adapters of an F1 policy with several embodiments: a batch without one leaves its adapter without a
+    gradient, which DDP refuses at the next step."""
+    adapters = list(policy.adapters) if isinstance(policy, F1Model) else []
+    trained = "embodiment" not in stage_config.frozen
+    if not context.is_distributed or find_unused_parameters or not trained or len(adapters) < 2:
+        return False
+    log.warning(
+        "the policy has %d embodiments (%s): a step whose batch lacks one leaves its adapter without a "
+        "gradient, which DDP refuses; set find_unused_parameters: true in the run file unless every batch "
+        "holds every embodiment",
+        len(adapters),
+        ", ".join(adapters),
+    )
+    return True
 
 
 def _check_resumed_run(run: RunConfig, checkpoint: Path) -> None:
