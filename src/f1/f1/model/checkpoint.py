@@ -62,6 +62,11 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
     config = getattr(model, "config", None)
     if not isinstance(config, F1Config) or not isinstance(model, nn.Module):
         raise CheckpointError(f"model: expected a module with an F1Config, received {type(model).__name__}")
+    if getattr(model, "peft_config", None) is not None:  # set by peft when it injects adapters
+        raise CheckpointError(
+            "model: it carries LoRA adapters, which a policy folder cannot hold; save the merged policy "
+            "(f1.train.lora.merged_model) or the adapters alone (f1.train.lora.save_adapter)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}

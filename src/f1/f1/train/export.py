@@ -2,7 +2,8 @@
 
 The checkpoint's weights are read as tensors only; the policy is rebuilt from the ``F1Config`` the run stored
 with every checkpoint (``policy_config`` in its metadata), on the meta device, and every key and shape is
-checked before the output folder is touched.
+checked before the output folder is touched. A checkpoint of a LoRA run (its stage config has ``lora``) is
+rebuilt with the same adapters and exported merged, as a plain policy (:func:`f1.train.lora.merged_model`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from f1.model.checkpoint import check_state_dict, save_model
 
 from .checkpoint import (
     WEIGHTS_FILE,
+    _read_state_file,
     list_checkpoints,
     read_checkpoint_metadata,
     read_weights,
     resolve_checkpoint,
     step_directory_name,
 )
+from .config import LoraSettings
+from .lora import apply_lora, merged_model
 
 __all__ = ["export_policy", "policy_from_checkpoint"]
 
@@ -54,6 +58,7 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
     Raises:
         CheckpointError: no such run or checkpoint (naming the steps there are), a checkpoint whose files
             are corrupt, or one written without the F1 policy's config (a model of another factory).
+        ConfigError: a LoRA checkpoint without peft installed.
     """
     run = Path(run)
     checkpoint = _checkpoint_of(run, step)
@@ -68,11 +73,20 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
         config = F1Config.from_dict(stored)
     except (ConfigError, TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint}: the stored policy config is not valid: {error}") from None
+    stage = _read_state_file(checkpoint).get("stage_config") or {}
+    try:
+        lora = None if stage.get("lora") is None else LoraSettings.from_dict(stage["lora"])
+    except ConfigError as error:
+        raise CheckpointError(f"{checkpoint}: the stored lora settings are not valid: {error}") from None
     weights = read_weights(checkpoint / WEIGHTS_FILE)
     with torch.device("meta"):
         model = F1Model(config)
+        if lora is not None:  # the same adapters as in training, to merge after loading
+            apply_lora(model, lora, frozen=tuple(stage.get("frozen", ())))
     check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
     model.load_state_dict(weights, strict=True, assign=True)
+    if lora is not None:
+        model = merged_model(model)
     return model.eval(), checkpoint
 
 

@@ -18,7 +18,10 @@ the dataset).
 
 A run whose model is an :class:`~f1.model.F1Model` ends by writing ``<output_dir>/policy``, an
 ``F1Policy.save`` folder of the last step's weights (``F1Policy.load``, ``f1 eval --policy`` and
-``f1 convert --base`` read it); ``f1 export`` makes one of any checkpoint.
+``f1 convert --base`` read it); ``f1 export`` makes one of any checkpoint. A LoRA run (``train: {lora:
+{...}}``) also writes ``<output_dir>/adapter`` (the adapters alone, :func:`f1.train.lora.save_adapter`),
+and its ``policy`` folder holds the merged policy (the same as ``f1 convert --merge-lora`` of the adapters
+into the base policy).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from .config import (
     read_yaml_mapping,
 )
 from .distributed import init_distributed
+from .lora import ADAPTER_DIR, lora_state, merged_model, save_adapter
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
@@ -309,6 +313,8 @@ def run_training(
             _write_text_atomically(output_dir / "stage.yaml", stage_config.to_yaml())
         result = trainer.fit(stop_at_step=stop_at_step, time_budget_s=time_budget_s)
         if context.is_main and isinstance(policy, F1Model):
+            if lora_state(policy) is not None:
+                result.adapter_dir = save_adapter(policy, output_dir / ADAPTER_DIR)
             result.policy_dir = save_policy_folder(policy, output_dir / POLICY_DIR)
         return result
     finally:
@@ -352,7 +358,11 @@ def camera_key_of(model: F1Model) -> str:
 
 
 def save_policy_folder(model: F1Model, directory: Path) -> Path:
-    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it."""
+    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it. A model
+    with LoRA adapters is saved merged (:func:`f1.train.lora.merged_model`): a plain policy folder."""
+    if lora_state(model) is not None:
+        save_model(merged_model(model), directory)
+        return directory
     was_training = model.training
     model.eval()
     try:
@@ -371,6 +381,7 @@ def summarize(result: TrainResult) -> str:
             "last_loss": last.get("loss"),
             "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
             "policy": str(result.policy_dir) if result.policy_dir else None,
+            "adapter": str(result.adapter_dir) if result.adapter_dir else None,
             "stopped_by_time_budget": result.stopped_by_time_budget,
         }
     )
