@@ -31,8 +31,8 @@ from f1.model.uga import uga_spec
 from f1.model.weight_import import SOURCE_FORMATS, ImportReport, convert_checkpoint, import_weights
 
 __all__ = [
-    "EXPERT_GROUPS",
     "EXECUTION_MODES",
+    "EXPERT_GROUPS",
     "LATENCY_MODULES",
     "PARAMETER_GROUPS",
     "PRESETS",
