@@ -681,6 +681,7 @@ examples:
   f1 convert pi0/model.safetensors runs/pi0 --from pi0 --preset pi0 --embodiment my_robot
   f1 convert F1-VLA/model.safetensors runs/f1-imported --from f1 --preset f1-4.2b
   f1 convert vae_ch160v4096z32.pth runs/with-var --from var_vqvae --base runs/f1-imported --force
+  f1 convert --merge-lora runs/lora/adapter --base runs/stage2/policy runs/lora-merged
 
 --from pi0 without --preset reads the policy's shape from the checkpoint (trunk, SigLIP tower, vocabulary,
 state/action dims) and from LeRobot's config.json beside it (cameras, chunk size, flow steps); the other
@@ -690,6 +691,11 @@ config, YAML values) adjust the shape, e.g. --set vision.heads=4 --set action.n_
 Every source key is either loaded, dropped with a stated reason, or reported as an error before anything
 is written; nothing is downloaded and files are read as tensors only (never unpickled code). A non-empty
 output directory is never replaced without --force.
+
+--merge-lora ADAPTER_DIR (the adapter/ folder of a LoRA run of f1 train) merges the adapters into the policy
+folder --base they were trained from (W + alpha/rank * B A; a base of another config or other weights is
+refused) and writes a plain policy folder; it takes no SOURCE, --from, --preset, --mode, --set or
+--embodiment. Merging needs peft (pip install 'f1[lora]').
 """
 
 
@@ -719,9 +725,22 @@ def _add_convert(subparsers: Subparsers) -> None:
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", type=Path, help="the published file (model.safetensors or vae_*.pth)")
+    parser.add_argument(
+        "source",
+        type=Path,
+        nargs="?",
+        help="the published file (model.safetensors or vae_*.pth); none with --merge-lora",
+    )
     parser.add_argument("output", type=Path, help="directory for the f1 checkpoint")
-    parser.add_argument("--from", dest="source_format", choices=SOURCE_FORMATS, required=True)
+    parser.add_argument(
+        "--from", dest="source_format", choices=SOURCE_FORMATS, help="the source's format (required)"
+    )
+    parser.add_argument(
+        "--merge-lora",
+        type=Path,
+        metavar="ADAPTER_DIR",
+        help="merge these LoRA adapters (a LoRA run's adapter/) into the policy folder --base",
+    )
     parser.add_argument(
         "--preset",
         help="policy shape to import into (default: read from the file for pi0, f1-4.2b otherwise)",
@@ -739,7 +758,11 @@ def _add_convert(subparsers: Subparsers) -> None:
         help="override one config value (repeatable)",
     )
     parser.add_argument("--embodiment", help="embodiment adapter that receives the action heads")
-    parser.add_argument("--base", type=Path, help="an f1 checkpoint to start from instead of the preset")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="an f1 checkpoint to start from instead of the preset (with --merge-lora: the adapters' base)",
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace the checkpoint in a non-empty output directory"
     )
@@ -753,6 +776,12 @@ def _run_convert(args: argparse.Namespace) -> int:
         print(f"f1 convert: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
+    if args.merge_lora is not None:
+        return _merge_lora(args, fail)
+    if args.source is None:
+        return fail("SOURCE is required: the published file to import (or --merge-lora ADAPTER_DIR)")
+    if args.source_format is None:
+        return fail(f"--from is required: the format of {args.source} (one of {', '.join(SOURCE_FORMATS)})")
     if not args.source.is_file():
         return fail(f"source: no such file {args.source}")
     if args.base is not None and not args.base.exists():
@@ -779,6 +808,47 @@ def _run_convert(args: argparse.Namespace) -> int:
     except (CheckpointError, ConfigError, KeyError) as error:
         return fail(str(error))
     print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _merge_lora(args: argparse.Namespace, fail: Callable[[str], int]) -> int:
+    """``f1 convert --merge-lora ADAPTER_DIR --base POLICY_DIR OUT``."""
+    from f1.errors import CheckpointError, ConfigError
+
+    given = [
+        flag
+        for flag, value in (
+            ("SOURCE", args.source),
+            ("--from", args.source_format),
+            ("--preset", args.preset),
+            ("--mode", args.mode),
+            ("--set", args.overrides),
+            ("--embodiment", args.embodiment),
+        )
+        if value
+    ]
+    if given:
+        usage = "f1 convert --merge-lora ADAPTER_DIR --base POLICY_DIR OUT"
+        return fail(f"--merge-lora takes no {', '.join(given)}: {usage}")
+    if args.base is None:
+        return fail("--merge-lora needs --base POLICY_DIR, the policy folder the adapters were trained from")
+    if not args.merge_lora.is_dir():
+        return fail(f"--merge-lora: no such adapter folder {args.merge_lora}")
+    if not args.base.exists():
+        return fail(f"--base: no such policy folder {args.base}")
+    try:
+        from f1.train.lora import merge_adapter, read_adapter
+
+        adapter = read_adapter(args.merge_lora)
+        merge_adapter(adapter, args.base, args.output, overwrite=args.force)
+    except (CheckpointError, ConfigError) as error:
+        return fail(str(error))
+    settings = adapter.settings
+    print(
+        f"merged {len(adapter.modules)} LoRA-adapted projections (rank {settings.rank}, alpha "
+        f"{settings.alpha:g}) and {len(adapter.full_parameters)} fully trained tensors into {args.base}"
+    )
     print(f"wrote {args.output}")
     return 0
 

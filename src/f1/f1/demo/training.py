@@ -32,6 +32,7 @@ from f1.train import (
     encode_dataset_frames,
     load_stage_config,
 )
+from f1.train.lora import ADAPTER_DIR, merged_model, save_adapter
 from var_foresight import VQVAE, TokenizerTrainer
 
 __all__ = [
@@ -57,6 +58,8 @@ class StagePlan:
             flow loss only.
         frozen: None keeps the stage's frozen groups; the demo's stage I freezes only what the generation
             loss cannot train (nothing is pretrained, so the vision and understanding side learn from it).
+        lora: None trains the weights themselves; a mapping of :class:`f1.train.LoraSettings` fields
+            (e.g. ``{"rank": 8}``) trains LoRA adapters instead (``benchmarks/lora_stage3.py``).
     """
 
     stage: int
@@ -65,6 +68,7 @@ class StagePlan:
     lr: float
     loss_weights: Mapping[str, float] | None = None
     frozen: tuple[str, ...] | None = None
+    lora: Mapping[str, Any] | None = None
 
     def overrides(self) -> dict[str, Any]:
         """Overrides of the shipped stage config."""
@@ -83,6 +87,8 @@ class StagePlan:
             values["loss_weights"] = dict(self.loss_weights)
         if self.frozen is not None:
             values["frozen"] = list(self.frozen)
+        if self.lora is not None:
+            values["lora"] = dict(self.lora)
         return values
 
 
@@ -216,7 +222,8 @@ def run_stage(
     when None, in the modes that encode frames).
 
     Returns a fresh policy loaded from ``output_dir / "policy"`` (its parameters all trainable again, except
-    what the policy itself freezes), ready for the next stage or for evaluation.
+    what the policy itself freezes), ready for the next stage or for evaluation. A LoRA plan also writes
+    ``output_dir / "adapter"`` (:func:`f1.train.lora.save_adapter`); its policy folder is the merged policy.
     """
     name = f"{policy.config.mode} stage {plan.stage}"
     config = load_stage_config(plan.stage, {**plan.overrides(), "seed": seed, "name": name})
@@ -225,6 +232,9 @@ def run_stage(
         policy.model, batches, config, output_dir=output_dir, progress=progress, tensorboard=False
     )
     trainer.fit()
+    if config.lora is not None:
+        save_adapter(policy.model, output_dir / ADAPTER_DIR)
+        policy = F1Policy(merged_model(policy.model))
     policy.save(output_dir / "policy")
     return F1Policy.load(output_dir / "policy")
 

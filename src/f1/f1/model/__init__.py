@@ -21,7 +21,7 @@ from f1.model.config import (
     VisionConfig,
 )
 from f1.model.embodiment import Embodiment, EmbodimentRegistry, FeatureStats, padded_embodiment
-from f1.model.f1_model import PARAMETER_GROUPS, F1Model, Foresight, Plan, mot_config
+from f1.model.f1_model import EXPERT_GROUPS, PARAMETER_GROUPS, F1Model, Foresight, Plan, mot_config
 from f1.model.latency import LATENCY_MODULES, LatencyRecorder
 from f1.model.params import count_parameters, inference_flops
 from f1.model.policy import EXECUTION_MODES, ExecutionSettings, F1Policy, load_policy, save_policy
@@ -32,6 +32,7 @@ from f1.model.weight_import import SOURCE_FORMATS, ImportReport, convert_checkpo
 
 __all__ = [
     "EXECUTION_MODES",
+    "EXPERT_GROUPS",
     "LATENCY_MODULES",
     "PARAMETER_GROUPS",
     "PRESETS",

@@ -59,26 +59,24 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def save_model(
-    model: nn.Module, directory: str | Path, *, state_dict: Mapping[str, torch.Tensor] | None = None
-) -> Path:
+def save_model(model: nn.Module, directory: str | Path) -> Path:
     """Write ``directory/model.safetensors`` and ``directory/config.json``; returns the weights path.
 
     Args:
         model: an :class:`~f1.model.F1Model` (anything with ``config: F1Config`` and a state dict).
         directory: created if missing.
-        state_dict: the tensors to write (None: ``model.state_dict()``), e.g. the whole weights gathered
-            from a sharded model; their names and shapes must be the model's.
     """
     config = getattr(model, "config", None)
     if not isinstance(config, F1Config) or not isinstance(model, nn.Module):
         raise CheckpointError(f"model: expected a module with an F1Config, received {type(model).__name__}")
+    if getattr(model, "peft_config", None) is not None:  # set by peft when it injects adapters
+        raise CheckpointError(
+            "model: it carries LoRA adapters, which a policy folder cannot hold; save the merged policy "
+            "(f1.train.lora.merged_model) or the adapters alone (f1.train.lora.save_adapter)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if state_dict is not None:
-        check_state_dict(model, state_dict, "state_dict")
-    source = model.state_dict() if state_dict is None else state_dict
-    tensors = {name: t.detach().contiguous().cpu() for name, t in source.items()}
+    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_json()}
     weights = directory / WEIGHTS_NAME
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata=metadata))

@@ -51,7 +51,7 @@ from flowmatch import (
 from mot import COMPILE_MODES, AttentionSpec, ExpertConfig, KVCache, MixtureOfTransformers, MoTConfig
 from var_foresight import SamplingConfig, next_scale_cross_entropy, sample_next_scales
 
-__all__ = ["PARAMETER_GROUPS", "F1Model", "Foresight", "Plan", "mot_config"]
+__all__ = ["EXPERT_GROUPS", "PARAMETER_GROUPS", "F1Model", "Foresight", "Plan", "mot_config"]
 
 #: The parameter groups of :meth:`F1Model.parameter_groups`; stage configs freeze and set rates by name.
 PARAMETER_GROUPS: tuple[str, ...] = (
@@ -62,6 +62,9 @@ PARAMETER_GROUPS: tuple[str, ...] = (
     "tokenizer",
     "embodiment",
 )
+
+#: The trunk's experts (``mot`` expert names, in trunk order) and the parameter group each belongs to.
+EXPERT_GROUPS: dict[str, str] = {"und": "understanding", "gen": "generation", "act": "action"}
 
 
 @dataclass
@@ -244,7 +247,7 @@ class F1Model(nn.Module):
         groups["vision"] += list(self.understanding.vision.parameters())
         groups["understanding"] += list(self.understanding.projector.parameters())
         groups["understanding"] += list(self.understanding.language.parameters())
-        for expert, group in (("und", "understanding"), ("gen", "generation"), ("act", "action")):
+        for expert, group in EXPERT_GROUPS.items():
             if expert in self.trunk.experts:
                 groups[group] += list(self.trunk.experts[expert].parameters())
         if self.generation is not None:

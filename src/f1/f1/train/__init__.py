@@ -1,5 +1,5 @@
 """Training F1: the three stages as configurations of one trainer, atomic checkpoints with exact resume,
-data parallelism through ``torchrun``.
+data parallelism through ``torchrun``, LoRA fine-tuning through peft (:mod:`f1.train.lora`).
 
 Typical use::
 
@@ -22,7 +22,14 @@ from .checkpoint import (
     read_weights,
     save_checkpoint,
 )
-from .config import ConfigError, OptimizerConfig, ScheduleConfig, StageConfig, load_stage_config
+from .config import (
+    ConfigError,
+    LoraSettings,
+    OptimizerConfig,
+    ScheduleConfig,
+    StageConfig,
+    load_stage_config,
+)
 from .distributed import DistributedContext, init_distributed
 from .export import export_policy, policy_from_checkpoint
 from .factories import embodiment_from_dataset
@@ -41,6 +48,7 @@ __all__ = [
     "ConfigError",
     "DistributedContext",
     "FrameEncoder",
+    "LoraSettings",
     "MetricsLogger",
     "OptimizerConfig",
     "ReplayedBatches",

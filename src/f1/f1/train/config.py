@@ -6,6 +6,8 @@ on the dataset's frames), ``stage1``, ``stage2``, ``stage3`` (the paper's recipe
 and ``stage2_scratch``, ``stage3_scratch`` (sized for small runs from scratch). ``load_stage_config(stage)``
 takes a number (0-3), a shipped name or the path of a YAML file.
 Every config is validated once, at construction; an unknown key raises ``ConfigError`` with a suggestion.
+A stage's optional ``lora`` section (:class:`LoraSettings`) trains LoRA adapters instead of the whole
+policy (:mod:`f1.train.lora`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from f1.checks import did_you_mean, merge_overrides, reject_unknown_keys
 from f1.errors import ConfigError
+from f1.model import EXPERT_GROUPS
 
 from .protocol import PARAMETER_GROUP_NAMES
 
@@ -124,6 +127,132 @@ class ScheduleConfig:
         )
 
 
+#: The projections of a trunk expert's layer that LoRA may adapt (``mot.expert``'s Gemma names): attention
+#: ``q/k/v/o_proj`` and the GeGLU MLP's ``gate/up/down_proj``.
+#: The parameter groups a LoRA stage trains in full unless its ``lora.full_groups`` says otherwise.
+DEFAULT_FULL_GROUPS: tuple[str, ...] = ("embodiment",)
+LORA_PROJECTIONS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+
+def _names(where: str, value: object, allowed: tuple[str, ...], *, kind: str) -> tuple[str, ...]:
+    """``value`` as a tuple of distinct names from ``allowed`` (``kind``: what a name is, for errors)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of {kind} names, received {value!r}")
+    for name in value:
+        if name not in allowed:
+            raise ConfigError(
+                f"{where}: unknown {kind} {name!r}{did_you_mean(str(name), allowed)}; "
+                f"expected among {', '.join(allowed)}"
+            )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} lists a name twice: {list(value)}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters (through ``peft``) instead of a full fine-tune: every base weight is frozen, each adapted
+    projection ``W`` (``out x in``) learns ``W + (alpha / rank) * B A`` with ``A`` (``rank x in``) and ``B``
+    (``out x rank``, zero at the start, so training starts from the base policy exactly).
+
+    Attributes:
+        rank: ``r``, the rank of ``B A``.
+        alpha: the scale numerator: the update is multiplied by ``alpha / rank``.
+        dropout: dropout on the adapters' input while training (0: none).
+        targets: which projections of each adapted expert layer (names from :data:`LORA_PROJECTIONS`).
+        experts: which trunk experts (``und``, ``gen``, ``act``; :data:`f1.model.EXPERT_GROUPS`); None: every
+            expert the policy has whose parameter group trains in the stage (not in ``frozen`` or
+            ``full_groups``, and not frozen by the policy itself, e.g. the Frozen-Gen ablation).
+        vision: also adapt the vision tower's attention and MLP projections (timm ViT blocks: ``attn.qkv``,
+            ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``).
+        full_groups: parameter groups that train in full beside the adapters and are saved with them; None:
+            the embodiment adapters (a new robot's state/action projections start from random), unless the
+            stage freezes them.
+    """
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = LORA_PROJECTIONS
+    experts: tuple[str, ...] | None = None
+    vision: bool = False
+    full_groups: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        w = "lora"
+        object.__setattr__(self, "rank", _int(f"{w}.rank", self.rank, low=1))
+        alpha = _float(f"{w}.alpha", self.alpha, low=0.0)
+        if alpha == 0.0:
+            raise ConfigError(f"{w}.alpha must be > 0, received {self.alpha!r}")
+        object.__setattr__(self, "alpha", alpha)
+        dropout = _float(f"{w}.dropout", self.dropout, low=0.0, high=1.0)
+        if dropout == 1.0:
+            raise ConfigError(f"{w}.dropout must be < 1, received {self.dropout!r}")
+        object.__setattr__(self, "dropout", dropout)
+        targets = _names(f"{w}.targets", self.targets, LORA_PROJECTIONS, kind="projection")
+        if not targets:
+            raise ConfigError(f"{w}.targets must name at least one of {', '.join(LORA_PROJECTIONS)}")
+        object.__setattr__(self, "targets", targets)
+        if self.experts is not None:
+            experts = _names(f"{w}.experts", self.experts, tuple(EXPERT_GROUPS), kind="expert")
+            if not experts:
+                raise ConfigError(
+                    f"{w}.experts must name at least one expert, or be null (every trained one)"
+                )
+            object.__setattr__(self, "experts", experts)
+        if not isinstance(self.vision, bool):
+            raise ConfigError(f"{w}.vision must be true or false, received {self.vision!r}")
+        if self.full_groups is not None:
+            full = _names(f"{w}.full_groups", self.full_groups, PARAMETER_GROUP_NAMES, kind="parameter group")
+            object.__setattr__(self, "full_groups", full)
+        full = self.full_groups_of(())
+        for expert in self.experts or ():
+            if EXPERT_GROUPS[expert] in full:
+                raise ConfigError(
+                    f"{w}: expert {expert!r} is in group {EXPERT_GROUPS[expert]!r}, which full_groups trains "
+                    "in full; adapt it or train it in full, not both"
+                )
+        if self.vision and "vision" in full:
+            raise ConfigError(f"{w}: vision adapts the vision tower, which full_groups trains in full")
+
+    @property
+    def scaling(self) -> float:
+        """``alpha / rank``, the factor of the low-rank update."""
+        return self.alpha / self.rank
+
+    def full_groups_of(self, frozen: tuple[str, ...] | frozenset[str]) -> tuple[str, ...]:
+        """The groups trained in full under a stage freezing ``frozen``: ``full_groups``, or by default the
+        embodiment adapters unless frozen."""
+        if self.full_groups is not None:
+            return self.full_groups
+        return tuple(group for group in DEFAULT_FULL_GROUPS if group not in frozen)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoraSettings:
+        """Build from a plain mapping; unknown keys raise ``ConfigError``."""
+        return _build(cls, data, "lora")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-serialisable mapping; ``LoraSettings.from_dict(s.to_dict()) == s``."""
+        return {
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "targets": list(self.targets),
+            "experts": None if self.experts is None else list(self.experts),
+            "vision": self.vision,
+            "full_groups": None if self.full_groups is None else list(self.full_groups),
+        }
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """One training stage: frozen groups, weighted losses and the optimisation recipe.
@@ -133,6 +262,8 @@ class StageConfig:
     ``batch_size / (world_size * accumulation_steps)`` samples, so one recipe gives the same run on 1 or N
     processes, with or without accumulation (up to float rounding).
     ``precision="auto"`` uses bf16 autocast on CUDA devices that support it and fp32 elsewhere.
+    ``lora`` (None: a full fine-tune of the groups not ``frozen``) trains LoRA adapters instead
+    (:class:`LoraSettings`, :mod:`f1.train.lora`).
     """
 
     name: str = "custom"
@@ -151,6 +282,7 @@ class StageConfig:
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 3
     seed: int = 0
+    lora: LoraSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -206,6 +338,31 @@ class StageConfig:
                 f"batch_size must be divisible by accumulation_steps: "
                 f"{self.batch_size} % {self.accumulation_steps} != 0"
             )
+        if isinstance(self.lora, Mapping):
+            object.__setattr__(self, "lora", LoraSettings.from_dict(self.lora))
+        if self.lora is not None:
+            self._check_lora(self.lora)
+
+    def _check_lora(self, lora: object) -> None:
+        if not isinstance(lora, LoraSettings):
+            raise ConfigError(
+                f"lora must be a mapping (rank, alpha, targets, ...) or null, received {lora!r}"
+            )
+        if self.objective != "policy":
+            raise ConfigError(
+                f"lora adapts the policy's trunk; objective {self.objective!r} trains no trunk (use policy)"
+            )
+        frozen = set(self.frozen)
+        both = [group for group in lora.full_groups or () if group in frozen]
+        if both:
+            raise ConfigError(f"lora.full_groups: {both} would train in full, but frozen freezes them")
+        for expert in lora.experts or ():
+            if EXPERT_GROUPS[expert] in frozen:
+                raise ConfigError(
+                    f"lora.experts: {expert!r} is in group {EXPERT_GROUPS[expert]!r}, which frozen freezes"
+                )
+        if lora.vision and "vision" in frozen:
+            raise ConfigError("lora.vision: true adapts the vision tower, but frozen freezes group 'vision'")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageConfig:
@@ -217,6 +374,7 @@ class StageConfig:
         data = dataclasses.asdict(self)
         data["frozen"] = list(self.frozen)
         data["optimizer"]["betas"] = list(self.optimizer.betas)
+        data["lora"] = None if self.lora is None else self.lora.to_dict()
         return data
 
     def to_yaml(self) -> str:
@@ -240,6 +398,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
 # Mappings whose keys are open-ended (loss names, group names): an override replaces them whole, so that a
 # stage can drop a loss; merging would make removal impossible.
 _REPLACED_WHOLE = frozenset({"loss_weights", "group_lr"})
+# Sections that default to None (absent): a stage file need not name them for an override to set them.
+_OPTIONAL_SECTIONS = ("lora",)
 
 
 def _configs_dir() -> Path:
@@ -279,6 +439,8 @@ def load_stage_config(stage: int | str | Path, overrides: Mapping[str, Any] | No
     else:
         raise ConfigError(f"stage must be a number, a shipped name or a path, received {stage!r}")
     data = read_yaml_mapping(path, what="stage config")
+    # optional sections a stage file may omit (lora: null) can still be set by overrides
+    data = {**{name: None for name in _OPTIONAL_SECTIONS}, **data}
     merged = merge_overrides(data, overrides or {}, where="stage config", replaced_whole=_REPLACED_WHOLE)
     return StageConfig.from_dict(merged)
 

@@ -3,7 +3,9 @@
 The checkpoint's weights are read as tensors only; the policy is rebuilt from the ``F1Config`` the run stored
 with every checkpoint (``policy_config`` in its metadata), on the meta device, and every key and shape is
 checked before the output folder is touched. A sharded checkpoint (an FSDP run's) is consolidated here, in
-one process: its shards are read into the whole model.
+one process: its shards are read into the whole model. A checkpoint of a LoRA run (its stage config has
+``lora``) is rebuilt with the same adapters and exported merged, as a plain policy
+(:func:`f1.train.lora.merged_model`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from f1.model.checkpoint import check_state_dict, drop_unbuilt_tensors, save_mod
 
 from .checkpoint import (
     WEIGHTS_FILE,
+    _read_state_file,
     is_sharded_checkpoint,
     list_checkpoints,
     read_checkpoint_metadata,
@@ -25,6 +28,8 @@ from .checkpoint import (
     resolve_checkpoint,
     step_directory_name,
 )
+from .config import LoraSettings
+from .lora import apply_lora, merged_model
 from .sharded_checkpoint import SHARDED_DIR, load_sharded_weights
 
 __all__ = ["export_policy", "policy_from_checkpoint"]
@@ -57,6 +62,7 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
     Raises:
         CheckpointError: no such run or checkpoint (naming the steps there are), a checkpoint whose files
             are corrupt, or one written without the F1 policy's config (a model of another factory).
+        ConfigError: a LoRA checkpoint without peft installed.
     """
     run = Path(run)
     checkpoint = _checkpoint_of(run, step)
@@ -71,14 +77,23 @@ def policy_from_checkpoint(run: str | Path, *, step: int | None = None) -> tuple
         config = F1Config.from_dict(stored)
     except (ConfigError, TypeError, ValueError) as error:
         raise CheckpointError(f"{checkpoint}: the stored policy config is not valid: {error}") from None
+    stage = _read_state_file(checkpoint).get("stage_config") or {}
+    try:
+        lora = None if stage.get("lora") is None else LoraSettings.from_dict(stage["lora"])
+    except ConfigError as error:
+        raise CheckpointError(f"{checkpoint}: the stored lora settings are not valid: {error}") from None
     with torch.device("meta"):
         model = F1Model(config)
+        if lora is not None:  # the same adapters as in training, to merge after loading
+            apply_lora(model, lora, frozen=tuple(stage.get("frozen", ())))
     if is_sharded_checkpoint(checkpoint):  # an FSDP run's: the shards are read whole, in this process
         load_sharded_weights(checkpoint / SHARDED_DIR, model)
-        return model.eval(), checkpoint
-    weights = drop_unbuilt_tensors(model, read_weights(checkpoint / WEIGHTS_FILE), str(checkpoint))
-    check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
-    model.load_state_dict(weights, strict=True, assign=True)
+    else:
+        weights = drop_unbuilt_tensors(model, read_weights(checkpoint / WEIGHTS_FILE), str(checkpoint))
+        check_state_dict(model, weights, str(checkpoint / WEIGHTS_FILE))
+        model.load_state_dict(weights, strict=True, assign=True)
+    if lora is not None:
+        model = merged_model(model)
     return model.eval(), checkpoint
 
 

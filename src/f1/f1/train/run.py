@@ -19,7 +19,10 @@ the dataset).
 
 A run whose model is an :class:`~f1.model.F1Model` ends by writing ``<output_dir>/policy``, an
 ``F1Policy.save`` folder of the last step's weights (``F1Policy.load``, ``f1 eval --policy`` and
-``f1 convert --base`` read it); ``f1 export`` makes one of any checkpoint.
+``f1 convert --base`` read it); ``f1 export`` makes one of any checkpoint. A LoRA run (``train: {lora:
+{...}}``) also writes ``<output_dir>/adapter`` (the adapters alone, :func:`f1.train.lora.save_adapter`),
+and its ``policy`` folder holds the merged policy (the same as ``f1 convert --merge-lora`` of the adapters
+into the base policy).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from .config import (
     read_yaml_mapping,
 )
 from .distributed import DistributedConfig, DistributedContext, init_distributed, is_sharded
+from .lora import ADAPTER_DIR, adapt_for_stage, lora_state, merged_model, save_adapter
 from .metrics import METRICS_FILE
 from .registry import resolve_factory
 from .rng import seed_everything
@@ -320,9 +324,11 @@ def run_training(
         result = trainer.fit(stop_at_step=stop_at_step, time_budget_s=time_budget_s)
         if isinstance(policy, F1Model):
             # sharded: every process takes part in gathering the whole weights; rank 0 writes them
-            weights = full_state_dict(policy) if is_sharded(policy) else None
-            if context.is_main:
-                result.policy_dir = save_policy_folder(policy, output_dir / POLICY_DIR, weights)
+            whole = unsharded_copy(policy, stage_config, context) if is_sharded(policy) else policy
+            if context.is_main and whole is not None:
+                if lora_state(whole) is not None:
+                    result.adapter_dir = save_adapter(whole, output_dir / ADAPTER_DIR)
+                result.policy_dir = save_policy_folder(whole, output_dir / POLICY_DIR)
         return result
     finally:
         if context.is_distributed and dist.is_initialized():
@@ -393,25 +399,31 @@ def camera_key_of(model: F1Model) -> str:
     return IMAGE_KEY_PREFIX + model.config.foresight_camera
 
 
-def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The whole (unsharded) weights of an FSDP2-sharded ``model`` on the CPU, on every process (every
-    process must call this: the shards are all-gathered)."""
+def unsharded_copy(model: F1Model, stage: StageConfig, context: DistributedContext) -> F1Model | None:
+    """A plain (unsharded) copy of an FSDP2-sharded ``model`` with its whole weights, on the main process
+    (None elsewhere). Every process must call this: the shards are all-gathered. A model trained with LoRA
+    gets the same adapters (``stage.lora``) before its weights are loaded."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not context.is_main:
+        return None
+    copy = F1Model(model.config)
+    adapt_for_stage(copy, stage)
+    copy.load_state_dict(weights, strict=True)
+    return copy
 
 
-def save_policy_folder(
-    model: F1Model, directory: Path, weights: Mapping[str, torch.Tensor] | None = None
-) -> Path:
-    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it.
-
-    ``weights``: the tensors to write instead of ``model.state_dict()`` (the consolidated weights of a
-    sharded model, :func:`full_state_dict`)."""
+def save_policy_folder(model: F1Model, directory: Path) -> Path:
+    """``F1Policy.save`` of ``model`` into ``directory`` (each file written atomically); returns it. A model
+    with LoRA adapters is saved merged (:func:`f1.train.lora.merged_model`): a plain policy folder."""
+    if lora_state(model) is not None:
+        save_model(merged_model(model), directory)
+        return directory
     was_training = model.training
     model.eval()
     try:
-        save_model(model, directory, state_dict=weights)
+        save_model(model, directory)
     finally:
         model.train(was_training)
     return directory
@@ -426,6 +438,7 @@ def summarize(result: TrainResult) -> str:
             "last_loss": last.get("loss"),
             "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
             "policy": str(result.policy_dir) if result.policy_dir else None,
+            "adapter": str(result.adapter_dir) if result.adapter_dir else None,
             "stopped_by_time_budget": result.stopped_by_time_budget,
         }
     )

@@ -42,6 +42,7 @@ from .distributed import (
     mean_across_processes,
     wrap_for_data_parallel,
 )
+from .lora import adapt_for_stage
 from .metrics import MetricsLogger
 from .optim import apply_freezing, build_optimizer, build_scheduler, validated_parameter_groups
 from .protocol import Batch, TrainableModel
@@ -73,6 +74,8 @@ class TrainResult:
     stopped_by_time_budget: bool = False
     #: The policy folder the run wrote when it ended (``run_training`` with an F1 model), else None.
     policy_dir: Path | None = None
+    #: The adapter folder a LoRA run wrote when it ended (``run_training``, a stage with ``lora``), else None.
+    adapter_dir: Path | None = None
 
 
 def move_to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
@@ -213,6 +216,7 @@ class Trainer:
             raise TypeError(
                 f"distributed must be a DistributedConfig, received {type(self.distributed).__name__}"
             )
+        adapt_for_stage(model, config)  # LoRA adapters (peft) when the stage has a lora section
         groups = validated_parameter_groups(model)
         self.loss_weights = _weighted_losses(model, config.loss_weights)
         trainable = apply_freezing(groups, config.frozen)
