@@ -175,7 +175,8 @@ def test_lora_targets_the_named_projections_of_the_trained_experts_and_lands_in_
     state = apply_lora(model, LoraSettings(rank=2, targets=("q_proj", "down_proj")), frozen=("generation",))
     assert {m.rsplit(".", 1)[1] for m in state.modules} == {"q_proj", "down_proj"}
     assert {m.split(".")[2] for m in state.modules} == {"und", "act"}  # gen's group is frozen by the stage
-    assert len(state.modules) == 2 * 2 * model.config.trunk.n_layers
+    # 2 experts x 2 targets per layer, less und's last layer: it builds keys and values only (no q_proj, MLP)
+    assert len(state.modules) == 2 * 2 * model.config.trunk.n_layers - 2
     groups = model.parameter_groups()
     names = {id(p): n for n, p in model.named_parameters()}
     action = {names[id(p)] for p in groups["action"]}
