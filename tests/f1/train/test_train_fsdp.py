@@ -103,14 +103,18 @@ def _losses(run_dir: Path) -> list[dict[str, float]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_fsdp_on_two_processes_trains_as_one_process_on_the_combined_batch(tmp_path, dataset, stage) -> None:
+@pytest.mark.parametrize(("stage", "lora"), [(1, False), (2, False), (3, False), (3, True)])
+def test_fsdp_on_two_processes_trains_as_one_process_on_the_combined_batch(
+    tmp_path, dataset, stage, lora
+) -> None:
     # stage 3's sharded run also recomputes every trunk layer in backward (activation checkpointing);
-    # stage 2 averages 4 flow draws that share one prefix pass (the action expert runs 4 times per step)
-    sharded = {"strategy": "fsdp", "activation_checkpointing": stage == 3}
+    # stage 2 averages 4 flow draws that share one prefix pass (the action expert runs 4 times per step);
+    # with lora, stage 3 trains adapters only, sharded with their frozen base weights
+    sharded = {"strategy": "fsdp", "activation_checkpointing": stage == 3 and not lora}
     draws = 4 if stage == 2 else 1
-    _train(_run_file(tmp_path, "two", dataset, sharded, draws=draws), stage, 2)
-    _train(_run_file(tmp_path, "one", dataset, {"strategy": "ddp"}, draws=draws), stage, 1)
+    train = {"lora": {"rank": 4}} if lora else {}
+    _train(_run_file(tmp_path, "two", dataset, sharded, draws=draws, train=train), stage, 2)
+    _train(_run_file(tmp_path, "one", dataset, {"strategy": "ddp"}, draws=draws, train=train), stage, 1)
 
     two, one = _losses(tmp_path / "two"), _losses(tmp_path / "one")
     assert len(two) == len(one) == STEPS
@@ -128,7 +132,9 @@ def test_fsdp_on_two_processes_trains_as_one_process_on_the_combined_batch(tmp_p
     assert read_checkpoint(tmp_path / "two").sharded
     assert not read_checkpoint(tmp_path / "one").sharded
     F1Policy.load(tmp_path / "two" / "policy")
-    if stage == 3:  # 2 sharded processes do not resume the unsharded checkpoint of a DDP run
+    if lora:  # the adapters alone, gathered from the shards
+        assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
+    if stage == 3 and not lora:  # 2 sharded processes do not resume the unsharded checkpoint of a DDP run
         refused = _run_file(tmp_path, "one", dataset, {"strategy": "fsdp"})
         with pytest.raises(AssertionError, match="an FSDP run resumes only sharded checkpoints"):
             _train(refused, stage, 2, "--resume")
