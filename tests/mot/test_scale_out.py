@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from mot import KVCache, MixtureOfTransformers
+from mot import KVCache, MixtureOfTransformers, SpecError
 from mot.errors import ArgumentTypeError
 from mot.expert import ExpertLayer
 from mot.model import LayerEnd
@@ -133,3 +133,25 @@ def test_activation_checkpointing_takes_only_a_bool(uga_model, value) -> None:
     with pytest.raises(ArgumentTypeError, match="enabled: expected a bool"):
         model.set_activation_checkpointing(value)
     assert model.activation_checkpointing is False
+
+
+def test_under_autocast_the_model_takes_autocast_and_weight_dtype_inputs(
+    uga_model, uga_spec, make_inputs
+) -> None:
+    inputs = make_inputs(uga_model, uga_spec)
+    mixed = {**inputs, "und": inputs["und"].bfloat16()}  # projections come in bf16, embeddings in fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = uga_model(mixed, uga_spec)
+        cache = uga_model.prefill({k: mixed[k] for k in ("und", "gen")}, uga_spec)
+        downstream = uga_model.extend({"act": inputs["act"]}, uga_spec, cache)
+    reference = uga_model(inputs, uga_spec)
+    for name, value in outputs.items():
+        assert torch.allclose(value.float(), reference[name], atol=0.1, rtol=0.05), name
+    assert cache.keys[0].dtype == torch.bfloat16
+    assert torch.allclose(downstream["act"].float(), reference["act"], atol=0.1, rtol=0.05)
+
+
+def test_outside_autocast_an_input_of_another_dtype_is_refused(uga_model, uga_spec, make_inputs) -> None:
+    inputs = make_inputs(uga_model, uga_spec)
+    with pytest.raises(SpecError, match=r"inputs\['und'\]: expected dtype torch.float32 on cpu"):
+        uga_model({**inputs, "und": inputs["und"].bfloat16()}, uga_spec)

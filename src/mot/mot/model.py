@@ -211,6 +211,7 @@ class MixtureOfTransformers(nn.Module):
         if not isinstance(inputs, Mapping) or not inputs:
             raise SpecError("inputs: expected a non-empty mapping {segment: (B, n, width)}")
         param = next(self.parameters())
+        compute = compute_dtype(param)
         batch = None
         for name, x in inputs.items():
             if not isinstance(name, str) or name not in spec.names:
@@ -223,9 +224,11 @@ class MixtureOfTransformers(nn.Module):
                     f"inputs[{name!r}]: expected shape (B, n, {width}) for expert {seg.expert!r}, "
                     f"received {shape}"
                 )
-            if x.dtype != param.dtype or x.device != param.device:
+            # under autocast, embeddings stay in the weights' dtype and projections come in autocast's
+            if x.dtype not in (param.dtype, compute) or x.device != param.device:
+                expected = f"{param.dtype}" + (f" or {compute} (autocast)" if compute != param.dtype else "")
                 raise SpecError(
-                    f"inputs[{name!r}]: expected dtype {param.dtype} on {param.device} (the model's), "
+                    f"inputs[{name!r}]: expected dtype {expected} on {param.device} (the model's), "
                     f"received {x.dtype} on {x.device}"
                 )
             if x.shape[0] < 1:
@@ -236,6 +239,8 @@ class MixtureOfTransformers(nn.Module):
                 batch = x.shape[0]
             elif x.shape[0] != batch:
                 raise SpecError(f"inputs[{name!r}]: expected batch size {batch}, received {x.shape[0]}")
+        if compute != param.dtype:  # what the checks and masks after this one compare with
+            param = param.new_empty(0, dtype=compute)
         return int(batch), param
 
     def _check_finite(self, inputs: Mapping[str, Tensor]) -> None:
@@ -600,6 +605,15 @@ class LayerEnd(nn.Module):
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         return xs
+
+
+def compute_dtype(param: Tensor) -> torch.dtype:
+    """The dtype the model's tensors come in: ``param``'s, or under autocast (on its device type, for
+    float32 weights) autocast's, e.g. bf16 hidden states, keys and values from fp32 weights."""
+    device = param.device.type
+    if param.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return param.dtype
 
 
 def _cat(tensors: list[Tensor], dim: int = 2) -> Tensor:

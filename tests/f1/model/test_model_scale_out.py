@@ -109,3 +109,25 @@ def test_bad_flow_noise_and_time_are_named(tiny_model, batch_factory, change, me
     change(batch)
     with pytest.raises(InputError, match=message):
         tiny_model()(batch)
+
+
+def test_a_training_pass_runs_under_bf16_autocast_with_the_tokenizer_exact(tiny_model, batch_factory) -> None:
+    model = tiny_model(fresh=True).train()
+    batch = batch_factory(seed=1)
+    generation = model.generation
+    frames = torch.rand(2, 3, 64, 64) * 2 - 1
+    exact = generation.target_indices(frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(0)
+        losses = model(batch)
+        under_autocast = generation.target_indices(frames)
+    torch.manual_seed(0)
+    reference = model(batch)
+    assert all(torch.equal(a, b) for a, b in zip(exact, under_autocast))  # the same tokens, bit for bit
+    for name, value in losses.items():
+        assert torch.isfinite(value)
+        assert value.item() == pytest.approx(reference[name].item(), rel=0.05), name
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads
+    assert all(bool(torch.isfinite(g).all()) for g in grads)

@@ -276,6 +276,12 @@ class F1Model(nn.Module):
             units += [[block] for block in blocks]
         return units
 
+    def unsharded_modules(self) -> list[nn.Module]:
+        """The modules data-parallel sharding leaves whole on every process, in their own dtype: the frozen
+        VQ-VAE tokenizer (it never trains, and its tokens must be the exact ones of its float32 weights,
+        also when the rest computes in bf16)."""
+        return [self.generation.tokenizer] if self.generation is not None else []
+
     def set_activation_checkpointing(self, enabled: bool) -> F1Model:
         """Recompute each trunk layer in backward instead of keeping its intermediates (training only;
         :meth:`mot.MixtureOfTransformers.set_activation_checkpointing`); losses and gradients are unchanged.

@@ -14,6 +14,8 @@ mode needs.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -101,22 +103,30 @@ class GenerationIO(nn.Module):
         """Tokens of each of the first ``num_scales`` scales, e.g. ``(1, 4, 9, 16)``."""
         return self.schedule.tokens_per_scale[:num_scales]
 
+    def _exact(self) -> contextlib.AbstractContextManager[None]:
+        """The tokenizer runs in its own dtype also under autocast (a bf16 training step): its tokens are
+        the targets and the inputs of the other parts, and must be the exact ones of its weights."""
+        return torch.autocast(self._tokenizer_device_type, enabled=False)
+
     @torch.no_grad()
     def quantized_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` of all scales (frozen tokenizer)."""
-        return self.tokenizer.encode(frames.to(self._tokenizer_dtype)).f_hat
+        with self._exact():
+            return self.tokenizer.encode(frames.to(self._tokenizer_dtype)).f_hat
 
     @torch.no_grad()
     def frame_codes(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, 3, H, W)`` in [-1, 1] -> ``f_hat`` ``(N, Cz, h, w)`` float32 and the token indices of every
         scale concatenated ``(N, L)`` int64: what :class:`f1.data.FrameCodes` caches per frame."""
-        encoded = self.tokenizer.encode(frames.to(self._tokenizer_dtype))
+        with self._exact():
+            encoded = self.tokenizer.encode(frames.to(self._tokenizer_dtype))
         return encoded.f_hat.float(), torch.cat(list(encoded.indices), dim=1)
 
     @torch.no_grad()
     def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Token indices of the first scales ``[(B, h_k * w_k)]`` -> ``f_hat`` ``(B, Cz, h, w)``."""
-        return self.tokenizer.indices_to_fhat(list(indices))
+        with self._exact():
+            return self.tokenizer.indices_to_fhat(list(indices))
 
     def foresight_tokens(self, f_hat: torch.Tensor) -> torch.Tensor:
         """``f_hat`` ``(B, Cz, h, w)`` of the imagined frame -> ``(B, h * w, D_gen)`` tokens of ``fut``."""
@@ -127,7 +137,8 @@ class GenerationIO(nn.Module):
     @torch.no_grad()
     def target_indices(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """``(B, 3, H, W)`` in [-1, 1] -> per-scale token indices ``[(B, h_k * w_k)]``."""
-        return self.tokenizer.encode_indices(frames.to(self._tokenizer_dtype))
+        with self._exact():
+            return self.tokenizer.encode_indices(frames.to(self._tokenizer_dtype))
 
     @property
     def _model_dtype(self) -> torch.dtype:
@@ -138,10 +149,15 @@ class GenerationIO(nn.Module):
     def _tokenizer_dtype(self) -> torch.dtype:
         return self.tokenizer.quant_conv.weight.dtype
 
+    @property
+    def _tokenizer_device_type(self) -> str:
+        return self.tokenizer.quant_conv.weight.device.type
+
     @torch.no_grad()
     def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
         """``f_hat`` ``(B, Cz, h, w)`` -> image ``(B, 3, H, W)`` in [0, 1] (float32)."""
-        return (self.tokenizer.decode_fhat(f_hat.to(self._tokenizer_dtype)).float() + 1) / 2
+        with self._exact():
+            return (self.tokenizer.decode_fhat(f_hat.to(self._tokenizer_dtype)).float() + 1) / 2
 
     def history_tokens(self, frames: torch.Tensor, frame_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` in [-1, 1], oldest first -> ``(B, h * w, D_gen)`` tokens of ``hist``.

@@ -198,7 +198,8 @@ def shard_with_fsdp(module: nn.Module, context: DistributedContext, config: Dist
     Units: each entry of ``module.shard_units()`` when the model has it (lists of modules all-gathered
     together: for F1, one trunk layer of every expert, or one vision block), then ``module`` itself for
     the parameters no unit holds. Frozen parameters (``requires_grad`` False) are sharded too and get no
-    gradient.
+    gradient. The parameters of ``module.unsharded_modules()`` (F1's frozen tokenizer) are left out:
+    whole on every process, in their own dtype.
     """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -207,10 +208,13 @@ def shard_with_fsdp(module: nn.Module, context: DistributedContext, config: Dist
     # FSDP2 warns about in case the caller writes into them in place; the trunk never does.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPExpertLayer", category=UserWarning)
     mesh = init_device_mesh(context.device.type, (context.world_size,))
+    whole = getattr(module, "unsharded_modules", None)
+    ignored = {p for part in (whole() if callable(whole) else []) for p in part.parameters()}
     options = {
         "mesh": mesh,
         "mp_policy": fsdp_mixed_precision(config, context.device),
         "reshard_after_forward": config.reshard_after_forward,
+        "ignored_params": ignored or None,
     }
     units = getattr(module, "shard_units", None)
     for unit in units() if callable(units) else []:
