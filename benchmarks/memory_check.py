@@ -166,6 +166,43 @@ def check(preset_name: str, batch_size: int, steps: int, precision: str, device:
     }
 
 
+def formula_check(mode: str, batch_size: int = 4) -> dict[str, Any]:
+    """The activation formula calibrated at ``tiny`` predicts ``small``; both measured on this CPU."""
+    from f1.train.memory_plan import _scaled_sites, measure_activations
+
+    tiny = measure_activations("tiny", batch_size, mode=mode)
+    small = measure_activations("small", batch_size, mode=mode)
+    predicted, fallback = _scaled_sites(tiny, small.units, batch_size)
+    parts: dict[str, dict[str, float]] = {}
+    for site in set(predicted) | set(small.site_bytes):
+        part = site.split(".", 1)[0]
+        entry = parts.setdefault(part, {"predicted": 0.0, "measured": 0.0})
+        entry["predicted"] += predicted.get(site, 0.0)
+        entry["measured"] += small.site_bytes.get(site, 0)
+    rates = tiny.rates()
+    working = {}
+    for name, measured in small.working_bytes.items():
+        units = small.units[name] * (small.units["frames_per_sample"] if name == "frame_encoding" else 1.0)
+        working[name] = {"predicted": rates.get(name, 0.0) * units * batch_size, "measured": measured}
+    for entry in [*parts.values(), *working.values()]:
+        entry["relative_error"] = round((entry["predicted"] - entry["measured"]) / entry["measured"], 4)
+    total = sum(predicted.values())
+    return {
+        "mode": mode,
+        "batch_size": batch_size,
+        "saved_bytes": {
+            "predicted": round(total),
+            "measured": small.saved_bytes,
+            "relative_error": round((total - small.saved_bytes) / small.saved_bytes, 4),
+        },
+        "parts": parts,
+        "working": working,
+        "fallback_sites": fallback,
+        "tiny": tiny.to_dict(),
+        "small": small.to_dict(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, value = item.partition("=")
         batches[name] = int(value)
     rows = [check(name, batches.get(name, 8), args.steps, args.precision, device) for name in args.presets]
+    formulas = [formula_check(mode) for mode in ("fp32", "bf16_weights")]
     report = {
         "what": "plan_memory's total (less the batch on the CPU) against a real training run's peak",
         "target_relative_error": TARGET,
@@ -197,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "rows": rows,
+        "formula_small_from_tiny": formulas,
     }
     print(f"{'preset':8} {'batch':>5} {'plan MiB':>10} {'measured MiB':>13} {'error':>7}  peak phase")
     for row in rows:
@@ -204,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['preset']:8} {row['batch_size']:5d} {row['plan']['compared'] / 2**20:10.1f} "
             f"{row['measured']['peak_growth_bytes'] / 2**20:13.1f} {row['relative_error']:+7.1%}  "
             f"{row['plan']['peak_phase']}"
+        )
+    print("activation formula calibrated at tiny, predicting small (both measured, batch 4):")
+    for formula in formulas:
+        saved = formula["saved_bytes"]
+        parts = ", ".join(f"{k} {v['relative_error']:+.1%}" for k, v in sorted(formula["parts"].items()))
+        working = ", ".join(f"{k} {v['relative_error']:+.1%}" for k, v in formula["working"].items())
+        print(
+            f"  {formula['mode']:12} saved {saved['predicted'] / 2**20:7.1f} MiB predicted, "
+            f"{saved['measured'] / 2**20:7.1f} measured ({saved['relative_error']:+.1%}); {parts}; {working}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".partial")

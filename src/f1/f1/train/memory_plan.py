@@ -19,32 +19,27 @@ Accounting per rank (``N`` parameters, ``T`` trainable ones, LoRA adapters inclu
 of ``x`` sharded over ``W`` ranks the way FSDP2 pads it: ``sum(ceil(dim0 / W) * rest)``; ``p`` the
 compute dtype's bytes, 2 for bf16, 4 for fp32):
 
-=================  ======================================  ==============================================
-category           ``ddp``                                 ``fsdp`` (FSDP2, one unit per MoT layer and
-                                                           per vision block, the rest at the root)
-=================  ======================================  ==============================================
-parameters         ``4 N`` (fp32 master weights)           ``4 S(N)`` (fp32 sharded master weights)
-gradients          ``4 T``                                 ``4 S(T)`` (fp32, reduce-scattered)
-optimizer          ``8 T`` (AdamW: two fp32 moments)       ``8 S(T)``
-ddp buckets        ``4 T`` when ``W > 1`` (torch's
-                   default ``gradient_as_bucket_view=
-                   False`` keeps a flat copy)
-weight copies      ``2 C`` in bf16: autocast casts each
-                   Linear/Conv weight once per forward
-                   (``C`` their numel) and backward keeps
-                   the copy until the layer's backward
-root unsharded                                             ``p N_root``: the root's parameters, gathered
-                                                           at its forward, kept until backward ends
-units in flight                                            forward ``2 p U``: the running unit and the
-                                                           prefetched one (``U``: the largest unit);
-                                                           backward ``2 p U + 2 (p + r) U_T``: their
-                                                           params and two units' unsharded gradients
-                                                           with their fp32 reduce copy (``r = 4`` in
-                                                           bf16, 0 in fp32; ``U_T``: trainable numel)
-root gradients                                             ``(p + r) T_root``: the root's unsharded
-                                                           gradients, reduced when backward ends
-activations        measured and scaled (below)             the same (each rank runs its own micro-batch)
-=================  ======================================  ==============================================
+| category | `ddp` | `fsdp` (FSDP2: a unit per MoT layer and per vision block, the rest at the root) |
+|---|---|---|
+| parameters | `4 N` (fp32 master weights) | `4 S(N)` (fp32 sharded master weights) |
+| gradients | `4 T` | `4 S(T)` (fp32, reduce-scattered) |
+| optimizer | `8 T` (AdamW: two fp32 moments) | `8 S(T)` |
+| ddp buckets | `4 T` when `W > 1` (a flat copy) | |
+| weight copies | `2 C` in bf16 (autocast's copies) | |
+| root unsharded | | `p N_root` |
+| units in flight | | forward `2 p U`, backward `2 p U + 2 (p + r) U_T` |
+| root gradients | | `(p + r) T_root` |
+| activations | measured and scaled (below) | the same (each rank runs its own micro-batch) |
+
+- ddp buckets: torch's default ``gradient_as_bucket_view=False`` keeps the gradients a second time in
+  flat buckets; the trainer wraps no DDP around one process.
+- weight copies: bf16 autocast casts each Linear/Conv weight (``C`` their numel) once per forward and
+  backward keeps the copy until that layer's backward.
+- root unsharded: the root's parameters, gathered at its forward and kept until backward ends.
+- units in flight: the running unit and the prefetched one (``U``: the largest unit's numel), in backward
+  also two units' unsharded gradients and their fp32 reduce copy (``r = 4`` in bf16, 0 in fp32; ``U_T``:
+  the unit's trainable numel).
+- root gradients: the root's unsharded gradients, reduced when backward ends.
 
 LoRA (rank ``r_lora`` on every expert's ``q/k/v/o_proj`` and ``gate/up/down_proj``): adapters ``A (r x in)``
 and ``B (out x r)`` train; the base weights are frozen (no gradient, no optimizer state) and still held (and,
@@ -246,12 +241,13 @@ def _parameter_layout(
     """Every parameter of ``model`` (plus the LoRA adapters it would get) with its FSDP unit."""
     group_of = {id(p): g for g, params in model.parameter_groups().items() for p in params}
     tokenizer = model.generation.tokenizer if model.generation is not None else None
+    in_tokenizer = {id(m) for m in tokenizer.modules()} if tokenizer is not None else set()
     cast_ids: set[int] = set()
     vision_ids = {id(p) for p in model.understanding.vision.parameters()}
     lora_targets: dict[str, nn.Linear] = {}
     for name, module in model.named_modules():
-        in_tokenizer = tokenizer is not None and any(module is m for m in tokenizer.modules())
-        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d) and not in_tokenizer:
+        convolution_or_linear = isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        if convolution_or_linear and id(module) not in in_tokenizer:
             cast_ids.update(id(p) for p in module.parameters(recurse=False))
         if lora_rank is not None and _is_lora_target(name, module):
             lora_targets[name] = module
