@@ -24,6 +24,7 @@ from f1.train.memory_plan import (
     activation_units,
     measure_activations,
     plan_memory,
+    training_batch,
 )
 
 
@@ -165,6 +166,25 @@ def test_bad_arguments_are_refused_naming_them(kwargs: dict, message: str) -> No
     arguments = {"config": "tiny", **kwargs}
     with pytest.raises(ConfigError) as error:
         plan_memory(arguments.pop("config"), **arguments)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: measure_activations("tiny", 0), "batch_size: expected an int >= 1, received 0"),
+        (lambda: measure_activations("tiny", mode="fp16"), "mode: expected one of ['fp32', 'bf16_weights']"),
+        (lambda: measure_activations("tiny", lora_rank=0), "lora_rank: expected an int >= 1, received 0"),
+        (lambda: measure_activations("tiny", trainable_groups=["x"]), "trainable_groups: expected groups"),
+        (lambda: activation_units("huge"), "config: expected an F1Config or a preset in"),
+        (lambda: activation_units("tiny", generation_scales=0), "generation_scales: expected None or an int"),
+        (lambda: training_batch("tiny", -1), "batch_size: expected an int >= 1, received -1"),
+        (lambda: plan_memory("tiny", precision="fp32").table(unit="KB"), "unit: expected 'GiB' or 'MiB'"),
+    ],
+)
+def test_the_other_public_entries_refuse_bad_arguments_naming_them(call, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        call()
     assert message in str(error.value)
 
 
