@@ -901,6 +901,58 @@ def _run_bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+PLAN_MEMORY_EPILOG = """\
+examples:
+  f1 plan-memory --preset f1-4.2b --strategy ddp --world-size 1 --batch-size 32 --generation-scales 4
+  f1 plan-memory --preset f1-4.2b --strategy fsdp --world-size 8 --batch-size 32 --checkpointing
+  f1 plan-memory --preset pi0 --strategy ddp --world-size 1 --batch-size 32 --lora 16 --json plan.json
+
+Parameters are counted on the meta device; activations are measured on one training forward of the tiny
+preset on this CPU (a few seconds) and scaled by the formula the command prints. docs/training.md explains.
+"""
+
+
+def _add_plan_memory(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plan-memory",
+        help="per-rank training memory (parameters, gradients, optimizer, activations) under DDP or FSDP",
+        description="Bytes per rank of one training step: parameters, gradients and AdamW state counted on "
+        "the meta device, activations measured on a small model and scaled, and the peak over the step's "
+        "phases. Prints a table in GiB per rank with every formula.",
+        epilog=PLAN_MEMORY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", help="the model shape: tiny, small, f1-4.2b, pi0")
+    parser.add_argument("--strategy", default="ddp", help="ddp or fsdp (ddp)")
+    parser.add_argument("--world-size", default="1", metavar="N", help="ranks, one GPU each (1)")
+    parser.add_argument("--batch-size", default="8", metavar="B", help="samples per rank per forward (8)")
+    parser.add_argument("--lora", metavar="R", help="LoRA rank on the experts' projections (none: full)")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing per MoT layer")
+    parser.add_argument("--precision", default="bf16", help="bf16 or fp32 (bf16)")
+    parser.add_argument(
+        "--generation-scales", metavar="K", help="scales teacher-forced (stages II/III: 4; default all)"
+    )
+    parser.add_argument(
+        "--trainable", action="append", metavar="GROUP", help="a parameter group that trains (repeatable)"
+    )
+    parser.add_argument(
+        "--cached-frame-codes", action="store_true", help="frames arrive as tokenizer codes (no encoding)"
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the plan as JSON")
+    parser.set_defaults(handler=_run_plan_memory)
+
+
+def _run_plan_memory(args: argparse.Namespace) -> int:
+    from f1.errors import ConfigError
+    from f1.train.memory_plan import run_command
+
+    try:
+        return run_command(args)
+    except ConfigError as error:
+        print(f"f1 plan-memory: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 SERVE_EPILOG = """\
 examples:
   f1 serve runs/my-robot-policy                        ws://127.0.0.1:8000, this machine only
@@ -950,6 +1002,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_eval,
     _add_convert,
     _add_bench,
+    _add_plan_memory,
     _add_serve,
 )
 
