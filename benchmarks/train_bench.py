@@ -49,30 +49,6 @@ def _rss_mb() -> float:
         return 0.0
 
 
-def synthetic_batch(config: Any, batch_size: int, seed: int) -> dict[str, Any]:
-    """A training batch for an ``F1Config``: random frames, state and actions of its first embodiment."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    size = config.vision.image_size
-    embodiment = config.embodiments[0]
-    batch: dict[str, Any] = {
-        f"observation.images.{camera}": torch.rand(batch_size, 3, size, size, generator=generator)
-        for camera in config.cameras
-    }
-    batch["observation.state"] = torch.randn(batch_size, embodiment.state_dim, generator=generator)
-    batch["action"] = torch.randn(
-        batch_size, config.action.chunk_size, embodiment.action_dim, generator=generator
-    )
-    batch["task"] = ["put the red cube in the bowl"] * batch_size
-    batch["embodiment"] = [embodiment.name] * batch_size
-    if config.mode != "no_gen":
-        frames, image = config.generation.history_frames, config.generation.vqvae.image_size
-        batch["history"] = torch.rand(batch_size, frames, 3, *image, generator=generator)
-        batch["future_image"] = torch.rand(batch_size, 3, *image, generator=generator)
-    return batch
-
-
 def worker(args: argparse.Namespace) -> None:
     """One process of one setup: build, wrap, time ``args.steps`` optimizer steps, write its result."""
     import torch
@@ -82,11 +58,12 @@ def worker(args: argparse.Namespace) -> None:
     from f1.model import F1Model, preset
     from f1.train import Trainer, load_stage_config
     from f1.train.distributed import DistributedConfig, barrier, init_distributed
+    from f1.train.memory_plan import training_batch
 
     context = init_distributed("cpu")
     config = preset(args.preset)
     per_rank = args.batch // context.world_size
-    batch = synthetic_batch(config, per_rank, seed=context.rank)
+    batch = training_batch(config, per_rank, seed=context.rank)
     baseline_mb = _rss_mb()
     torch.manual_seed(0)
     model = F1Model(config)

@@ -70,12 +70,16 @@ def test_ddp_on_several_ranks_keeps_a_flat_copy_of_the_gradients_and_bf16_copies
 def test_fsdp_divides_the_sharded_categories_by_the_world_size(tiny_model: F1Model) -> None:
     one = plan_memory("tiny", strategy="fsdp", world_size=1, batch_size=2, precision="fp32")
     four = plan_memory("tiny", strategy="fsdp", world_size=4, batch_size=2, precision="fp32")
+    whole = {id(p) for m in tiny_model.unsharded_modules() for p in m.parameters()}  # the tokenizer
     padded = sum(
         math.ceil((p.shape[0] if p.ndim else 1) / 4) * (p.numel() // (p.shape[0] if p.ndim else 1))
         for p in tiny_model.parameters()
+        if id(p) not in whole
     )
-    assert four.parameters == 4 * padded  # FSDP2 pads dim 0 to a multiple of the world size
-    for category in ("parameters", "gradients", "optimizer"):
+    kept = sum(p.numel() for p in tiny_model.parameters() if id(p) in whole)
+    assert kept > 0
+    assert four.parameters == 4 * (padded + kept)  # FSDP2 pads dim 0 to a multiple of the world size
+    for category in ("gradients", "optimizer"):
         assert getattr(one, category) / 4 <= getattr(four, category) <= getattr(one, category) / 4 * 1.01
     assert four.activations == one.activations  # each rank runs its own micro-batch
     assert four.other["fsdp_root"] == one.other["fsdp_root"]  # gathered whole on every rank
@@ -126,14 +130,14 @@ def test_the_activation_formula_reproduces_the_tiny_measurement_at_another_batch
 def test_units_follow_the_modules_the_model_builds() -> None:
     model = _meta_model(preset("tiny"))
     full = _activation_units(model, None)
-    layers = len(model.trunk.experts["und"].layers)
-    params = sum(p.numel for p in _parameter_layout(model, None, ("understanding",)))
-    del model.trunk.experts["und"].layers[layers - 1].mlp  # as a K/V-only last layer would be built
+    layers = len(model.trunk.experts["act"].layers)
+    params = sum(p.numel for p in _parameter_layout(model, None, ("action",)))
+    del model.trunk.experts["act"].layers[layers - 1].mlp  # as a K/V-only last layer is built
     fewer = _activation_units(model, None)
-    tokens = model.understanding.length
-    mlp = model.config.trunk.understanding_mlp
+    tokens = model.config.action.chunk_size + 1  # the state token and the chunk
+    mlp = model.config.trunk.action_mlp
     assert full["trunk.mlp_hidden"] - fewer["trunk.mlp_hidden"] == tokens * mlp
-    assert sum(p.numel for p in _parameter_layout(model, None, ("understanding",))) < params
+    assert sum(p.numel for p in _parameter_layout(model, None, ("action",))) < params
 
 
 def test_activation_units_grow_with_the_model_and_count_the_history_frames() -> None:

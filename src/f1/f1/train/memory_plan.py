@@ -214,31 +214,49 @@ class _Param:
     numel: int
     dim0: int
     trainable: bool
-    unit: str  # "layer.<i>", "block.<i>" or "root"
+    unit: str  # "layer.<i>", "block.<i>", "root" or "whole" (left unsharded: the frozen tokenizer)
     cast: bool  # a Linear/Conv weight or bias that bf16 autocast copies
     vision: bool
 
     def sharded(self, world_size: int) -> int:
-        """Elements on one rank under FSDP2, which pads dim 0 to a multiple of the world size."""
+        """Elements on one rank under FSDP2, which pads dim 0 to a multiple of the world size (all of them
+        for a parameter FSDP2 leaves whole)."""
+        if self.unit == "whole":
+            return self.numel
         if self.dim0 == 0:
             return 0
         return math.ceil(self.dim0 / world_size) * (self.numel // self.dim0)
 
 
-def _unit_of(name: str) -> str:
-    layer = _LAYER.match(name)
-    if layer:
-        return f"layer.{layer.group(2)}"
-    block = _BLOCK.match(name)
-    if block:
-        return f"block.{block.group(1)}"
-    return "root"
+def _unit_finder(model: F1Model) -> Callable[[str], str]:
+    """``unit_of(name)`` for a parameter or module name: the FSDP2 unit that holds it, as
+    :func:`f1.train.distributed.shard_with_fsdp` shards the model (``model.shard_units()``: ``layer.<i>``
+    for the trunk's layers, ``block.<i>`` for the vision blocks; ``whole`` for ``unsharded_modules()``;
+    ``root`` for the rest)."""
+    paths = {id(module): name for name, module in model.named_modules()}
+    layers = model.config.trunk.n_layers
+    prefixes: dict[str, str] = {}
+    for index, unit in enumerate(model.shard_units()):
+        label = f"layer.{index}" if index < layers else f"block.{index - layers}"
+        prefixes.update({paths[id(module)]: label for module in unit})
+    prefixes.update({paths[id(module)]: "whole" for module in model.unsharded_modules()})
+
+    def unit_of(name: str) -> str:
+        parts = name.split(".")
+        for end in range(len(parts), 0, -1):
+            label = prefixes.get(".".join(parts[:end]))
+            if label is not None:
+                return label
+        return "root"
+
+    return unit_of
 
 
 def _parameter_layout(
     model: F1Model, lora_rank: int | None, trainable_groups: tuple[str, ...]
 ) -> list[_Param]:
     """Every parameter of ``model`` (plus the LoRA adapters it would get) with its FSDP unit."""
+    _unit_of = _unit_finder(model)
     group_of = {id(p): g for g, params in model.parameter_groups().items() for p in params}
     tokenizer = model.generation.tokenizer if model.generation is not None else None
     in_tokenizer = {id(m) for m in tokenizer.modules()} if tokenizer is not None else set()
@@ -1139,6 +1157,8 @@ def plan_memory(
         units_numel[p.unit] = units_numel.get(p.unit, 0) + p.numel
         units_trainable[p.unit] = units_trainable.get(p.unit, 0) + (p.numel if p.trainable else 0)
     root, root_trainable = units_numel.pop("root", 0), units_trainable.pop("root", 0)
+    units_numel.pop("whole", None)  # left whole (and in its own dtype) on every rank
+    units_trainable.pop("whole", None)
     largest = max(units_numel, key=lambda u: units_numel[u], default=None)
     counts = {
         "parameters": numel,
