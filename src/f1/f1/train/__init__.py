@@ -30,7 +30,7 @@ from .config import (
     StageConfig,
     load_stage_config,
 )
-from .distributed import DistributedContext, init_distributed
+from .distributed import STRATEGIES, DistributedConfig, DistributedContext, init_distributed
 from .export import export_policy, policy_from_checkpoint
 from .factories import embodiment_from_dataset
 from .frame_codes import FrameEncoder, encode_dataset_frames
@@ -43,9 +43,11 @@ from .trainer import Trainer, TrainResult
 
 __all__ = [
     "PARAMETER_GROUP_NAMES",
+    "STRATEGIES",
     "Batch",
     "CheckpointError",
     "ConfigError",
+    "DistributedConfig",
     "DistributedContext",
     "FrameEncoder",
     "LoraSettings",
