@@ -102,7 +102,8 @@ def test_bench_writes_the_report_contract(tmp_path: Path) -> None:
         tiny["achieved_gflops"] / report["machine"]["matmul_gflops"], rel=1e-2
     )
     assert report["presets"]["f1-4.2b"]["latency_ms"] is None
-    assert report["presets"]["f1-4.2b"]["params"]["total"] == pytest.approx(3.66e9, rel=0.01)
+    # the published shape less the 109M tensors the understanding expert's last layer does not build
+    assert report["presets"]["f1-4.2b"]["params"]["total"] == pytest.approx(3.568e9, rel=0.01)
 
 
 PI0_FILE = Path(__file__).parent / "model" / "fixtures" / "lerobot_pi0" / "model.safetensors"

@@ -11,6 +11,7 @@ valid entries, so equal randomness and equal counts per sample make 2 processes 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -415,3 +416,22 @@ def test_activation_checkpointing_changes_no_loss_of_the_tiny_f1(tmp_path, datas
     for a, b in zip(*losses):
         for key in a:
             assert a[key] == pytest.approx(b[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_fsdp_in_bf16_mixed_precision_trains_and_keeps_the_tokenizer_exact(tmp_path, dataset) -> None:
+    # what CUDA gets by default (mixed_precision auto, precision auto), forced on the CPU
+    bf16 = {"strategy": "fsdp", "mixed_precision": "bf16"}
+    _train(_run_file(tmp_path, "bf16", dataset, bf16, train={"precision": "bf16"}), 3, 2)
+    _train(_run_file(tmp_path, "fp32", dataset, {"strategy": "ddp"}), 3, 1)
+    bf16_losses, fp32_losses = _losses(tmp_path / "bf16"), _losses(tmp_path / "fp32")
+    assert len(bf16_losses) == STEPS
+    assert all(math.isfinite(value) for record in bf16_losses for value in record.values())
+    for name, value in bf16_losses[0].items():  # the same first step, up to bf16 rounding
+        assert value == pytest.approx(fp32_losses[0][name], rel=0.05), name
+    trained = _weights(tmp_path / "bf16" / "policy")
+    reference = _weights(tmp_path / "fp32" / "policy")
+    tokenizer = [k for k in trained if k.startswith("generation.tokenizer.")]
+    assert tokenizer
+    assert all(trained[k].dtype == torch.float32 for k in trained)  # master weights stay fp32
+    assert all(torch.equal(trained[k], reference[k]) for k in tokenizer)  # frozen, whole, untouched

@@ -21,7 +21,7 @@ compute dtype's bytes, 2 for bf16, 4 for fp32):
 
 | category | `ddp` | `fsdp` (FSDP2: a unit per MoT layer and per vision block, the rest at the root) |
 |---|---|---|
-| parameters | `4 N` (fp32 master weights) | `4 S(N)` (fp32 sharded master weights) |
+| parameters | `4 N` (fp32 master weights) | `4 S(N)` (fp32 sharded master weights; tokenizer whole) |
 | gradients | `4 T` | `4 S(T)` (fp32, reduce-scattered) |
 | optimizer | `8 T` (AdamW: two fp32 moments) | `8 S(T)` |
 | ddp buckets | `4 T` when `W > 1` (a flat copy) | |
@@ -888,7 +888,7 @@ ROW_FORMULAS: dict[str, dict[str, str]] = {
         "weight_copies": "2 B x C: autocast's bf16 copy of each Linear/Conv weight, kept for backward",
     },
     "fsdp": {
-        "parameters": "4 B x S(N) (fp32 sharded master weights)",
+        "parameters": "4 B x S(N) (fp32 sharded master weights; the frozen tokenizer whole on every rank)",
         "gradients": "4 B x S(T) (fp32, reduce-scattered)",
         "optimizer": "8 B x S(T) (AdamW: two fp32 moments)",
         "activations": "saved for backward: measured, scaled (formula below)",
@@ -1358,15 +1358,16 @@ def _assumptions(
             "torch's default) only when world_size > 1 (the trainer does not wrap one process)"
             + (
                 "; bf16 is autocast over fp32 weights (the trainer's precision 'bf16'), its activations "
-                "taken from a bf16-weights forward: an F1 model cannot run under autocast today (the "
-                "trunk refuses the projector's bf16 output while its weights are fp32)"
+                "taken from a bf16-weights forward (autocast saves bf16 activations alike; its weight "
+                "copies are the weight_copies term)"
                 if precision == "bf16"
                 else ""
             )
         )
     else:
         out.append(
-            "FSDP2: reshard after forward for every unit, the root kept gathered, one unit prefetched; "
+            "FSDP2: reshard after forward for every unit, the root kept gathered, one unit prefetched, the "
+            "frozen tokenizer left whole in fp32 on every rank (F1Model.unsharded_modules); "
             + (
                 "mixed precision: bf16 parameters and gradients, fp32 reduce and master weights"
                 if precision == "bf16"
