@@ -107,15 +107,14 @@ def test_activation_checkpointing_needs_a_model_that_supports_it() -> None:
 
 
 def test_activation_checkpointing_changes_no_loss_of_the_tiny_f1(tmp_path, dataset) -> None:
-
-    losses = []
+    runs = []
     for name, checkpointing in (("plain", False), ("recomputing", True)):
         run = run_file(
             tmp_path, name, dataset, {"activation_checkpointing": checkpointing}, train={"steps": 3}
         )
         run_training(RunConfig.from_yaml(run), 2, progress=False)
-        losses.append(losses(tmp_path / name))
-    for a, b in zip(*losses):
+        runs.append(losses(tmp_path / name))
+    for a, b in zip(*runs):
         for key in a:
             assert a[key] == pytest.approx(b[key], abs=1e-6), key
 
