@@ -549,32 +549,21 @@ class Trainer:
         rng_states = all_gather_objects(capture_rng_state(), self.context)
         batch_states = all_gather_objects(self.batches.state_dict(), self.context)
         path = None
+        contents = {
+            "step": self.step,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "stage_config": self.config.to_dict(),
+            "rng_states": rng_states,
+            "batch_states": batch_states,
+            "metadata": self.metadata,
+            "keep": self.config.keep_checkpoints,
+        }
         if self.distributed.sharded:  # every process writes its shards
-            path = save_sharded_checkpoint(
-                self.checkpoints_dir,
-                step=self.step,
-                model=self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                stage_config=self.config.to_dict(),
-                rng_states=rng_states,
-                batch_states=batch_states,
-                metadata=self.metadata,
-                keep=self.config.keep_checkpoints,
-            )
+            path = save_sharded_checkpoint(self.checkpoints_dir, **contents)
         elif self.context.is_main:
-            path = save_checkpoint(
-                self.checkpoints_dir,
-                step=self.step,
-                model=self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                stage_config=self.config.to_dict(),
-                rng_states=rng_states,
-                batch_states=batch_states,
-                metadata=self.metadata,
-                keep=self.config.keep_checkpoints,
-            )
+            path = save_checkpoint(self.checkpoints_dir, **contents)
         barrier(self.context)
         self._saved_step = self.step
         return path
