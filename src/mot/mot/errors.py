@@ -51,3 +51,10 @@ def check_int(name: str, value: object, minimum: int = 1, error: type[MoTError] 
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise error(f"{name}: expected {kind}, received {describe(value)}")
     return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool, else :class:`ArgumentTypeError` naming ``name``."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name}: expected a bool, received {type(value).__name__}")
+    return value

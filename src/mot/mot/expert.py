@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mot.config import ExpertConfig, MoTConfig
-from mot.errors import ArgumentTypeError, check_int
+from mot.errors import ArgumentTypeError, check_bool, check_int
 from mot.layers import GeGLU, RMSNorm
 
 __all__ = ["KV_ONLY_UNBUILT_LAYER_TENSORS", "Expert", "ExpertAttention", "ExpertLayer"]
@@ -35,11 +35,6 @@ def _check_configs(expert: object, config: object) -> None:
         raise ArgumentTypeError(f"config: expected a MoTConfig, received {type(config).__name__}")
 
 
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ArgumentTypeError(f"{name}: expected a bool, received {type(value).__name__}")
-
-
 class ExpertAttention(nn.Module):
     """The expert's projections into and out of the shared head layout (no biases).
 
@@ -53,7 +48,7 @@ class ExpertAttention(nn.Module):
         for name, value in (("width", width), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
             check_int(name, value)
         check_int("head_dim", head_dim)
-        _check_bool("kv_only", kv_only)
+        check_bool("kv_only", kv_only)
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
         self.kv_only = kv_only
         if not kv_only:
@@ -81,7 +76,7 @@ class ExpertLayer(nn.Module):
     def __init__(self, expert: ExpertConfig, config: MoTConfig, *, kv_only: bool = False) -> None:
         super().__init__()
         _check_configs(expert, config)
-        _check_bool("kv_only", kv_only)
+        check_bool("kv_only", kv_only)
         self.kv_only = kv_only
         self.input_layernorm = RMSNorm(expert.width, expert.norm_eps)
         self.self_attn = ExpertAttention(

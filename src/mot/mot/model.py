@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from mot.attention import additive_mask, joint_attention
 from mot.cache import KVCache
 from mot.config import MoTConfig
-from mot.errors import ArgumentTypeError, SpecError, describe
+from mot.errors import ArgumentTypeError, SpecError, check_bool, describe
 from mot.expert import Expert
 from mot.layers import apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import (
@@ -196,8 +196,7 @@ class MixtureOfTransformers(nn.Module):
         """
         if not isinstance(cache, KVCache):
             raise ArgumentTypeError(f"cache: expected a KVCache, received {type(cache).__name__}")
-        if not isinstance(append, bool):
-            raise ArgumentTypeError(f"append: expected a bool, received {type(append).__name__}")
+        check_bool("append", append)
         return self._run(inputs, spec, cache, valid_lengths, append=append, check_finite=append)
 
     # --- the single code path ------------------------------------------------------------------------
@@ -475,8 +474,7 @@ class MixtureOfTransformers(nn.Module):
         intermediates, at the cost of a second forward of every layer. Calls without gradients (inference,
         caching) are not affected.
         """
-        if not isinstance(enabled, bool):
-            raise ArgumentTypeError(f"enabled: expected a bool, received {type(enabled).__name__}")
+        check_bool("enabled", enabled)
         self._activation_checkpointing = enabled
         return self
 
@@ -494,8 +492,7 @@ class MixtureOfTransformers(nn.Module):
         equalities of the eager path (cached == uncached, upstream independent of downstream) hold only
         to that tolerance. ``mode`` and ``dynamic`` are ``torch.compile``'s.
         """
-        if not isinstance(dynamic, bool):
-            raise ArgumentTypeError(f"dynamic: expected a bool, received {type(dynamic).__name__}")
+        check_bool("dynamic", dynamic)
         if mode is not None and mode not in COMPILE_MODES:
             raise SpecError(f"mode: expected None or one of {list(COMPILE_MODES)}, received {mode!r}")
         # Every guard is kept: another layout, batch, dtype or device compiles anew instead of reusing a
