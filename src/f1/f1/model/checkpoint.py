@@ -32,6 +32,7 @@ __all__ = [
     "CONFIG_NAME",
     "FORMAT",
     "WEIGHTS_NAME",
+    "check_shapes",
     "check_state_dict",
     "config_of",
     "drop_unbuilt_tensors",
@@ -154,13 +155,29 @@ def read_policy_checkpoint(path: str | Path) -> tuple[F1Config, dict[str, torch.
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise :class:`CheckpointError` listing every missing key, unexpected key and shape mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+    check_shapes(
+        {key: tuple(value.shape) for key, value in model.state_dict().items()},
+        {key: tuple(value.shape) for key, value in state_dict.items()},
+        source,
+    )
+
+
+def check_shapes(
+    expected: Mapping[str, tuple[int, ...]],
+    received: Mapping[str, tuple[int, ...]],
+    source: str,
+    *,
+    against: str = "the model",
+) -> None:
+    """Raise :class:`CheckpointError` listing every missing key, unexpected key and shape mismatch of the
+    tensors ``received`` (name -> shape) against those ``expected``: the one fit check of state dicts,
+    also of checkpoints known only by their shapes (sharded ones)."""
+    missing = sorted(set(expected) - set(received))
+    unexpected = sorted(set(received) - set(expected))
     shapes = [
-        f"{key}: expected {tuple(expected[key].shape)}, received {tuple(state_dict[key].shape)}"
-        for key in sorted(set(expected) & set(state_dict))
-        if tuple(expected[key].shape) != tuple(state_dict[key].shape)
+        f"{key}: expected {expected[key]}, received {received[key]}"
+        for key in sorted(set(expected) & set(received))
+        if expected[key] != received[key]
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -170,7 +187,7 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
             parts.append(f"{len(unexpected)} unexpected keys: {unexpected}")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches: {shapes}")
-        raise CheckpointError(f"{source}: does not match the model; " + "; ".join(parts))
+        raise CheckpointError(f"{source}: does not match {against}; " + "; ".join(parts))
 
 
 def drop_unbuilt_tensors(

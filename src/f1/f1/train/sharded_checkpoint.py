@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from f1.errors import CheckpointError
+from f1.model.checkpoint import check_shapes
 
 __all__ = [
     "OPTIMIZER_GROUPS_FILE",
@@ -49,24 +50,20 @@ OPTIMIZER_GROUPS_FILE = "optimizer_groups.json"
 _MODEL, _OPTIMIZER = "model", "optimizer"
 
 
-def _options(**extra: Any) -> Any:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
+def _state_dicts(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model's and the optimizer's state dicts as DCP sees them: tensors by fully qualified name
+    (sharded ``DTensor`` under FSDP2); the optimizer's flattened ("state.<fqn>.exp_avg", so it maps onto
+    any number of processes and any parameter order), its param groups included."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    # flattened: the optimizer state is keyed by parameter names ("state.<fqn>.exp_avg"), so it maps onto
-    # any number of processes and onto any parameter order
-    return StateDictOptions(flatten_optimizer_state_dict=True, **extra)
+    return get_state_dict(model, optimizer, options=StateDictOptions(flatten_optimizer_state_dict=True))
 
 
-def _state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, dict[str, Any]]:
-    """``{"model": ..., "optimizer": ...}`` as DCP sees them: tensors by fully qualified name (sharded
-    ``DTensor`` under FSDP2), the optimizer's state only (its param groups travel as JSON)."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
-
-    if optimizer is None:
-        return {_MODEL: get_model_state_dict(model, options=_options())}
-    model_state, optimizer_state = get_state_dict(model, optimizer, options=_options())
-    tensors = {k: v for k, v in optimizer_state.items() if k.startswith("state.")}
-    return {_MODEL: model_state, _OPTIMIZER: tensors}
+def _tensors_of(optimizer_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer's state tensors only: its param groups travel as JSON."""
+    return {key: value for key, value in optimizer_state.items() if key.startswith("state.")}
 
 
 def _no_dist() -> bool:
@@ -89,7 +86,8 @@ def save_sharded_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     groups into ``folder/optimizer_groups.json``."""
     import torch.distributed.checkpoint as dcp
 
-    state = _state_dicts(model, optimizer)
+    model_state, optimizer_state = _state_dicts(model, optimizer)
+    state = {_MODEL: model_state, _OPTIMIZER: _tensors_of(optimizer_state)}
     with _single_process_quietly():
         dcp.save(state, storage_writer=dcp.FileSystemWriter(str(folder), sync_files=True), no_dist=_no_dist())
     if _no_dist() or dist.get_rank() == 0:
@@ -134,11 +132,10 @@ class _MetadataUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype | torch.layout):
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.memory_format):
+        kinds = torch.dtype | torch.layout | torch.memory_format
+        if (module, name) in self._ALLOWED or (
+            module == "torch" and isinstance(getattr(torch, name, None), kinds)
+        ):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a checkpoint's metadata")
 
@@ -172,6 +169,10 @@ def sharded_tensor_shapes(metadata: Any, section: str = _MODEL) -> dict[str, tup
     return shapes
 
 
+def _shapes(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in tensors.items()}  # a DTensor's global shape
+
+
 def _reader(folder: Path) -> Any:
     import torch.distributed.checkpoint as dcp
 
@@ -186,29 +187,6 @@ def _reader(folder: Path) -> Any:
             return metadata
 
     return SafeReader(str(folder))
-
-
-def _global_shape(tensor: torch.Tensor) -> tuple[int, ...]:
-    return tuple(tensor.shape)  # a DTensor reports its global shape
-
-
-def _check_fits(
-    expected: Mapping[str, torch.Tensor], stored: dict[str, tuple[int, ...]], folder: Path, what: str
-) -> None:
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    wrong = sorted(
-        f"{name}: checkpoint {stored[name]}, model {_global_shape(tensor)}"
-        for name, tensor in expected.items()
-        if name in stored and stored[name] != _global_shape(tensor)
-    )
-    if missing or unexpected or wrong:
-        parts = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", wrong)):
-            if names:
-                shown = ", ".join(names[:5]) + (f" ... ({len(names)} in all)" if len(names) > 5 else "")
-                parts.append(f"{label}: {shown}")
-        raise CheckpointError(f"{folder}: the {what} does not fit this model; {'; '.join(parts)}")
 
 
 def _read_optimizer_groups(folder: Path) -> list[dict[str, Any]]:
@@ -229,7 +207,7 @@ def load_sharded_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
     processes: every process calls this together). Names and global shapes are checked against DCP's
     metadata, and the optimizer's groups against the JSON file, before any tensor is read."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
     folder = Path(folder)
     metadata = read_sharded_metadata(folder)
@@ -239,26 +217,24 @@ def load_sharded_state(folder: Path, model: nn.Module, optimizer: torch.optim.Op
             f"{folder}: the optimizer has {len(optimizer.param_groups)} param groups, the checkpoint "
             f"{len(groups)}"
         )
-    state = _state_dicts(model, optimizer)
-    _check_fits(state[_MODEL], sharded_tensor_shapes(metadata, _MODEL), folder, "model state")
+    model_state, optimizer_state = _state_dicts(model, optimizer)
+    check_shapes(_shapes(model_state), sharded_tensor_shapes(metadata, _MODEL), str(folder))
     # A parameter that had no gradient yet when the checkpoint was saved had no optimizer state either
     # (AdamW creates it at the first step the parameter takes): such entries are absent, not missing.
     stored = sharded_tensor_shapes(metadata, _OPTIMIZER)
-    saved_state = {key: value for key, value in state[_OPTIMIZER].items() if key in stored}
-    _check_fits(saved_state, stored, folder, "optimizer state")
-    state[_OPTIMIZER] = saved_state
+    saved_state = {key: value for key, value in _tensors_of(optimizer_state).items() if key in stored}
+    check_shapes(_shapes(saved_state), stored, str(folder), against="the optimizer")
     with _single_process_quietly():
-        dcp.load(state, storage_reader=_reader(folder), no_dist=_no_dist())
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-    optimizer_state = get_optimizer_state_dict(model, optimizer, options=_options())
-    optimizer_state.update(state[_OPTIMIZER])
+        dcp.load(
+            {_MODEL: model_state, _OPTIMIZER: saved_state}, storage_reader=_reader(folder), no_dist=_no_dist()
+        )
+    optimizer_state.update(saved_state)
     set_state_dict(
         model,
         optimizer,
-        model_state_dict=state[_MODEL],
+        model_state_dict=model_state,
         optim_state_dict=optimizer_state,
-        options=_options(),
+        options=StateDictOptions(flatten_optimizer_state_dict=True),
     )
     with_state = {key[len("state.") :].rsplit(".", 1)[0] for key in stored}
     for name, parameter in model.named_parameters():
@@ -277,7 +253,7 @@ def load_sharded_weights(folder: Path, model: nn.Module) -> None:
     folder = Path(folder)
     metadata = read_sharded_metadata(folder)
     template = model.state_dict()
-    _check_fits(template, sharded_tensor_shapes(metadata, _MODEL), folder, "model state")
+    check_shapes(_shapes(template), sharded_tensor_shapes(metadata, _MODEL), str(folder))
     tensors = {
         name: torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu") for name, tensor in template.items()
     }
