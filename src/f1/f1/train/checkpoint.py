@@ -175,14 +175,18 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(handle.fileno())
 
 
+def _save_paths(checkpoints_dir: Path, step: int, tag: str) -> tuple[Path, Path]:
+    """The folder of step ``step``'s checkpoint and the hidden one it is written into first."""
+    final = checkpoints_dir / step_directory_name(step)
+    return final, checkpoints_dir / f".tmp-{final.name}-{tag}"
+
+
 def _begin(checkpoints_dir: Path, step: int, tag: str) -> tuple[Path, Path]:
     """Create the hidden folder a checkpoint is written into (stale ones of killed runs removed)."""
-    checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     for stale in checkpoints_dir.glob(".tmp-*"):  # left by a run killed mid-save
         shutil.rmtree(stale, ignore_errors=True)
-    final = checkpoints_dir / step_directory_name(step)
-    temporary = checkpoints_dir / f".tmp-{final.name}-{tag}"
+    final, temporary = _save_paths(checkpoints_dir, step, tag)
     temporary.mkdir()
     return final, temporary
 
@@ -227,8 +231,13 @@ def _finish(
     _fsync(final.parent)
 
 
-def _failed(error: BaseException, temporary: Path, checkpoints_dir: Path, step: int) -> CheckpointError:
-    shutil.rmtree(temporary, ignore_errors=True)
+def _failed(
+    error: BaseException, temporary: Path, checkpoints_dir: Path, step: int, *, remove: bool = True
+) -> CheckpointError:
+    """The error of a failed save, naming the reason and the checkpoint kept; ``remove``: delete the
+    partial folder (only the process that made it does)."""
+    if remove:
+        shutil.rmtree(temporary, ignore_errors=True)
     previous = latest_checkpoint(checkpoints_dir)
     kept = f"the previous checkpoint {previous.name} is intact" if previous else "none was written before"
     return CheckpointError(
@@ -317,8 +326,8 @@ def save_sharded_checkpoint(
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
     checkpoints_dir = Path(checkpoints_dir)
-    final = checkpoints_dir / step_directory_name(step)
-    temporary = checkpoints_dir / f".tmp-{final.name}-sharded"
+    final, temporary = _save_paths(checkpoints_dir, step, "sharded")
+    # Every process takes the same branches: each failure is made known to all before the next step.
     failure: BaseException | None = None
     if rank == 0:
         try:
@@ -326,17 +335,16 @@ def save_sharded_checkpoint(
         except OSError as error:
             failure = error
     failure = _first_failure(failure, distributed)
-    if failure is not None:
-        raise _failed(failure, temporary, checkpoints_dir, step) from None
-    try:
-        save_sharded_state(temporary / SHARDED_DIR, model, optimizer)
-    except (OSError, RuntimeError) as error:
-        failure = error
-    except BaseException:
-        if rank == 0:
-            shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    failure = _first_failure(failure, distributed)
+    if failure is None:
+        try:
+            save_sharded_state(temporary / SHARDED_DIR, model, optimizer)
+        except (OSError, RuntimeError) as error:
+            failure = error
+        except BaseException:
+            if rank == 0:
+                shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        failure = _first_failure(failure, distributed)
     if failure is None and rank == 0:
         try:
             shards = sorted(p.relative_to(temporary).as_posix() for p in (temporary / SHARDED_DIR).iterdir())
@@ -357,13 +365,7 @@ def save_sharded_checkpoint(
             failure = error
     failure = _first_failure(failure, distributed)
     if failure is not None:
-        error = _failed(failure, temporary, checkpoints_dir, step) if rank == 0 else None
-        if error is None:
-            error = CheckpointError(
-                f"could not write the checkpoint of step {step} under {checkpoints_dir}: "
-                f"{_write_failure(failure)}"
-            )
-        raise error from None
+        raise _failed(failure, temporary, checkpoints_dir, step, remove=rank == 0) from None
     if rank == 0:
         _prune(checkpoints_dir, keep)
         return final
