@@ -235,7 +235,8 @@ class Trainer:
             find_unused_parameters=find_unused_parameters,
             config=self.distributed,
         )
-        if is_sharded(self.model):  # sharding replaced every parameter: collect the trainable ones again
+        self._sharded = is_sharded(self.model)  # FSDP2 sharded it (several processes)
+        if self._sharded:  # sharding replaced every parameter: collect the trainable ones again
             trainable = apply_freezing(validated_parameter_groups(self.model), config.frozen)
         self.trainable_parameters = [p for params in trainable.values() for p in params]
         self.optimizer = build_optimizer(trainable, config.optimizer)
@@ -276,11 +277,6 @@ class Trainer:
         if checkpoint.sharded:  # every process reads its shards (checked against the metadata first)
             load_sharded_state(checkpoint.sharded_dir, self.model, self.optimizer)
         else:
-            if is_sharded(self.model):
-                raise CheckpointError(
-                    f"{checkpoint.path} is a checkpoint of an unsharded (DDP or one-process) run; an FSDP "
-                    "run resumes only sharded checkpoints: start it from these weights with init_from"
-                )
             assert checkpoint.weights is not None
             assert checkpoint.optimizer is not None
             self.model.load_state_dict(checkpoint.weights, strict=True)
@@ -317,7 +313,13 @@ class Trainer:
                 f"{checkpoint.path} was written by a different stage config; resuming would not continue "
                 f"the same run. Differences: {'; '.join(differences)}"
             )
-        if checkpoint.weights is not None and not is_sharded(self.model):
+        if not checkpoint.sharded:
+            if self._sharded:
+                raise CheckpointError(
+                    f"{checkpoint.path} is a checkpoint of an unsharded (DDP or one-process) run; an FSDP "
+                    "run resumes only sharded checkpoints: start it from these weights with init_from"
+                )
+            assert checkpoint.weights is not None
             check_weights_fit(self.model, checkpoint.weights, checkpoint.path)
         names = [g.get("name") for g in self.optimizer.param_groups]
         if checkpoint.param_group_names != names:
@@ -325,12 +327,13 @@ class Trainer:
                 f"{checkpoint.path}: optimizer groups differ: "
                 f"checkpoint {checkpoint.param_group_names}, now {names}"
             )
-        saved_sizes = [len(g["params"]) for g in (checkpoint.optimizer or {}).get("param_groups", [])]
-        sizes = [len(g["params"]) for g in self.optimizer.param_groups]
-        if checkpoint.optimizer is not None and saved_sizes != sizes:
-            raise CheckpointError(
-                f"{checkpoint.path}: optimizer group sizes differ: checkpoint {saved_sizes}, now {sizes}"
-            )
+        if checkpoint.optimizer is not None:  # a sharded checkpoint's groups are checked as it loads
+            saved_sizes = [len(g["params"]) for g in checkpoint.optimizer.get("param_groups", [])]
+            sizes = [len(g["params"]) for g in self.optimizer.param_groups]
+            if saved_sizes != sizes:
+                raise CheckpointError(
+                    f"{checkpoint.path}: optimizer group sizes differ: checkpoint {saved_sizes}, now {sizes}"
+                )
         if checkpoint.step > self.config.steps:
             raise CheckpointError(
                 f"{checkpoint.path} is at step {checkpoint.step}, beyond steps={self.config.steps}"
@@ -397,7 +400,7 @@ class Trainer:
         return result
 
     def _gradient_sync(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-        if is_sharded(self.forward_module):  # FSDP2: reduce-scatter only on the last micro-batch
+        if self._sharded:  # FSDP2: reduce-scatter only on the last micro-batch
             self.forward_module.set_requires_gradient_sync(enabled)  # type: ignore[operator]
             return contextlib.nullcontext()
         if enabled or not isinstance(self.forward_module, DistributedDataParallel):
