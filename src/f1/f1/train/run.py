@@ -148,8 +148,8 @@ class RunConfig:
         return cls.from_dict({k: v for k, v in merged.items() if v is not None or k in data})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping, YAML/JSON-serialisable."""
-        return {**dataclasses.asdict(self), "distributed": self.distributed.to_dict()}
+        """Plain mapping, YAML/JSON-serialisable (``distributed`` too: ``asdict`` recurses)."""
+        return dataclasses.asdict(self)
 
     @property
     def policy_factory(self) -> str:
@@ -408,9 +408,10 @@ def unsharded_copy(model: F1Model, stage: StageConfig, context: DistributedConte
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not context.is_main:
         return None
-    copy = F1Model(model.config)
-    adapt_for_stage(copy, stage)
-    copy.load_state_dict(weights, strict=True)
+    with torch.device("meta"):  # the gathered tensors are assigned: no second initialisation of the model
+        copy = F1Model(model.config)
+        adapt_for_stage(copy, stage)
+    copy.load_state_dict(weights, strict=True, assign=True)
     return copy
 
 
