@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
+from killed_save import kill_mid_save
 from tiny_training_policy import TinyPolicy
 
 from f1.train import checkpoint as ckpt
@@ -163,16 +159,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(tmp_p
         _save(Path({str(tmp_path)!r}), policy, step=2)
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert child.poll() is None, "the child exited before reaching the middle of its save"
-            assert time.monotonic() < deadline, "the child never reached the middle of its save"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)  # no cleanup handler runs
-    finally:
-        child.wait(timeout=30)
+    kill_mid_save(script, marker, timeout_s=60)
     assert list(tmp_path.glob(".tmp-step_00000002-*")), "the killed save should leave its partial directory"
     assert latest_checkpoint(tmp_path).name == "step_00000001"
     assert read_checkpoint(tmp_path).step == 1

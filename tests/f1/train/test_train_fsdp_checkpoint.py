@@ -7,11 +7,7 @@ import json
 import os
 import pickle
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +24,7 @@ from fsdp_runs import (
     weights,
     write_dataset,
 )
+from killed_save import kill_mid_save
 from tiny_training_policy import TinyPolicy
 
 from f1.errors import CheckpointError
@@ -159,16 +156,7 @@ def test_a_process_killed_mid_sharded_save_leaves_the_previous_checkpoint_loadab
         trainer.save()
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script], env=ENV)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert child.poll() is None, "the child exited before reaching the middle of its save"
-            assert time.monotonic() < deadline, "the child never reached the middle of its save"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)  # no cleanup handler runs
-    finally:
-        child.wait(timeout=30)
+    kill_mid_save(script, marker, timeout_s=120, env=ENV)
     partial = list((tmp_path / "checkpoints").glob(".tmp-step_00000002-*"))
     assert partial, "the killed save should leave its partial directory"
     assert list((partial[0] / SHARDED_DIR).glob("*.distcp")), "the kill came after the shards were written"
