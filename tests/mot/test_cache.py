@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mot import (
+    ArgumentTypeError,
     AttentionSpec,
     Blockwise,
     ExpertConfig,
@@ -211,3 +212,57 @@ def test_calls_against_a_padded_cache_give_the_floats_of_masks_derived_per_call(
     for memoized, derived in zip(*outputs):
         for name in memoized:
             assert torch.equal(memoized[name], derived[name]), name
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_prepared_downstream_call_gives_the_very_floats_of_extend_at_every_step(
+    uga_model, uga_spec, make_inputs, padded
+):
+    inputs = make_inputs(uga_model, uga_spec)
+    valid = {"und": torch.tensor([6, 4])} if padded else None
+    with torch.no_grad():
+        cache = KVCache(uga_spec)
+        uga_model.extend({"und": inputs["und"]}, uga_spec, cache, valid, append=True)
+        uga_model.extend({"gen": inputs["gen"]}, uga_spec, cache, append=True)
+        call = uga_model.prepare_downstream({"act": inputs["act"]}, uga_spec, cache)
+        for step in range(3):  # every ODE step of a plan reuses the one prepared call
+            act = {"act": inputs["act"] * (step + 1)}
+            got = uga_model.run_downstream(call, act)
+            assert list(got) == ["act"]
+            assert torch.equal(got["act"], uga_model.extend(act, uga_spec, cache)["act"])
+
+
+def test_a_prepared_call_runs_against_the_cache_as_it_was_when_prepared(uga_model, uga_spec, make_inputs):
+    inputs = make_inputs(uga_model, uga_spec)
+    with torch.no_grad():
+        cache = KVCache(uga_spec)
+        uga_model.extend({"und": inputs["und"]}, uga_spec, cache, append=True)
+        gen = {"gen": inputs["gen"][:, :1]}
+        call = uga_model.prepare_downstream(gen, uga_spec, cache)
+        before = uga_model.run_downstream(call, gen)["gen"]
+        uga_model.extend(gen, uga_spec, cache, append=True)  # the cache grows; the call does not
+        assert torch.equal(uga_model.run_downstream(call, gen)["gen"], before)
+
+
+def test_prepare_and_run_downstream_refuse_what_extend_refuses_and_other_shapes(
+    uga_model, uga_spec, make_inputs
+):
+    inputs = make_inputs(uga_model, uga_spec)
+    cache = uga_model.prefill({"und": inputs["und"], "gen": inputs["gen"]}, uga_spec)
+    with pytest.raises(ArgumentTypeError, match="cache: expected a KVCache, received dict"):
+        uga_model.prepare_downstream({"act": inputs["act"]}, uga_spec, {})  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"inputs\['act'\]: expected shape \(B, n, 12\)"):
+        uga_model.prepare_downstream({"act": inputs["act"][..., :5]}, uga_spec, cache)
+    with pytest.raises(SpecError, match="expected batch size 2 \\(the cache's\\), received 1"):
+        uga_model.prepare_downstream({"act": inputs["act"][:1]}, uga_spec, cache)
+    call = uga_model.prepare_downstream({"act": inputs["act"]}, uga_spec, cache)
+    with pytest.raises(ArgumentTypeError, match="call: expected a DownstreamCall, received KVCache"):
+        uga_model.run_downstream(cache, {"act": inputs["act"]})  # type: ignore[arg-type]
+    with pytest.raises(
+        SpecError, match=r"inputs: expected the prepared segments \['act'\], received \['gen'\]"
+    ):
+        uga_model.run_downstream(call, {"gen": inputs["gen"]})
+    with pytest.raises(SpecError, match=r"inputs\['act'\]: expected the prepared torch.float32 \(2, 5, 12\)"):
+        uga_model.run_downstream(call, {"act": inputs["act"][:, :3]})
+    with pytest.raises(SpecError, match=r"inputs\['act'\]: expected the prepared torch.float32"):
+        uga_model.run_downstream(call, {"act": inputs["act"].double()})

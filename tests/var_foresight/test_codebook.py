@@ -36,3 +36,17 @@ def test_direct_lookup_picks_the_euclidean_nearest_code(seed, n, vocab):
     assert torch.equal(VectorQuantizeLookup(vocab, 8)(z, codebook), direct_lookup(z, codebook)) or bool(
         (distances.gather(1, VectorQuantizeLookup(vocab, 8)(z, codebook)[:, None])[:, 0] - best <= 1e-5).all()
     )
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 300), vocab=st.integers(2, 1100))
+def test_direct_lookup_is_the_argmin_of_the_released_distances_ties_to_the_first_code(seed, n, vocab):
+    g = torch.Generator().manual_seed(seed)
+    # codes drawn from a few values and duplicated rows make exact ties common
+    codebook = torch.randint(-2, 3, (vocab, 4), generator=g).float()
+    codebook[vocab // 2 :] = codebook[: vocab - vocab // 2].clone()
+    z = torch.randint(-2, 3, (n, 4), generator=g).float()
+    z[: n // 2] += torch.randn(n // 2, 4, generator=g)
+    distances = torch.sum(z.square(), dim=1, keepdim=True) + torch.sum(codebook.square(), dim=1)
+    distances.addmm_(z, codebook.T, alpha=-2, beta=1)
+    assert torch.equal(direct_lookup(z, codebook), distances.argmin(dim=1))

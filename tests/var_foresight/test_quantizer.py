@@ -70,3 +70,35 @@ def test_bad_indices_raise_with_the_scale_named():
         quantizer.teacher_forcing_inputs([])
     with pytest.raises(ValueError, match=r"f: expected shape \(B, 32, H, W\)"):
         quantizer.encode(torch.zeros(1, 8, 16, 16))
+
+
+def test_compile_next_scale_refuses_bad_arguments_and_stays_eager():
+    quantizer = MultiScaleResidualQuantizer(tiny_vqvae_config())
+    with pytest.raises(TypeError, match="dynamic: expected a bool, got str"):
+        quantizer.compile_next_scale(dynamic="no")
+    with pytest.raises(TypeError, match=r"mode: expected a torch\.compile mode name or None, got int"):
+        quantizer.compile_next_scale(mode=3)
+    assert quantizer._compiled_next_scale is None
+
+
+@pytest.mark.slow
+def test_compiled_next_scale_steps_equal_the_eager_ones_within_1e_5_and_keep_their_checks():
+    torch.manual_seed(0)
+    eager = MultiScaleResidualQuantizer(tiny_vqvae_config()).eval()
+    compiled = MultiScaleResidualQuantizer(tiny_vqvae_config()).eval()
+    compiled.load_state_dict(eager.state_dict())
+    assert compiled.compile_next_scale() is compiled
+    indices = _random_indices(eager, 2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _ in range(2):  # the second pass reuses the graphs of the first
+            f_eager, f_compiled = eager.empty_fhat(2), compiled.empty_fhat(2)
+            for k, idx in enumerate(indices):
+                f_eager, next_eager = eager.next_scale_input(k, f_eager, idx)
+                f_compiled, next_compiled = compiled.next_scale_input(k, f_compiled, idx)
+                torch.testing.assert_close(f_compiled, f_eager, atol=1e-5, rtol=1e-5)
+                if next_eager is None:
+                    assert next_compiled is None
+                else:
+                    torch.testing.assert_close(next_compiled, next_eager, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="f_hat: expected shape"):
+            compiled.next_scale_input(0, compiled.empty_fhat(3), indices[0])

@@ -46,7 +46,9 @@ def check_periods(min_period: float, max_period: float) -> None:
 def embed_time(tau: torch.Tensor, dim: int, *, min_period: float, max_period: float) -> torch.Tensor:
     """:func:`sinusoidal_time_embedding` without its checks, for a caller that has made them (an encoder
     inside a sampler's loop, where a NaN check would synchronize the device at every step)."""
-    period = _periods(dim, float(min_period), float(max_period), tau.device)
+    # a compiled region traces the periods into its graph (dynamo would warn about the lru_cache)
+    periods = _periods.__wrapped__ if torch.compiler.is_compiling() else _periods
+    period = periods(dim, float(min_period), float(max_period), tau.device)
     angle = (2 * math.pi) * tau.to(torch.float64)[:, None] / period[None, :]
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).to(tau.dtype)
 

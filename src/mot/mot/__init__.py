@@ -13,7 +13,7 @@ from mot.expert import KV_ONLY_UNBUILT_LAYER_TENSORS, Expert, ExpertAttention, E
 from mot.layers import GeGLU, RMSNorm, apply_rotary, rotary_cos_sin, rotary_table
 from mot.layout import ValidLengths, positions_from_valid, token_valid
 from mot.mask import check_rows_see_a_key, compile_block_mask, compile_mask, reference_mask, render_mask
-from mot.model import COMPILE_MODES, LayerEnd, MixtureOfTransformers, compute_dtype
+from mot.model import COMPILE_MODES, DownstreamCall, LayerEnd, MixtureOfTransformers, compute_dtype
 from mot.spec import AttentionSpec, Blockwise, IntraRule, Segment
 from mot.weights import (
     GEMMA_LAYER_TENSORS,
@@ -34,6 +34,7 @@ __all__ = [
     "AttentionSpec",
     "Blockwise",
     "ConfigError",
+    "DownstreamCall",
     "Expert",
     "ExpertAttention",
     "ExpertConfig",

@@ -48,7 +48,7 @@ from mot.layout import (
 from mot.mask import compile_block_mask, compile_mask, unpadded_mask
 from mot.spec import AttentionSpec
 
-__all__ = ["COMPILE_MODES", "LayerEnd", "MixtureOfTransformers"]
+__all__ = ["COMPILE_MODES", "DownstreamCall", "LayerEnd", "MixtureOfTransformers"]
 
 #: ``torch.compile`` modes :meth:`MixtureOfTransformers.compile_layers` accepts (besides None, the default).
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -199,6 +199,57 @@ class MixtureOfTransformers(nn.Module):
         check_bool("append", append)
         return self._run(inputs, spec, cache, valid_lengths, append=append, check_finite=append)
 
+    def prepare_downstream(
+        self, inputs: Mapping[str, Tensor], spec: AttentionSpec, cache: KVCache
+    ) -> DownstreamCall:
+        """Check a read-only call (``extend(inputs, spec, cache, append=False)``) once and lay it out, for
+        :meth:`run_downstream` to run with new tokens of the same shapes many times (each ODE step).
+
+        Args:
+            inputs: ``{segment: (B, n, W)}`` example tokens of the downstream segment(s) (only their shapes,
+                dtypes and devices are read).
+            spec: the spec the cache was built with.
+            cache: keys/values of the leading slots; the call runs against the cache as it is now (a later
+                append does not change a prepared call).
+
+        Raises every error ``extend(..., append=False)`` raises for these arguments.
+        """
+        if not isinstance(cache, KVCache):
+            raise ArgumentTypeError(f"cache: expected a KVCache, received {type(cache).__name__}")
+        layout, derived = self._prepare(inputs, spec, cache, None, append=False, check_finite=False)
+        _, _, cos, sin, masks = derived
+        cached = (tuple(cache.keys), tuple(cache.values)) if cache.length else None
+        shapes = tuple((name, tuple(x.shape), x.dtype, x.device) for name, x in inputs.items())
+        return DownstreamCall(spec, shapes, layout, cached, cos, sin, tuple(masks))
+
+    def run_downstream(self, call: DownstreamCall, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Run a call prepared by :meth:`prepare_downstream` on new tokens of the prepared shapes: the
+        outputs of ``extend(inputs, spec, cache, append=False)``, with the same floats, and no per-call
+        layout, mask or cache work. Pure in its arguments (no Python state is read or written), so a caller
+        may compile a larger region around it (e.g. an ODE step with its input and output projections).
+
+        Raises :class:`~mot.SpecError` when ``inputs`` are not the prepared segments, shapes, dtypes and
+        devices (checked by metadata only; values are not read).
+        """
+        if not isinstance(call, DownstreamCall):
+            raise ArgumentTypeError(f"call: expected a DownstreamCall, received {type(call).__name__}")
+        if not isinstance(inputs, Mapping) or list(inputs) != [shape[0] for shape in call.shapes]:
+            got = list(inputs) if isinstance(inputs, Mapping) else type(inputs).__name__
+            raise SpecError(
+                f"inputs: expected the prepared segments {[s[0] for s in call.shapes]}, received {got}"
+            )
+        for name, shape, dtype, device in call.shapes:
+            x = inputs[name]
+            if not isinstance(x, Tensor) or tuple(x.shape) != shape or x.dtype != dtype or x.device != device:
+                raise SpecError(
+                    f"inputs[{name!r}]: expected the prepared {dtype} {shape} on {device}, received "
+                    f"{describe(x)}"
+                )
+        xs = [_cat([inputs[name] for name in run.names], dim=1) for run in call.layout.runs]
+        cached = (list(call.cached[0]), list(call.cached[1])) if call.cached is not None else None
+        hidden, _, _ = self._layers(xs, cached, call.cos, call.sin, list(call.masks), call.layout, False)
+        return _outputs(call.layout.runs, hidden)
+
     # --- the single code path ------------------------------------------------------------------------
     def _check_inputs(self, inputs: Mapping[str, Tensor], spec: AttentionSpec) -> tuple[int, Tensor]:
         check_spec(spec)
@@ -326,7 +377,7 @@ class MixtureOfTransformers(nn.Module):
             merged[name] = values
         return merged
 
-    def _run(
+    def _prepare(
         self,
         inputs: Mapping[str, Tensor],
         spec: AttentionSpec,
@@ -334,7 +385,10 @@ class MixtureOfTransformers(nn.Module):
         valid_lengths: ValidLengths | None,
         append: bool,
         check_finite: bool,
-    ) -> dict[str, Tensor]:
+    ) -> tuple[
+        _ChunkLayout, tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor | None, list[object | None]]
+    ]:
+        """Every check of a call, then its layout and attention inputs (see `_attention_inputs`)."""
         # Every check runs before anything is computed or stored: a call that raises changes nothing.
         batch, param = self._check_inputs(inputs, spec)
         self._check_cache(cache, spec, batch, param)
@@ -343,7 +397,6 @@ class MixtureOfTransformers(nn.Module):
         layout = _chunk_layout(spec, lengths, cache.length, self._kv_only_experts)
         if check_finite:
             self._check_finite(inputs)
-        runs = layout.runs
         # A read-only call (a downstream segment run once per ODE step) against an unchanged cache sees
         # the same positions and masks every time: derive them once per cache state.
         reusable = not append and not valid_lengths
@@ -353,20 +406,26 @@ class MixtureOfTransformers(nn.Module):
             derived = self._attention_inputs(spec, cache, layout, valid_lengths, batch, param)
             if reusable:
                 cache._derived[key] = derived
+        return layout, derived
+
+    def _run(
+        self,
+        inputs: Mapping[str, Tensor],
+        spec: AttentionSpec,
+        cache: KVCache,
+        valid_lengths: ValidLengths | None,
+        append: bool,
+        check_finite: bool,
+    ) -> dict[str, Tensor]:
+        layout, derived = self._prepare(inputs, spec, cache, valid_lengths, append, check_finite)
         merged, valid, cos, sin, masks = derived
-        xs = [_cat([inputs[name] for name in run.names], dim=1) for run in runs]
+        xs = [_cat([inputs[name] for name in run.names], dim=1) for run in layout.runs]
         cached = (cache.keys, cache.values) if cache.length else None
         layers = self._compiled_layers or self._layers
         hidden, new_keys, new_values = layers(xs, cached, cos, sin, masks, layout, append)
         if append:
             cache._store(new_keys, new_values, valid, merged)
-        outputs: dict[str, Tensor] = {}
-        for run, x in zip(runs, hidden):
-            if x is None:  # a keys/values-only expert
-                continue
-            pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
-            outputs.update(zip(run.names, pieces))
-        return outputs
+        return _outputs(layout.runs, hidden)
 
     def _layers(
         self,
@@ -630,6 +689,41 @@ class _ChunkLayout:
     plan: ChunkPlan
     runs: tuple[_Run, ...]
     groups: tuple[_QueryGroup, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class DownstreamCall:
+    """A read-only call against a cache, checked and laid out once by
+    :meth:`MixtureOfTransformers.prepare_downstream` (run it with
+    :meth:`MixtureOfTransformers.run_downstream`).
+
+    Attributes:
+        spec: the spec of the cache.
+        shapes: per given segment ``(name, (B, n, W), dtype, device)`` of the tokens it takes.
+        layout: where those segments go (internal).
+        cached: per layer the cached keys and values ``(B, Hkv, start, D)`` (None: nothing cached).
+        cos, sin: rotary tables of the call's slots (None without rotary embeddings).
+        masks: one attention mask per query group of the call.
+    """
+
+    spec: AttentionSpec
+    shapes: tuple[tuple[str, tuple[int, ...], torch.dtype, torch.device], ...]
+    layout: _ChunkLayout
+    cached: tuple[tuple[Tensor, ...], tuple[Tensor, ...]] | None
+    cos: Tensor | None
+    sin: Tensor | None
+    masks: tuple[object | None, ...]
+
+
+def _outputs(runs: tuple[_Run, ...], hidden: list[Tensor | None]) -> dict[str, Tensor]:
+    """``{segment: (B, n, W)}`` of the runs' hidden states (none for keys/values-only experts)."""
+    outputs: dict[str, Tensor] = {}
+    for run, x in zip(runs, hidden):
+        if x is None:  # a keys/values-only expert
+            continue
+        pieces = x.split(list(run.lengths), dim=1) if len(run.names) > 1 else (x,)
+        outputs.update(zip(run.names, pieces))
+    return outputs
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,7 +11,7 @@ scales of a foresight) uses the same Phi convs as the full pyramid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +99,7 @@ class MultiScaleResidualQuantizer(nn.Module):
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(self.schedule.num_scales, config.vocab_size))
         self.hit_updates = 0
         self.lookup = make_lookup(config.lookup, config.vocab_size, config.z_channels)
+        self._compiled_next_scale: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
     # ---- one scale ----------------------------------------------------------------------------------------
     def nearest_codes(self, z: torch.Tensor) -> torch.Tensor:
@@ -153,12 +154,33 @@ class MultiScaleResidualQuantizer(nn.Module):
         expected = (indices.shape[0], self.channels, *self.schedule.latent_size)
         if tuple(f_hat.shape) != expected:
             raise ValueError(f"f_hat: expected shape {expected}, got {tuple(f_hat.shape)}")
+        step = self._compiled_next_scale or self._next_scale_input
+        return step(scale, f_hat, indices)
+
+    def _next_scale_input(
+        self, scale: int, f_hat: torch.Tensor, indices: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`next_scale_input` without its checks (what `compile_next_scale` compiles)."""
         f_hat = f_hat + self._scale_contribution(indices, scale, self.schedule)
         if scale == self.schedule.num_scales - 1:
             return f_hat, None
         next_size = self.schedule.sizes[scale + 1]
         next_input = F.interpolate(f_hat, size=next_size, mode="area")
         return f_hat, rearrange(next_input, "b c h w -> b (h w) c")
+
+    def compile_next_scale(
+        self, *, mode: str | None = None, dynamic: bool = False
+    ) -> MultiScaleResidualQuantizer:
+        """Run `next_scale_input` (the per-scale step of sampling and teacher forcing; its checks stay
+        eager) through ``torch.compile``; returns ``self``. Each scale compiles once, on first use. ``f_hat``
+        and the next inputs equal the eager ones to float tolerance (the fused kernels reorder sums).
+        ``mode``, ``dynamic``: ``torch.compile``'s."""
+        if not isinstance(dynamic, bool):
+            raise TypeError(f"dynamic: expected a bool, got {type_name(dynamic)}")
+        if mode is not None and not isinstance(mode, str):
+            raise TypeError(f"mode: expected a torch.compile mode name or None, got {type_name(mode)}")
+        self._compiled_next_scale = torch.compile(self._next_scale_input, mode=mode, dynamic=dynamic)
+        return self
 
     # ---- whole pyramid ------------------------------------------------------------------------------------
     def empty_fhat(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -13,7 +13,7 @@ the trunk's dtype (:attr:`F1Model.dtype`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,15 @@ from flowmatch import (
     target_velocity,
     valid_entry_mask,
 )
-from mot import COMPILE_MODES, AttentionSpec, ExpertConfig, KVCache, MixtureOfTransformers, MoTConfig
+from mot import (
+    COMPILE_MODES,
+    AttentionSpec,
+    DownstreamCall,
+    ExpertConfig,
+    KVCache,
+    MixtureOfTransformers,
+    MoTConfig,
+)
 from var_foresight import SamplingConfig, next_scale_cross_entropy, sample_next_scales
 
 __all__ = ["EXPERT_GROUPS", "PARAMETER_GROUPS", "F1Model", "Foresight", "Plan", "mot_config"]
@@ -183,6 +191,8 @@ class F1Model(nn.Module):
             }
         )
         self.time_sampler = make_time_sampler(config.action.time_sampler)
+        # one ODE step's velocity (adapter in, trunk, adapter out) through torch.compile, when compiled
+        self._compiled_velocity: Callable[..., torch.Tensor] | None = None
         self._given_tokenizer = tokenizer
         self._tokenizer: TextTokenizer | None = None
         if config.generation.frozen and self.generation is not None:
@@ -326,9 +336,12 @@ class F1Model(nn.Module):
         if not isinstance(dynamic, bool):
             raise ConfigError(f"dynamic: expected a bool, received {type(dynamic).__name__}")
         self.trunk.compile_layers(mode=mode, dynamic=dynamic)
+        self._compiled_velocity = torch.compile(self._velocity, mode=mode, dynamic=dynamic)
         self.understanding.vision.compile(mode=mode, dynamic=dynamic)
         if self.generation is not None:
             self.generation.tokenizer.compile_encoding(mode=mode, dynamic=dynamic)
+            if self.config.has_foresight:
+                self.generation.tokenizer.quantize.compile_next_scale(mode=mode, dynamic=dynamic)
         return self
 
     @property
@@ -780,10 +793,21 @@ class F1Model(nn.Module):
         """
         adapter = self.adapters[embodiment]
         horizon, dim = self.config.action.chunk_size, self.embodiments.get(embodiment).action_dim
+        if isinstance(runner, CachedRunner):
+            # checked and laid out once for every step; each step is then one (compiled) region
+            width = self.config.trunk.action_width
+            like = torch.empty(state.shape[0], 1 + horizon, width, dtype=self.dtype, device=self.device)
+            call = runner.prepare_downstream({"act": like})
+            step = self._compiled_velocity if guidance is None and self._compiled_velocity else self._velocity
 
-        def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-            hidden = runner.downstream({"act": adapter.encode(state, x, tau)})["act"][:, 1:]
-            return adapter.decode(hidden)
+            def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+                return step(adapter, state, x, tau, call)
+
+        else:
+
+            def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+                hidden = runner.downstream({"act": adapter.encode(state, x, tau)})["act"][:, 1:]
+                return adapter.decode(hidden)
 
         if noise is None:
             noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
@@ -806,6 +830,20 @@ class F1Model(nn.Module):
             guidance=rtc,
         )
         return result.x
+
+    def _velocity(
+        self,
+        adapter: EmbodimentAdapter,
+        state: torch.Tensor,
+        x: torch.Tensor,
+        tau: torch.Tensor,
+        call: DownstreamCall,
+    ) -> torch.Tensor:
+        """One evaluation of the action expert's velocity field: ``a_tau`` ``(B, H, A)`` and ``tau`` ``(B,)``
+        -> ``d a_tau / d tau`` ``(B, H, A)`` float32, through the adapter and the trunk's prepared
+        read-only call against the cache (what :meth:`compile_inference` compiles as one region)."""
+        hidden = self.trunk.run_downstream(call, {"act": adapter.encode(state, x, tau)})["act"][:, 1:]
+        return adapter.decode(hidden)
 
 
 def _check_noise(noise: object, expected: tuple[int, int, int]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from mot import AttentionSpec, KVCache, MixtureOfTransformers
+from mot import AttentionSpec, DownstreamCall, KVCache, MixtureOfTransformers
 
 __all__ = ["CachedRunner", "RecomputingRunner"]
 
@@ -33,6 +33,11 @@ class CachedRunner:
 
     def downstream(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.trunk.extend(inputs, self.spec, self.cache, append=False)
+
+    def prepare_downstream(self, inputs: Mapping[str, torch.Tensor]) -> DownstreamCall:
+        """``downstream`` checked and laid out once for tokens shaped like ``inputs`` (run it with
+        ``trunk.run_downstream``: the same floats, without the per-call checks and layout)."""
+        return self.trunk.prepare_downstream(inputs, self.spec, self.cache)
 
 
 class RecomputingRunner:
