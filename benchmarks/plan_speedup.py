@@ -6,11 +6,12 @@
 The baseline's ``src/`` is exported with ``git archive`` into a temporary folder; every measurement is a
 fresh process (one torch thread) that imports either that tree or this one, builds the preset with seed-0
 weights, warms up with three plans and times ``--calls`` more (batch 1, cached inference, the host wall time
-of the whole call). The variants (baseline, this tree eager, this tree compiled with ``--compile``) take
-turns for ``--rounds`` rounds, so a change in the machine's load affects all alike; the table gives each
-variant's median over rounds of the per-process medians, the speedups as ratios of those, the achieved
-GFLOP/s (the plan's FLOPs from ``f1.model.inference_flops`` over the median time) and its share of a
-1024 x 1024 float32 matmul's rate measured in every worker process.
+of the whole call, and the thread CPU time it took: the other processes of a shared machine disturb that
+much less than the wall time). The variants (baseline, this tree eager, this tree compiled with
+``--compile``) take turns for ``--rounds`` rounds, so a change in the machine's load affects all alike; the
+table gives each variant's median over rounds of the per-process medians (wall and CPU), the speedups as
+ratios of those, the achieved GFLOP/s (the plan's FLOPs from ``f1.model.inference_flops`` over the median
+wall time) and its share of a 1024 x 1024 float32 matmul's rate measured in every worker process.
 
 ``a70ba48`` is the commit issue 17 measured its "today" against (42.9 ms at tiny, 479 ms at small).
 """
@@ -62,11 +63,12 @@ def _worker(preset_name: str, calls: int, compile_: bool) -> dict[str, Any]:
         compile_s = time.perf_counter() - start
     for i in range(3):
         policy.plan(observation, seed=i)
-    times = []
+    times, cpu_times = [], []
     for i in range(calls):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         policy.plan(observation, seed=i)
         times.append((time.perf_counter() - start) * 1e3)
+        cpu_times.append((time.thread_time() - start_cpu) * 1e3)
     a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
     best = float("inf")
     for i in range(7):
@@ -76,6 +78,7 @@ def _worker(preset_name: str, calls: int, compile_: bool) -> dict[str, Any]:
             best = min(best, time.perf_counter() - start)
     return {
         "median_ms": statistics.median(times),
+        "median_cpu_ms": statistics.median(cpu_times),
         "compile_s": compile_s,
         "matmul_gflops": 2 * 1024**3 / best / 1e9,
     }
@@ -163,14 +166,19 @@ def main(argv: list[str] | None = None) -> int:
         "calls": args.calls,
         "presets": {},
     }
-    header = f"{'preset':8s} {'variant':9s} {'ms':>9s} {'speedup':>8s} {'GFLOP/s':>8s} {'of matmul':>9s}"
+    header = (
+        f"{'preset':8s} {'variant':9s} {'ms':>9s} {'speedup':>8s} {'GFLOP/s':>8s} {'of matmul':>9s} "
+        f"{'cpu ms':>9s} {'cpu speedup':>11s}"
+    )
     print(header)
     for name in args.presets:
         flops = inference_flops(preset(name))["total"]
         entry: dict[str, Any] = {"flops": flops}
         base = statistics.median(r["median_ms"] for r in runs[name]["baseline"])
+        base_cpu = statistics.median(r["median_cpu_ms"] for r in runs[name]["baseline"])
         for variant in variants:
             median = statistics.median(r["median_ms"] for r in runs[name][variant])
+            cpu = statistics.median(r["median_cpu_ms"] for r in runs[name][variant])
             matmul = statistics.median(r["matmul_gflops"] for r in runs[name][variant])
             gflops = flops / (median / 1e3) / 1e9
             entry[variant] = {
@@ -180,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                 "achieved_gflops": round(gflops, 2),
                 "matmul_gflops": round(matmul, 1),
                 "matmul_fraction": round(gflops / matmul, 4),
+                "median_cpu_ms": round(cpu, 2),
+                "per_round_cpu_ms": [round(r["median_cpu_ms"], 2) for r in runs[name][variant]],
+                "cpu_speedup_vs_baseline": round(base_cpu / cpu, 3),
             }
             if variant == "compiled":
                 entry[variant]["compile_s"] = [round(r["compile_s"], 1) for r in runs[name][variant]]
             row = entry[variant]
             print(
                 f"{name:8s} {variant:9s} {median:9.1f} {row['speedup_vs_baseline']:8.2f} {gflops:8.1f} "
-                f"{row['matmul_fraction']:9.0%}"
+                f"{row['matmul_fraction']:9.0%} {cpu:9.1f} {row['cpu_speedup_vs_baseline']:11.2f}"
             )
         report["presets"][name] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
