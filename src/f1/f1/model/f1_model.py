@@ -316,9 +316,13 @@ class F1Model(nn.Module):
     def compile_inference(self, *, mode: str | None = None, dynamic: bool = False) -> F1Model:
         """Run the heavy tensor work through ``torch.compile``; returns ``self``.
 
-        Compiled: the trunk's layers of every call (:meth:`mot.MixtureOfTransformers.compile_layers`: the
-        prefix, each foresight scale and each ODE step, while checks, masks and the KV cache stay in
-        Python), the vision tower and the VQ-VAE's encoding of frames (encoder and multi-scale quantizer:
+        Compiled: the trunk's layers of the prefix, the history and each foresight scale
+        (:meth:`mot.MixtureOfTransformers.compile_layers`, while checks, masks and the KV cache stay in
+        Python), each ODE step as one region (the adapter's encode, the action expert's read-only call
+        prepared once per plan by :meth:`mot.MixtureOfTransformers.prepare_downstream`, the adapter's
+        decode; eager with real-time chunking, which needs gradients), the quantizer's next-scale step
+        (:meth:`var_foresight.MultiScaleResidualQuantizer.compile_next_scale`), the vision tower and the
+        VQ-VAE's encoding of frames (encoder and multi-scale quantizer:
         :meth:`var_foresight.VQVAE.compile_encoding`). The first :meth:`sample` of each input shape pays
         the compilation (about half a minute per preset on one CPU thread); later calls reuse it. Actions
         equal the eager ones to float tolerance (fused kernels reorder sums; tested within 1e-5), so a near
