@@ -6,8 +6,8 @@
 The baseline's ``src/`` is exported with ``git archive`` into a temporary folder; every measurement is a
 fresh process (one torch thread) that imports either that tree or this one, builds the preset with seed-0
 weights, warms up with three plans and times ``--calls`` more (batch 1, cached inference, the host wall time
-of the whole call, and the thread CPU time it took: the other processes of a shared machine disturb that
-much less than the wall time). The variants (baseline, this tree eager, this tree compiled with
+of the whole call, and the thread CPU time it took: it leaves out waits for the core, but on a slow host it
+moves with the wall time). The variants (baseline, this tree eager, this tree compiled with
 ``--compile``) take turns for ``--rounds`` rounds, so a change in the machine's load affects all alike; the
 table gives each variant's median over rounds of the per-process medians (wall and CPU), the speedups as
 ratios of those, the achieved GFLOP/s (the plan's FLOPs from ``f1.model.inference_flops`` over the median
