@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from f1.envs.scripted_experts import make_expert
 from f1.envs.table_env import TableTaskEnv, make_env
+from f1.envs.table_render import eye_in_hand_view
 from f1.envs.task_config import TableTaskConfig
 
 COMBINATIONS = [(e, v) for e in ("gripper", "arm") for v in ("static", "dynamic")]
@@ -332,3 +333,21 @@ def test_grasping_the_named_object_goes_on_under_the_missed_grasp_rule():
     assert "failure" not in info
     # Closing again while closed is no new grasp: it keeps holding.
     assert not env.step(np.array([0.0, 0.0, 1.0]))[2]
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_the_eye_in_hand_view_moves_with_the_end_effector_and_changes_nothing_else(embodiment):
+    table = TableTaskEnv(TableTaskConfig(embodiment=embodiment, variant="dynamic"))
+    eye = TableTaskEnv(TableTaskConfig(embodiment=embodiment, variant="dynamic", view="eye_in_hand"))
+    obs_table, _ = table.reset(seed=3)
+    obs_eye, _ = eye.reset(seed=3)
+    expert = make_expert(table)
+    for _ in range(8):
+        action = expert.act(obs_table)
+        assert np.array_equal(obs_table["state"], obs_eye["state"])
+        ex, ey = table.embodiment.ee_position
+        assert np.array_equal(obs_eye["image"], eye_in_hand_view(obs_table["image"], ex, ey))
+        obs_table, *_ = table.step(action)
+        obs_eye, *_ = eye.step(action)
+    with pytest.raises(ValueError, match=r"view: expected one of \['table', 'eye_in_hand'\]"):
+        TableTaskConfig(view="wrist")

@@ -24,7 +24,13 @@ import numpy as np
 from f1.checks import reject_unknown_keys
 from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, make_embodiment
-from f1.envs.table_render import ARM_RGB, GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB, TableRenderer
+from f1.envs.table_render import (
+    ARM_RGB,
+    GRIPPER_CLOSED_RGB,
+    GRIPPER_OPEN_RGB,
+    TableRenderer,
+    eye_in_hand_view,
+)
 from f1.envs.table_scene import Bin, SceneLayout, is_on_belt, sample_scene
 from f1.envs.task_config import MAX_CONVEYOR_SPEED, TableTaskConfig
 
@@ -221,7 +227,8 @@ class TableTaskEnv:
         return space.clip(array)
 
     def render(self) -> np.ndarray:
-        """The current top-down view, uint8 of shape (H, W, 3)."""
+        """The current top-down view, uint8 of shape (H, W, 3): the table camera's, or the eye-in-hand
+        camera's (``config.view``, :func:`~f1.envs.table_render.eye_in_hand_view`)."""
         self._require_scene()
         renderer = self.renderer
         image = self._background.copy()
@@ -239,6 +246,8 @@ class TableTaskEnv:
             renderer.polyline(image, links, ARM_RGB)
         marker_rgb = GRIPPER_CLOSED_RGB if self.embodiment.grip_closed else GRIPPER_OPEN_RGB
         renderer.stamp(image, renderer.marker, ex, ey, marker_rgb)
+        if self.config.view == "eye_in_hand":
+            return eye_in_hand_view(image, ex, ey)
         return image
 
     def task_state(self) -> TaskState:

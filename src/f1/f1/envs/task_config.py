@@ -8,6 +8,7 @@ from typing import Any
 from f1.checks import reject_unknown_keys
 
 VARIANTS: tuple[str, ...] = ("static", "dynamic")
+VIEWS: tuple[str, ...] = ("table", "eye_in_hand")
 EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
 MIN_RESOLUTION = 32
 MAX_RESOLUTION = 128
@@ -45,6 +46,11 @@ class TableTaskConfig:
             ``terminated=True``, ``info["failure"] == "missed_grasp"``) instead of leaving the gripper
             closed on nothing to be reopened. With it, a policy cannot sit in the object's lane and retry
             closing on every lap of the belt: the first close must be timed right.
+        view: the camera. ``"table"``: fixed above the table, the table filling the image. ``"eye_in_hand"``:
+            mounted on the end effector, looking down, with a field of view of two table widths: the end
+            effector stays at the image centre and the whole table stays in view (at half the table view's
+            scale) wherever it goes, so where an object lies relative to the gripper is where it lies in the
+            image. Outside the table the image is black.
     """
 
     embodiment: str = "gripper"
@@ -58,11 +64,13 @@ class TableTaskConfig:
     conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
     fps: int = 10
     missed_grasp_ends_episode: bool = False
+    view: str = "table"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
         _check_choice("embodiment", self.embodiment, EMBODIMENTS)
         _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("view", self.view, VIEWS)
         _check_int_range("resolution", self.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
         _check_int_range("num_objects", self.num_objects, 1, MAX_OBJECTS)
         _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
