@@ -351,3 +351,31 @@ def test_the_eye_in_hand_view_moves_with_the_end_effector_and_changes_nothing_el
         obs_eye, *_ = eye.step(action)
     with pytest.raises(ValueError, match=r"view: expected one of \['table', 'eye_in_hand'\]"):
         TableTaskConfig(view="wrist")
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(embodiment):
+    plain = TableTaskEnv(TableTaskConfig(embodiment=embodiment))
+    sensed = TableTaskEnv(TableTaskConfig(embodiment=embodiment, grasp_sensor=True))
+    assert sensed.state_space.names == (*plain.state_space.names, "holding")
+    assert sensed.state_space.dim == plain.state_space.dim + 1
+    obs, _ = sensed.reset(seed=0)
+    assert obs["state"].shape == (sensed.state_space.dim,) and obs["state"].dtype == np.float32
+    assert obs["state"][-1] == 0.0
+    # closed on nothing (seed 0 starts away from the object): the grip entry says closed, the sensor empty
+    obs, _, _, _, info = sensed.step(np.array([0.0, 0.0, 1.0], dtype=np.float32))
+    assert info["holding"] == -1
+    assert obs["state"][-2] == 1.0 and obs["state"][-1] == 0.0
+    # the expert's episode: the sensor is 1 exactly on the frames after a grasp until the release
+    obs, _ = sensed.reset(seed=1)
+    expert = make_expert(sensed)
+    seen = []
+    for _ in range(60):
+        obs, _, terminated, truncated, info = sensed.step(expert.act(obs))
+        assert obs["state"][-1] == float(info["holding"] >= 0)
+        seen.append(obs["state"][-1])
+        if terminated or truncated:
+            break
+    assert max(seen) == 1.0 and seen[-1] == 0.0 and info["success"]
+    with pytest.raises(ValueError, match="grasp_sensor: expected a bool"):
+        TableTaskConfig(grasp_sensor=1)

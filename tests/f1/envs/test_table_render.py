@@ -91,7 +91,11 @@ def test_the_eye_in_hand_view_centres_the_end_effector_and_keeps_the_whole_table
     side = 64
     table = np.full((side, side, 3), 200, dtype=np.uint8)
     row, column = round(ee_y * side), round(ee_x * side)
-    table[min(row, side - 2) : min(row, side - 2) + 2, min(column, side - 2) : min(column, side - 2) + 2] = (200, 0, 200)
+    table[min(row, side - 2) : min(row, side - 2) + 2, min(column, side - 2) : min(column, side - 2) + 2] = (
+        200,
+        0,
+        200,
+    )
     view = eye_in_hand_view(table, ee_x, ee_y)
     assert view.shape == (side, side, 3) and view.dtype == np.uint8
     # the whole table in view at half scale: about (side / 2)^2 pixels that are not black (an odd pixel

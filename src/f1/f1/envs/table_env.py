@@ -34,13 +34,16 @@ from f1.envs.table_render import (
 from f1.envs.table_scene import Bin, SceneLayout, is_on_belt, sample_scene
 from f1.envs.task_config import MAX_CONVEYOR_SPEED, TableTaskConfig
 
+HOLDING_STATE_NAME = "holding"
+"""The name of the grasp sensor's state entry (``TableTaskConfig.grasp_sensor``)."""
+
 
 class Observation(TypedDict):
     """What a policy sees.
 
     Keys:
         image: top-down RGB view, uint8 of shape (H, W, 3) with H = W = resolution.
-        state: proprioception, float32 of shape (state_dim,) (see ``env.embodiment.state_names``).
+        state: proprioception, float32 of shape (state_dim,) (see ``env.state_space.names``).
         instruction: the language instruction.
     """
 
@@ -115,8 +118,14 @@ class TableTaskEnv:
 
     @property
     def state_space(self) -> BoxSpace:
-        """The embodiment's proprioception bounds and names, shape (state_dim,)."""
-        return self.embodiment.state_space
+        """The proprioception's bounds and names, shape (state_dim,): the embodiment's, then ``holding``
+        with ``config.grasp_sensor``."""
+        space = self.embodiment.state_space
+        if not self.config.grasp_sensor:
+            return space
+        return BoxSpace(
+            np.append(space.low, 0.0), np.append(space.high, 1.0), (*space.names, HOLDING_STATE_NAME)
+        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -308,10 +317,16 @@ class TableTaskEnv:
                 return True
         return False
 
+    def _state_vector(self) -> np.ndarray:
+        state = self.embodiment.state_vector()
+        if self.config.grasp_sensor:
+            state = np.append(state, np.float32(self._held >= 0))
+        return state
+
     def _observation(self) -> Observation:
         return {
             "image": self.render(),
-            "state": self.embodiment.state_vector(),
+            "state": self._state_vector(),
             "instruction": self._instruction,
         }
 

@@ -65,6 +65,7 @@ class TableTaskConfig:
     fps: int = 10
     missed_grasp_ends_episode: bool = False
     view: str = "table"
+    grasp_sensor: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
@@ -72,6 +73,8 @@ class TableTaskConfig:
         _check_choice("variant", self.variant, VARIANTS)
         _check_choice("view", self.view, VIEWS)
         _check_int_range("resolution", self.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+        if not isinstance(self.grasp_sensor, bool):
+            raise ValueError(f"grasp_sensor: expected a bool, received {self.grasp_sensor!r}")
         _check_int_range("num_objects", self.num_objects, 1, MAX_OBJECTS)
         _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
         _check_int_range("max_steps", self.max_steps, 10, 10_000)
