@@ -360,12 +360,14 @@ def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(e
     assert sensed.state_space.names == (*plain.state_space.names, "holding")
     assert sensed.state_space.dim == plain.state_space.dim + 1
     obs, _ = sensed.reset(seed=0)
-    assert obs["state"].shape == (sensed.state_space.dim,) and obs["state"].dtype == np.float32
+    assert obs["state"].shape == (sensed.state_space.dim,)
+    assert obs["state"].dtype == np.float32
     assert obs["state"][-1] == 0.0
     # closed on nothing (seed 0 starts away from the object): the grip entry says closed, the sensor empty
     obs, _, _, _, info = sensed.step(np.array([0.0, 0.0, 1.0], dtype=np.float32))
     assert info["holding"] == -1
-    assert obs["state"][-2] == 1.0 and obs["state"][-1] == 0.0
+    assert obs["state"][-2] == 1.0
+    assert obs["state"][-1] == 0.0
     # the expert's episode: the sensor is 1 exactly on the frames after a grasp until the release
     obs, _ = sensed.reset(seed=1)
     expert = make_expert(sensed)
@@ -376,6 +378,8 @@ def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(e
         seen.append(obs["state"][-1])
         if terminated or truncated:
             break
-    assert max(seen) == 1.0 and seen[-1] == 0.0 and info["success"]
+    assert max(seen) == 1.0
+    assert seen[-1] == 0.0
+    assert info["success"]
     with pytest.raises(ValueError, match="grasp_sensor: expected a bool"):
         TableTaskConfig(grasp_sensor=1)

@@ -97,14 +97,16 @@ def test_the_eye_in_hand_view_centres_the_end_effector_and_keeps_the_whole_table
         200,
     )
     view = eye_in_hand_view(table, ee_x, ee_y)
-    assert view.shape == (side, side, 3) and view.dtype == np.uint8
+    assert view.shape == (side, side, 3)
+    assert view.dtype == np.uint8
     # the whole table in view at half scale: about (side / 2)^2 pixels that are not black (an odd pixel
     # offset blends the table's edge into one more row or column)
     assert (side // 2) ** 2 <= int((view.sum(axis=2) > 0).sum()) <= (side // 2 + 1) ** 2
     # the magenta 2 x 2 mark at the end effector lands on the centre pixel (or its upper-left neighbour at
     # the right and bottom edges, where the mark sits one pixel inside the table)
     dark = np.argwhere(view[..., 0].astype(int) - view[..., 1] > 20)
-    assert dark.size and np.abs(dark - side // 2).max() <= 1
+    assert dark.size
+    assert np.abs(dark - side // 2).max() <= 1
 
 
 def test_the_eye_in_hand_view_refuses_other_images():

@@ -12,6 +12,7 @@ from f1.envs.table_scene import (
     SHAPES,
     STATIC_OBJECT_X_RANGE,
     Bin,
+    all_instructions,
     format_instruction,
     is_on_belt,
     sample_scene,
@@ -95,3 +96,12 @@ def test_format_instruction_and_palette():
 @pytest.mark.parametrize("y", [0.3, 0.9])
 def test_points_off_the_band_are_not_on_the_belt(y):
     assert not is_on_belt(y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(SEEDS, st.integers(1, 4), st.integers(1, 3))
+def test_every_scene_instruction_is_one_of_all_instructions(seed, num_objects, num_bins):
+    everything = all_instructions()
+    assert len(everything) == len(set(everything)) == 6 * 3 * 6
+    config = TableTaskConfig(num_objects=num_objects, num_bins=num_bins)
+    assert sample_scene(np.random.default_rng(seed), config).instruction in everything

@@ -24,7 +24,15 @@ from f1.envs.episode_rollout import (
 from f1.envs.scripted_experts import ScriptedExpert, make_expert
 from f1.envs.seed_splits import SEED_SPLITS, seed_range, split_of_seed
 from f1.envs.table_env import Observation, TableTaskEnv, TaskState, make_env
-from f1.envs.table_scene import COLOURS, SHAPES, Bin, SceneLayout, format_instruction, sample_scene
+from f1.envs.table_scene import (
+    COLOURS,
+    SHAPES,
+    Bin,
+    SceneLayout,
+    all_instructions,
+    format_instruction,
+    sample_scene,
+)
 from f1.envs.task_config import EMBODIMENTS, VARIANTS, VIEWS, TableTaskConfig
 
 __all__ = [
@@ -51,6 +59,7 @@ __all__ = [
     "TwoLinkArm",
     "TwoLinkGeometry",
     "episode_frames",
+    "all_instructions",
     "format_instruction",
     "forward_kinematics",
     "inverse_kinematics",

@@ -93,6 +93,16 @@ def format_instruction(colour: str, shape: str, bin_colour: str) -> str:
     return INSTRUCTION_TEMPLATE.format(colour=colour, shape=shape, bin_colour=bin_colour)
 
 
+def all_instructions() -> tuple[str, ...]:
+    """Every instruction the task family can give (each colour and shape, each bin colour)."""
+    return tuple(
+        format_instruction(colour, shape, bin_colour)
+        for colour in COLOURS
+        for shape in SHAPES
+        for bin_colour in COLOURS
+    )
+
+
 def is_on_belt(y: float) -> bool:
     """Whether a point at height y (table widths) lies on the conveyor band."""
     return BELT_Y_RANGE[0] <= y <= BELT_Y_RANGE[1]
