@@ -1,5 +1,5 @@
 """``action.prediction = "data"``: the action expert predicts the clean chunk (x-prediction), still flow
-matching."""
+matching; ``action.noise_scale``: the noise a plan starts from."""
 
 from __future__ import annotations
 
@@ -83,3 +83,21 @@ def test_config_refuses_unknown_predictions_and_data_with_pi0s_convention():
         with pytest.raises(ConfigError, match=rf"action\.solver: '{solver}' evaluates the field at tau = 1"):
             preset("tiny", action={"prediction": "data", "solver": solver})
     assert preset("tiny").action.prediction == "velocity"  # pi0's and F1's head, as published
+
+
+def test_a_zero_noise_scale_plans_one_deterministic_chunk(observation_factory):
+    torch.manual_seed(0)
+    model = F1Model(preset("tiny", mode="no_gen")).eval()
+    inputs = model.parse({k: v for k, v in observation_factory().items() if k != "history"})
+
+    def plan(seed: int) -> torch.Tensor:
+        return model.sample(inputs, generator=torch.Generator().manual_seed(seed)).actions
+
+    assert not torch.allclose(plan(0), plan(1))  # unit noise: another seed, another chunk
+    model.config = model.config.with_overrides({"action.noise_scale": 0.0})
+    torch.testing.assert_close(plan(0), plan(1), rtol=0, atol=0)
+    zero = model.sample(inputs, generator=torch.Generator(), noise=torch.zeros(1, 8, 7)).actions
+    torch.testing.assert_close(plan(0), zero, rtol=0, atol=0)  # the same as starting from the origin
+    for bad in (-0.5, float("nan"), "1"):
+        with pytest.raises(ConfigError, match=r"action\.noise_scale"):
+            preset("tiny", action={"noise_scale": bad})

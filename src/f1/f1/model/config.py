@@ -357,6 +357,10 @@ class ActionConfig:
             the same path and sample with the same solvers; ``"data"``'s target has no noise in it, so a small
             model trained on few samples learns it like a regression. Imported pi0/F1 heads predict the
             velocity.
+        noise_scale: the standard deviation of the noise a plan starts from (inference only; training always
+            draws unit noise). 1 samples the learned distribution; 0 integrates from the origin, which
+            gives one deterministic chunk per observation, near the most likely one where the actions are
+            bimodal (a gripper that closes or not). A given ``noise=`` is used as it is.
         noise_draws: flow-matching (noise, time) draws per training sample. With more than one, the
             prefix (everything the action expert reads) runs once and its keys/values are shared by every
             draw (the action segment is a few tokens, the prefix hundreds), so the flow loss averages
@@ -373,6 +377,7 @@ class ActionConfig:
     time_sampler: Literal["beta", "uniform", "logit_normal"] = "beta"
     time_convention: Literal["tau", "pi0"] = "tau"
     prediction: Literal["velocity", "data"] = "velocity"
+    noise_scale: float = 1.0
     noise_draws: int = 1
     rtc: RealTimeChunkingConfig = field(default_factory=RealTimeChunkingConfig)
 
@@ -388,6 +393,7 @@ class ActionConfig:
         positive_int("action.noise_draws", self.noise_draws)
         one_of("action.time_convention", self.time_convention, ("tau", "pi0"))
         one_of("action.prediction", self.prediction, ("velocity", "data"))
+        finite_float("action.noise_scale", self.noise_scale, low=0.0)
         if self.prediction == "data" and self.time_convention == "pi0":
             raise ConfigError(
                 "action.prediction: pi0's time convention ('pi0') is for imported heads, which predict the "

@@ -793,6 +793,8 @@ class F1Model(nn.Module):
 
         if noise is None:
             noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
+            if self.config.action.noise_scale != 1.0:
+                noise = noise * self.config.action.noise_scale
         else:
             noise = noise.to(device=self.device, dtype=torch.float32)
         # float64 times where the device has them: pi0's t = 1 - tau is then rounded once, to the float
