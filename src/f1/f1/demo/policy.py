@@ -36,8 +36,8 @@ from typing import Any
 
 from f1.data import WindowConfig
 from f1.demo.data import CAMERA
-from f1.keys import camera_key
 from f1.envs import all_instructions
+from f1.keys import camera_key
 from f1.model import Embodiment, F1Config, FeatureStats, GenerationConfig, preset
 from f1.model.config import MODES
 from f1.model.language import trim_vocabulary
