@@ -45,6 +45,14 @@ class TableTaskConfig:
             ``terminated=True``, ``info["failure"] == "missed_grasp"``) instead of leaving the gripper
             closed on nothing to be reopened. With it, a policy cannot sit in the object's lane and retry
             closing on every lap of the belt: the first close must be timed right.
+        conveyor_wraps: the belt loops: an object leaving the table's left or right edge comes back at the
+            other one (True). With False an object whose centre crosses either edge has fallen off the
+            table: it is gone (neither drawn nor graspable), and losing the named object ends the episode
+            as a failure (``terminated=True``, ``info["failure"] == "object_lost"``). The object then
+            passes the end effector once, so a policy cannot wait in its lane for it to come round: it
+            must tell the belt's direction. Objects start inside :data:`~f1.envs.table_scene.NO_WRAP_START_X`
+            whatever the direction, so that neither the start position nor (at the first step) the
+            position tells the direction. The static variant ignores it (nothing moves there).
     """
 
     embodiment: str = "gripper"
@@ -58,6 +66,7 @@ class TableTaskConfig:
     conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
     fps: int = 10
     missed_grasp_ends_episode: bool = False
+    conveyor_wraps: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
@@ -72,6 +81,8 @@ class TableTaskConfig:
             raise ValueError(
                 f"missed_grasp_ends_episode: expected a bool, received {self.missed_grasp_ends_episode!r}"
             )
+        if not isinstance(self.conveyor_wraps, bool):
+            raise ValueError(f"conveyor_wraps: expected a bool, received {self.conveyor_wraps!r}")
         _check_float_range("object_size", self.object_size, 0.03, 0.15)
         _check_float_range("grasp_radius", self.grasp_radius, 0.005, 0.1)
         if len(self.conveyor_speed_range) != 2:
