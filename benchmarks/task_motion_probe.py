@@ -11,7 +11,8 @@ expert 100%, on both dynamic cells. It prints a table and writes JSON.
 
 Usage:
     python benchmarks/task_motion_probe.py --candidates demo --out runs/task_motion.json
-    python benchmarks/task_motion_probe.py --candidates no_wrap_slow,missed_fast --episodes 200
+    python benchmarks/task_motion_probe.py --candidates missed_wide_r05\
+        --clone-episodes 400 --clone-steps 6000
     python benchmarks/task_motion_probe.py --list
 """
 
