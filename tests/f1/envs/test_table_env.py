@@ -383,3 +383,84 @@ def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(e
     assert info["success"]
     with pytest.raises(ValueError, match="grasp_sensor: expected a bool"):
         TableTaskConfig(grasp_sensor=1)
+
+
+def no_wrap_env(**overrides):
+    fields = {"resolution": 32, "num_objects": 1, "num_bins": 1, "conveyor_wraps": False, **overrides}
+    return make_env(variant="dynamic", **fields)
+
+
+def test_without_wrap_around_losing_the_named_object_ends_the_episode_as_a_failure():
+    env = no_wrap_env()
+    env.reset(seed=3, options={"conveyor_velocity": 0.1})
+    x = env.task_state().object_positions[0, 0]
+    steps_on_table = math.floor((1.0 - x) / 0.1)  # steps after which its centre is still on the table
+    for _ in range(steps_on_table):
+        _, _, terminated, truncated, info = env.step(np.zeros(3))
+        assert not terminated
+        assert not truncated
+        assert "failure" not in info
+    _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert (reward, terminated, truncated, info["failure"], info["holding"]) == (
+        0.0,
+        True,
+        False,
+        "object_lost",
+        -1,
+    )
+    assert env.task_state().object_lost.tolist() == [True]
+
+
+def test_a_lost_object_is_neither_drawn_nor_graspable_and_another_one_falling_off_ends_nothing():
+    env = make_env(variant="dynamic", resolution=32, num_objects=2, num_bins=1, conveyor_wraps=False)
+    env.reset(seed=1, options={"conveyor_velocity": -0.1})
+    state = env.task_state()
+    other = 1 - state.target_object
+    if state.object_positions[other, 0] > state.object_positions[state.target_object, 0]:
+        env.reset(seed=2, options={"conveyor_velocity": -0.1})  # a scene whose other object leaves first
+        state = env.task_state()
+        other = 1 - state.target_object
+    assert state.object_positions[other, 0] < state.object_positions[state.target_object, 0]
+    while not env.task_state().object_lost[other]:
+        _, _, terminated, _, info = env.step(np.zeros(3))
+        assert not terminated
+    assert "failure" not in info
+    colour = env.renderer.colour_rgb
+    image = env.render()
+    assert np.all(image == colour[env._scene.object_colours[state.target_object]], axis=-1).any()
+    assert not np.all(image == colour[env._scene.object_colours[other]], axis=-1).any()
+    # Closing right where it left grasps nothing: it is off the table.
+    lost_at = env.task_state().object_positions[other]
+    assert env._nearest_object_within(0.0, float(lost_at[1]), 0.1) == -1
+
+
+def test_without_wrap_around_an_object_at_the_edge_is_clipped_not_drawn_at_the_other_edge():
+    images = {}
+    for wraps in (True, False):
+        env = make_env(
+            variant="dynamic", resolution=32, num_objects=1, num_bins=1, max_steps=200, conveyor_wraps=wraps
+        )
+        env.reset(seed=3, options={"conveyor_velocity": 0.01})
+        while env.task_state().object_positions[0, 0] < 0.975:  # its centre on the table, its side beyond
+            env.step(np.zeros(3))
+        images[wraps] = env.render()
+    rgb = env.renderer.colour_rgb[env._scene.object_colours[0]]
+
+    def left_edge(image):
+        return np.all(image[:, :2] == rgb, axis=-1).any()
+
+    def right_edge(image):
+        return np.all(image[:, -2:] == rgb, axis=-1).any()
+
+    assert left_edge(images[True])
+    assert right_edge(images[True])
+    assert not left_edge(images[False])
+    assert right_edge(images[False])
+
+
+def test_the_static_variant_ignores_wrap_around():
+    frames = [
+        run(make_env(resolution=32, conveyor_wraps=wraps), 7, [np.full(3, 0.5)] * 5)
+        for wraps in (True, False)
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(frames[0], frames[1]))

@@ -51,6 +51,17 @@ class TableTaskConfig:
             effector stays at the image centre and the whole table stays in view (at half the table view's
             scale) wherever it goes, so where an object lies relative to the gripper is where it lies in the
             image. Outside the table the image is black.
+        grasp_sensor: the proprioception ends with ``holding``: 1 while the gripper holds an object, 0
+            otherwise (what a real gripper's finger width tells: closed on an object, or on nothing). Without
+            it a gripper closed on nothing looks, in the state, like one that holds the object.
+        conveyor_wraps: the belt loops: an object leaving the table's left or right edge comes back at the
+            other one (True). With False an object whose centre crosses either edge has fallen off the
+            table: it is gone (neither drawn nor graspable), and losing the named object ends the episode
+            as a failure (``terminated=True``, ``info["failure"] == "object_lost"``). The object then
+            passes the end effector once, so a policy cannot wait in its lane for it to come round: it
+            must tell the belt's direction. Objects start inside :data:`~f1.envs.table_scene.NO_WRAP_START_X`
+            whatever the direction, so that neither the start position nor (at the first step) the
+            position tells the direction. The static variant ignores it (nothing moves there).
     """
 
     embodiment: str = "gripper"
@@ -66,6 +77,7 @@ class TableTaskConfig:
     missed_grasp_ends_episode: bool = False
     view: str = "table"
     grasp_sensor: bool = False
+    conveyor_wraps: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
@@ -83,6 +95,8 @@ class TableTaskConfig:
             raise ValueError(
                 f"missed_grasp_ends_episode: expected a bool, received {self.missed_grasp_ends_episode!r}"
             )
+        if not isinstance(self.conveyor_wraps, bool):
+            raise ValueError(f"conveyor_wraps: expected a bool, received {self.conveyor_wraps!r}")
         _check_float_range("object_size", self.object_size, 0.03, 0.15)
         _check_float_range("grasp_radius", self.grasp_radius, 0.005, 0.1)
         if len(self.conveyor_speed_range) != 2:
