@@ -88,3 +88,45 @@ def test_bad_inputs_raise_errors_that_name_them():
         fm.interpolate(noise, actions, torch.zeros(4, dtype=torch.long))
     with pytest.raises(TypeError, match="pi0_velocity_fn must be callable"):
         fm.velocity_fn_from_pi0(3)  # type: ignore[arg-type]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=seeds, tau=st.floats(0.0, 0.99))
+def test_a_data_prediction_of_the_true_data_gives_the_target_velocity(seed: int, tau: float):
+    noise, actions = _pair(seed)
+    t = torch.full((4,), tau, dtype=torch.float64)
+    point = fm.interpolate(noise, actions, t)
+    velocity = fm.velocity_from_data_prediction(point, actions, t)
+    torch.testing.assert_close(velocity, fm.target_velocity(noise, actions), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=seeds, tau=st.floats(0.0, 0.99))
+def test_an_euler_step_to_tau_one_lands_on_the_data_prediction(seed: int, tau: float):
+    point, predicted = _pair(seed)
+    t = torch.full((4,), tau, dtype=torch.float64)
+    step = (1 - t)[:, None, None]
+    landed = point + step * fm.velocity_from_data_prediction(point, predicted, t)
+    torch.testing.assert_close(landed, predicted, rtol=1e-9, atol=1e-9)
+
+
+def test_data_prediction_at_tau_one_divides_by_the_min_gap():
+    point, predicted = _pair(1)
+    one = torch.ones(4, dtype=torch.float64)
+    velocity = fm.velocity_from_data_prediction(point, predicted, one, min_gap=0.5)
+    torch.testing.assert_close(velocity, (predicted - point) / 0.5)
+    assert torch.isfinite(fm.velocity_from_data_prediction(point, predicted, one)).all()
+
+
+def test_data_prediction_refuses_bad_arguments():
+    point, predicted = _pair(2)
+    tau = torch.full((4,), 0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="predicted must have the shape of x"):
+        fm.velocity_from_data_prediction(point, predicted[:, :2], tau)
+    for gap in (0.0, 1.5, -1e-3, True, "0.1"):
+        with pytest.raises(ValueError, match="min_gap"):
+            fm.velocity_from_data_prediction(point, predicted, tau, min_gap=gap)
+    with pytest.raises(TypeError, match="predicted"):
+        fm.velocity_from_data_prediction(point, predicted.long(), tau)
+    with pytest.raises(ValueError, match="tau must have shape"):
+        fm.velocity_from_data_prediction(point, predicted, torch.full((3,), 0.5, dtype=torch.float64))

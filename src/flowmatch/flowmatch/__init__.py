@@ -30,6 +30,7 @@ from flowmatch.probability_path import (
     target_velocity,
     tau_from_pi0_time,
     velocity_fn_from_pi0,
+    velocity_from_data_prediction,
     velocity_from_pi0,
 )
 from flowmatch.realtime_chunking import RTC_SCHEDULES, RealTimeChunking, RTCSchedule, rtc_weights
@@ -104,6 +105,7 @@ __all__ = [
     "uniform_time_grid",
     "valid_entry_mask",
     "velocity_fn_from_pi0",
+    "velocity_from_data_prediction",
     "velocity_from_pi0",
     "wasserstein_1d",
 ]

@@ -82,6 +82,47 @@ def _check_pair(noise: torch.Tensor, actions: torch.Tensor) -> None:
     require_finite("actions", actions)
 
 
+DATA_PREDICTION_MIN_GAP = 1e-3
+"""Smallest ``1 - tau`` that :func:`velocity_from_data_prediction` divides by (a sampler may evaluate the
+field at ``tau = 1``, where the velocity of a data prediction is undefined)."""
+
+
+def velocity_from_data_prediction(
+    x: torch.Tensor, predicted: torch.Tensor, tau: torch.Tensor, *, min_gap: float = DATA_PREDICTION_MIN_GAP
+) -> torch.Tensor:
+    """The path's velocity at ``x`` given a prediction of the data: ``v = (a_hat - x) / (1 - tau)``.
+
+    A model may predict the clean sample ``a_hat`` (x-prediction, as in Li and He 2025, "Back to Basics: Let
+    Denoising Generative Models Denoise") instead of the velocity; on the linear path both give the same ODE,
+    since ``a_tau = (1 - tau) eps + tau a`` makes ``a - eps = (a - a_tau) / (1 - tau)``. An Euler step of size
+    ``1 - tau`` then lands exactly on ``a_hat``. Trained with the squared error of ``a_hat`` (a regression
+    target with no noise in it), it is still a flow-matching model that samples by :func:`flowmatch.sample`.
+
+    Args:
+        x: the current point ``a_tau``, ``(B, ...)``.
+        predicted: the model's ``a_hat``, shaped like ``x``.
+        tau: flow time, ``(B,)`` or a scalar.
+        min_gap: ``1 - tau`` is clamped to at least this (at ``tau = 1`` the velocity is undefined).
+
+    Returns:
+        ``v`` shaped like ``x``, in ``x``'s dtype.
+
+    Raises ``TypeError`` for a tensor that is not floating point, ``ValueError`` when the shapes differ or
+    ``min_gap`` is not in (0, 1]. Values are not checked (it runs inside a sampler's loop, see the module
+    docstring).
+    """
+    require_floating("x", x)
+    require_floating("predicted", predicted)
+    if predicted.shape != x.shape:
+        raise ValueError(
+            f"predicted must have the shape of x {tuple(x.shape)}, received {tuple(predicted.shape)}"
+        )
+    if isinstance(min_gap, bool) or not isinstance(min_gap, int | float) or not 0 < min_gap <= 1:
+        raise ValueError(f"min_gap: expected a number in (0, 1], received {min_gap!r}")
+    gap = (1 - broadcast_time(tau, x)).clamp_min(min_gap).to(x.dtype)
+    return (predicted - x) / gap
+
+
 def tau_from_pi0_time(t: torch.Tensor) -> torch.Tensor:
     """pi0's time ``t`` (1 = noise) to this library's ``tau`` (1 = data): ``tau = 1 - t``."""
     return 1 - require_floating("t", t)

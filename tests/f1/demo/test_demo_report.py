@@ -139,6 +139,7 @@ def test_report_json_keeps_the_contract_and_the_run(tmp_path):
         "grasp_radius": 0.075,
         "object_size": 0.15,
         "conveyor_speed_range": [0.06, 0.1],
+        "grasp_sensor": True,
     }
     assert read["training"]["f1_stage_steps"] == {"I": 2, "II": 6, "III": 4}
     assert read["training"]["control_stage_steps"] == {"II": 6, "III": 4}  # F1's stage I on top

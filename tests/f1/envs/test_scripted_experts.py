@@ -1,6 +1,7 @@
 """Scripted experts: they succeed, their actions are valid, and they need both language and prediction."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -116,3 +117,34 @@ def test_expert_never_closes_before_it_can_grasp_so_the_missed_grasp_rule_costs_
     assert success_rate(env, make_expert(env), 30) == 1.0
     strict = make_env(embodiment, variant, resolution=32, missed_grasp_ends_episode=True)
     assert success_rate(strict, make_expert(strict), 30) == 1.0
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_without_wrap_around_the_expert_intercepts_a_slow_belt_in_either_direction(embodiment):
+    env = make_env(
+        embodiment,
+        "dynamic",
+        resolution=32,
+        num_objects=1,
+        num_bins=1,
+        conveyor_speed_range=(0.005, 0.015),
+        conveyor_wraps=False,
+    )
+    directions = set()
+    for i in range(30):
+        record = rollout(env, make_expert(env), seed=SEEDS[0] + i)
+        directions.add(env.task_state().conveyor_velocity[0] > 0)
+        assert record["success"], f"seed {SEEDS[0] + i}"
+    assert directions == {True, False}
+
+
+def test_without_wrap_around_the_expert_aims_only_at_points_on_the_table():
+    # A belt too fast to catch from the start: the expert heads for where the object leaves, never beyond.
+    env = make_env("gripper", "dynamic", num_objects=1, num_bins=1, conveyor_wraps=False)
+    expert = make_expert(env)
+    env.reset(seed=SEEDS[0], options={"conveyor_velocity": 0.12})
+    state = env.task_state()
+    steps, point = expert._interception(state, state.target_object)
+    assert steps > 1
+    assert 0.0 <= point[0] <= 1.0
+    assert point == state.predicted_position(0, math.floor((1.0 - state.object_positions[0, 0]) / 0.12))

@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from f1.envs.scripted_experts import make_expert
 from f1.envs.table_env import TableTaskEnv, make_env
+from f1.envs.table_render import eye_in_hand_view
 from f1.envs.task_config import TableTaskConfig
 
 COMBINATIONS = [(e, v) for e in ("gripper", "arm") for v in ("static", "dynamic")]
@@ -332,3 +333,134 @@ def test_grasping_the_named_object_goes_on_under_the_missed_grasp_rule():
     assert "failure" not in info
     # Closing again while closed is no new grasp: it keeps holding.
     assert not env.step(np.array([0.0, 0.0, 1.0]))[2]
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_the_eye_in_hand_view_moves_with_the_end_effector_and_changes_nothing_else(embodiment):
+    table = TableTaskEnv(TableTaskConfig(embodiment=embodiment, variant="dynamic"))
+    eye = TableTaskEnv(TableTaskConfig(embodiment=embodiment, variant="dynamic", view="eye_in_hand"))
+    obs_table, _ = table.reset(seed=3)
+    obs_eye, _ = eye.reset(seed=3)
+    expert = make_expert(table)
+    for _ in range(8):
+        action = expert.act(obs_table)
+        assert np.array_equal(obs_table["state"], obs_eye["state"])
+        ex, ey = table.embodiment.ee_position
+        assert np.array_equal(obs_eye["image"], eye_in_hand_view(obs_table["image"], ex, ey))
+        obs_table, *_ = table.step(action)
+        obs_eye, *_ = eye.step(action)
+    with pytest.raises(ValueError, match=r"view: expected one of \['table', 'eye_in_hand'\]"):
+        TableTaskConfig(view="wrist")
+
+
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(embodiment):
+    plain = TableTaskEnv(TableTaskConfig(embodiment=embodiment))
+    sensed = TableTaskEnv(TableTaskConfig(embodiment=embodiment, grasp_sensor=True))
+    assert sensed.state_space.names == (*plain.state_space.names, "holding")
+    assert sensed.state_space.dim == plain.state_space.dim + 1
+    obs, _ = sensed.reset(seed=0)
+    assert obs["state"].shape == (sensed.state_space.dim,)
+    assert obs["state"].dtype == np.float32
+    assert obs["state"][-1] == 0.0
+    # closed on nothing (seed 0 starts away from the object): the grip entry says closed, the sensor empty
+    obs, _, _, _, info = sensed.step(np.array([0.0, 0.0, 1.0], dtype=np.float32))
+    assert info["holding"] == -1
+    assert obs["state"][-2] == 1.0
+    assert obs["state"][-1] == 0.0
+    # the expert's episode: the sensor is 1 exactly on the frames after a grasp until the release
+    obs, _ = sensed.reset(seed=1)
+    expert = make_expert(sensed)
+    seen = []
+    for _ in range(60):
+        obs, _, terminated, truncated, info = sensed.step(expert.act(obs))
+        assert obs["state"][-1] == float(info["holding"] >= 0)
+        seen.append(obs["state"][-1])
+        if terminated or truncated:
+            break
+    assert max(seen) == 1.0
+    assert seen[-1] == 0.0
+    assert info["success"]
+    with pytest.raises(ValueError, match="grasp_sensor: expected a bool"):
+        TableTaskConfig(grasp_sensor=1)
+
+
+def no_wrap_env(**overrides):
+    fields = {"resolution": 32, "num_objects": 1, "num_bins": 1, "conveyor_wraps": False, **overrides}
+    return make_env(variant="dynamic", **fields)
+
+
+def test_without_wrap_around_losing_the_named_object_ends_the_episode_as_a_failure():
+    env = no_wrap_env()
+    env.reset(seed=3, options={"conveyor_velocity": 0.1})
+    x = env.task_state().object_positions[0, 0]
+    steps_on_table = math.floor((1.0 - x) / 0.1)  # steps after which its centre is still on the table
+    for _ in range(steps_on_table):
+        _, _, terminated, truncated, info = env.step(np.zeros(3))
+        assert not terminated
+        assert not truncated
+        assert "failure" not in info
+    _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 1.0]))
+    assert (reward, terminated, truncated, info["failure"], info["holding"]) == (
+        0.0,
+        True,
+        False,
+        "object_lost",
+        -1,
+    )
+    assert env.task_state().object_lost.tolist() == [True]
+
+
+def test_a_lost_object_is_neither_drawn_nor_graspable_and_another_one_falling_off_ends_nothing():
+    env = make_env(variant="dynamic", resolution=32, num_objects=2, num_bins=1, conveyor_wraps=False)
+    env.reset(seed=1, options={"conveyor_velocity": -0.1})
+    state = env.task_state()
+    other = 1 - state.target_object
+    if state.object_positions[other, 0] > state.object_positions[state.target_object, 0]:
+        env.reset(seed=2, options={"conveyor_velocity": -0.1})  # a scene whose other object leaves first
+        state = env.task_state()
+        other = 1 - state.target_object
+    assert state.object_positions[other, 0] < state.object_positions[state.target_object, 0]
+    while not env.task_state().object_lost[other]:
+        _, _, terminated, _, info = env.step(np.zeros(3))
+        assert not terminated
+    assert "failure" not in info
+    colour = env.renderer.colour_rgb
+    image = env.render()
+    assert np.all(image == colour[env._scene.object_colours[state.target_object]], axis=-1).any()
+    assert not np.all(image == colour[env._scene.object_colours[other]], axis=-1).any()
+    # Closing right where it left grasps nothing: it is off the table.
+    lost_at = env.task_state().object_positions[other]
+    assert env._nearest_object_within(0.0, float(lost_at[1]), 0.1) == -1
+
+
+def test_without_wrap_around_an_object_at_the_edge_is_clipped_not_drawn_at_the_other_edge():
+    images = {}
+    for wraps in (True, False):
+        env = make_env(
+            variant="dynamic", resolution=32, num_objects=1, num_bins=1, max_steps=200, conveyor_wraps=wraps
+        )
+        env.reset(seed=3, options={"conveyor_velocity": 0.01})
+        while env.task_state().object_positions[0, 0] < 0.975:  # its centre on the table, its side beyond
+            env.step(np.zeros(3))
+        images[wraps] = env.render()
+    rgb = env.renderer.colour_rgb[env._scene.object_colours[0]]
+
+    def left_edge(image):
+        return np.all(image[:, :2] == rgb, axis=-1).any()
+
+    def right_edge(image):
+        return np.all(image[:, -2:] == rgb, axis=-1).any()
+
+    assert left_edge(images[True])
+    assert right_edge(images[True])
+    assert not left_edge(images[False])
+    assert right_edge(images[False])
+
+
+def test_the_static_variant_ignores_wrap_around():
+    frames = [
+        run(make_env(resolution=32, conveyor_wraps=wraps), 7, [np.full(3, 0.5)] * 5)
+        for wraps in (True, False)
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(frames[0], frames[1]))

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from f1.envs.table_render import BELT_RGB, TABLE_RGB, TableRenderer, ring_mask, shape_mask
+from f1.envs.table_render import (
+    BELT_RGB,
+    TABLE_RGB,
+    TableRenderer,
+    eye_in_hand_view,
+    ring_mask,
+    shape_mask,
+)
 from f1.envs.table_scene import BELT_Y_RANGE, COLOURS, Bin
 
 RED = np.array(COLOURS["red"], dtype=np.uint8)
@@ -77,3 +84,36 @@ def test_polyline_draws_a_connected_line_and_clips_off_image_parts():
     assert painted[32:, 32].all()  # vertical segment down to (and beyond) the bottom edge
     assert painted[32, 32:57].all()  # horizontal segment
     assert painted.sum() < 70
+
+
+@pytest.mark.parametrize(("ee_x", "ee_y"), [(0.5, 0.5), (0.0, 0.0), (1.0, 0.25), (0.3, 0.9)])
+def test_the_eye_in_hand_view_centres_the_end_effector_and_keeps_the_whole_table(ee_x, ee_y):
+    side = 64
+    table = np.full((side, side, 3), 200, dtype=np.uint8)
+    row, column = round(ee_y * side), round(ee_x * side)
+    table[min(row, side - 2) : min(row, side - 2) + 2, min(column, side - 2) : min(column, side - 2) + 2] = (
+        200,
+        0,
+        200,
+    )
+    view = eye_in_hand_view(table, ee_x, ee_y)
+    assert view.shape == (side, side, 3)
+    assert view.dtype == np.uint8
+    # the whole table in view at half scale: about (side / 2)^2 pixels that are not black (an odd pixel
+    # offset blends the table's edge into one more row or column)
+    assert (side // 2) ** 2 <= int((view.sum(axis=2) > 0).sum()) <= (side // 2 + 1) ** 2
+    # the magenta 2 x 2 mark at the end effector lands on the centre pixel (or its upper-left neighbour at
+    # the right and bottom edges, where the mark sits one pixel inside the table)
+    dark = np.argwhere(view[..., 0].astype(int) - view[..., 1] > 20)
+    assert dark.size
+    assert np.abs(dark - side // 2).max() <= 1
+
+
+def test_the_eye_in_hand_view_refuses_other_images():
+    for image in (
+        np.zeros((64, 64, 3), dtype=np.float32),
+        np.zeros((63, 63, 3), np.uint8),
+        np.zeros((64, 32, 3), np.uint8),
+    ):
+        with pytest.raises(ValueError, match="table_view: expected uint8"):
+            eye_in_hand_view(image, 0.5, 0.5)

@@ -9,9 +9,11 @@ from f1.envs.table_scene import (
     BIN_SLOTS_X,
     COLOURS,
     MIN_OBJECT_GAP,
+    NO_WRAP_START_X,
     SHAPES,
     STATIC_OBJECT_X_RANGE,
     Bin,
+    all_instructions,
     format_instruction,
     is_on_belt,
     sample_scene,
@@ -95,3 +97,53 @@ def test_format_instruction_and_palette():
 @pytest.mark.parametrize("y", [0.3, 0.9])
 def test_points_off_the_band_are_not_on_the_belt(y):
     assert not is_on_belt(y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(SEEDS, st.integers(1, 4), st.integers(1, 3))
+def test_every_scene_instruction_is_one_of_all_instructions(seed, num_objects, num_bins):
+    everything = all_instructions()
+    assert len(everything) == len(set(everything)) == 6 * 3 * 6
+    config = TableTaskConfig(num_objects=num_objects, num_bins=num_bins)
+    assert sample_scene(np.random.default_rng(seed), config).instruction in everything
+
+
+def test_without_wrap_around_only_the_start_x_changes_and_the_named_object_starts_in_the_window():
+    for seed in range(50):
+        loop = sample_scene(np.random.default_rng(seed), TableTaskConfig(variant="dynamic", num_objects=3))
+        line = sample_scene(
+            np.random.default_rng(seed),
+            TableTaskConfig(variant="dynamic", num_objects=3, conveyor_wraps=False),
+        )
+        for field in (
+            "object_colours",
+            "object_shapes",
+            "bins",
+            "target_object",
+            "conveyor_velocity",
+            "ee_start",
+        ):
+            assert getattr(loop, field) == getattr(line, field)
+        assert np.array_equal(loop.object_positions[:, 1], line.object_positions[:, 1])
+        low, high = NO_WRAP_START_X
+        assert low <= line.object_positions[line.target_object, 0] <= high
+        # The others keep their gaps around the loop.
+        xs = np.sort(line.object_positions[:, 0])
+        gaps = np.diff(np.concatenate([xs, xs[:1] + 1.0]))
+        assert gaps.min() >= MIN_OBJECT_GAP - 1e-9
+
+
+def test_without_wrap_around_the_start_x_tells_nothing_about_the_direction():
+    # Both directions equally likely in every quarter of the start window: 4,000 scenes, 1,000 per
+    # quarter; a binomial(1000, 0.5) share lies within 0.5 +- 0.05 with probability above 0.998.
+    config = TableTaskConfig(variant="dynamic", num_objects=1, conveyor_wraps=False)
+    starts, rightward = [], []
+    for seed in range(4000):
+        scene = sample_scene(np.random.default_rng(seed), config)
+        starts.append(scene.object_positions[0, 0])
+        rightward.append(scene.conveyor_velocity[0] > 0)
+    low, high = NO_WRAP_START_X
+    quarter = np.minimum(((np.array(starts) - low) / (high - low) * 4).astype(int), 3)
+    for q in range(4):
+        share = np.mean(np.array(rightward)[quarter == q])
+        assert abs(share - 0.5) < 0.05, (q, share)

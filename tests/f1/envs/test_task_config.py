@@ -67,3 +67,15 @@ def test_missed_grasp_ends_episode_round_trips_and_defaults_to_off():
     assert TableTaskConfig().to_dict()["missed_grasp_ends_episode"] is False
     config = TableTaskConfig(variant="dynamic", missed_grasp_ends_episode=True)
     assert TableTaskConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize("value", [1, 0, "no", None, 0.0])
+def test_conveyor_wraps_must_be_a_bool(value):
+    with pytest.raises(ValueError, match="conveyor_wraps: expected a bool"):
+        TableTaskConfig(conveyor_wraps=value)
+
+
+def test_conveyor_wraps_round_trips_and_defaults_to_a_looping_belt():
+    assert TableTaskConfig().to_dict()["conveyor_wraps"] is True
+    config = TableTaskConfig(variant="dynamic", conveyor_wraps=False)
+    assert TableTaskConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from f1.envs import TableTaskConfig, TableTaskEnv, make_env, seed_range
+from f1.envs import TableTaskConfig, TableTaskEnv, make_env, make_expert, seed_range
 from f1.eval import StateClone, StateCloneAgent, evaluate, state_features, train_state_clone
 
 TINY = TableTaskConfig(
@@ -91,6 +91,7 @@ def test_agent_refuses_another_embodiment(tiny_clone):
         ("lr", float("nan")),
         ("hidden", 0),
         ("progress", "yes"),
+        ("perturb_grip", 0),
     ],
 )
 def test_bad_training_arguments_are_named(argument, value):
@@ -110,3 +111,27 @@ def test_bad_agent_arguments_are_named(tiny_clone):
         StateCloneAgent(object())
     with pytest.raises(ValueError, match=r"^name: expected"):
         StateCloneAgent(tiny_clone, name="")
+
+
+class _LoggingEnv(TableTaskEnv):
+    """Records, per step, the expert's grip command there and the grip command executed."""
+
+    def __init__(self, config: TableTaskConfig) -> None:
+        super().__init__(config)
+        self.expert = make_expert(self)
+        self.grips: list[tuple[float, float]] = []
+
+    def step(self, action):
+        self.grips.append((float(self.expert.act()[-1]), float(np.asarray(action)[-1])))
+        return super().step(action)
+
+
+@pytest.mark.parametrize("perturb_grip", [True, False])
+def test_dart_keeps_the_experts_grip_exactly_when_told_to(perturb_grip):
+    env = _LoggingEnv(dataclasses.replace(TINY, missed_grasp_ends_episode=True))
+    train_state_clone(
+        lambda: env, with_velocity=False, episodes=4, steps=1, perturbation=0.5, perturb_grip=perturb_grip
+    )
+    assert len(env.grips) > 4  # at least one step per demonstration, more before a random close
+    kept = [np.sign(expert) == np.sign(executed) for expert, executed in env.grips]
+    assert all(kept) is (not perturb_grip)

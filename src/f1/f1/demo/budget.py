@@ -41,14 +41,16 @@ DEMO_TASK: dict[str, Any] = {
     "grasp_radius": 0.075,
     "object_size": 0.15,
     "conveyor_speed_range": (0.06, 0.10),
+    "grasp_sensor": True,
 }
 """The demo's table task: the :class:`f1.envs.TableTaskConfig` fields it sets (the others keep the family's
 defaults). One object and one bin; objects 0.15 table widths wide (10 px at 64 px) that a gripper closing
 anywhere over them grasps; a belt running 0.06 to 0.10 table widths per step, faster than the grasp radius,
 so that closing where the object is now misses it: the scripted expert that aims at the object's current
 position instead of intercepting it fails on the belt far more often than the intercepting expert, which
-the report shows beside the policies. With the environment's defaults (0.1-wide objects, 0.03 grasp radius,
-a slower belt), no policy trained from scratch in the demo's budget learned the task, and the aiming expert
+the report shows beside the policies. The grasp sensor (``holding`` in the state) tells a policy that closed
+on nothing that it did, as a real gripper's finger width does. With the environment's defaults (0.1-wide
+objects, 0.03 grasp radius, a slower belt), no policy trained from scratch in the demo's budget learned the task, and the aiming expert
 often succeeded without any prediction of the motion (the measurements are in
 ``docs/results/demo/NOTES.md``)."""
 

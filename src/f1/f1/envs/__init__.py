@@ -24,8 +24,16 @@ from f1.envs.episode_rollout import (
 from f1.envs.scripted_experts import ScriptedExpert, make_expert
 from f1.envs.seed_splits import SEED_SPLITS, seed_range, split_of_seed
 from f1.envs.table_env import Observation, TableTaskEnv, TaskState, make_env
-from f1.envs.table_scene import COLOURS, SHAPES, Bin, SceneLayout, format_instruction, sample_scene
-from f1.envs.task_config import EMBODIMENTS, VARIANTS, TableTaskConfig
+from f1.envs.table_scene import (
+    COLOURS,
+    SHAPES,
+    Bin,
+    SceneLayout,
+    all_instructions,
+    format_instruction,
+    sample_scene,
+)
+from f1.envs.task_config import EMBODIMENTS, VARIANTS, VIEWS, TableTaskConfig
 
 __all__ = [
     "COLOURS",
@@ -36,6 +44,7 @@ __all__ = [
     "TABLE_CAMERA",
     "TABLE_IMAGE_KEY",
     "VARIANTS",
+    "VIEWS",
     "Bin",
     "BoxSpace",
     "Embodiment",
@@ -49,6 +58,7 @@ __all__ = [
     "TaskState",
     "TwoLinkArm",
     "TwoLinkGeometry",
+    "all_instructions",
     "episode_frames",
     "format_instruction",
     "forward_kinematics",

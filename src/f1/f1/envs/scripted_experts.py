@@ -149,15 +149,23 @@ class ScriptedExpert:
         return controller.action_toward(point, grip)
 
     def _interception(self, state: TaskState, index: int) -> tuple[int, tuple[float, float]]:
-        """Earliest k with the object's position after k steps reachable in k steps, and that position."""
+        """Earliest k with the object's position after k steps reachable in k steps, and that position.
+
+        Without wrap-around only the steps before the object falls off the table count.
+        """
         if not self.lead_aware:
             point = state.predicted_position(index, 0)
             return self.controller.steps_to_reach(point), point
+        last = 0
         for steps_ahead in range(1, MAX_LOOKAHEAD_STEPS + 1):
+            if not state.stays_on_table(index, steps_ahead):
+                break  # without wrap-around: the object falls off first, so head for where it leaves
+            last = steps_ahead
             point = state.predicted_position(index, steps_ahead)
             if self.controller.steps_to_reach(point) <= steps_ahead:
                 return steps_ahead, point
-        return MAX_LOOKAHEAD_STEPS, state.predicted_position(index, MAX_LOOKAHEAD_STEPS)
+        # No interception: make for the last point reached before it falls off (or its last lookahead).
+        return MAX_LOOKAHEAD_STEPS, state.predicted_position(index, last)
 
 
 def _close(a: tuple[float, float], b: tuple[float, float], tolerance: float = 1e-6) -> bool:

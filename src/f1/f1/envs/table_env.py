@@ -5,7 +5,9 @@ reaches the object, closes the gripper on it (grasp), carries it and opens the g
 (release). Success is the named object released inside the named bin; releasing it in another bin ends
 the episode as a failure, and so does, with ``missed_grasp_ends_episode``, closing the gripper without
 grasping the named object. In the dynamic variant every object on the belt moves by the conveyor velocity
-each step and wraps around the table's left and right edges.
+each step and wraps around the table's left and right edges; without wrap-around
+(``TableTaskConfig.conveyor_wraps=False``) an object whose centre crosses an edge falls off the table, and
+losing the named object ends the episode as a failure.
 
 Step order: the embodiment moves, then the conveyor moves the objects, then the grip command acts. A
 grasp therefore needs the end effector where the object will be after this step's conveyor motion,
@@ -24,9 +26,18 @@ import numpy as np
 from f1.checks import reject_unknown_keys
 from f1.envs.box_space import BoxSpace
 from f1.envs.embodiments import Embodiment, make_embodiment
-from f1.envs.table_render import ARM_RGB, GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB, TableRenderer
+from f1.envs.table_render import (
+    ARM_RGB,
+    GRIPPER_CLOSED_RGB,
+    GRIPPER_OPEN_RGB,
+    TableRenderer,
+    eye_in_hand_view,
+)
 from f1.envs.table_scene import Bin, SceneLayout, is_on_belt, sample_scene
 from f1.envs.task_config import MAX_CONVEYOR_SPEED, TableTaskConfig
+
+HOLDING_STATE_NAME = "holding"
+"""The name of the grasp sensor's state entry (``TableTaskConfig.grasp_sensor``)."""
 
 
 class Observation(TypedDict):
@@ -34,7 +45,7 @@ class Observation(TypedDict):
 
     Keys:
         image: top-down RGB view, uint8 of shape (H, W, 3) with H = W = resolution.
-        state: proprioception, float32 of shape (state_dim,) (see ``env.embodiment.state_names``).
+        state: proprioception, float32 of shape (state_dim,) (see ``env.state_space.names``).
         instruction: the language instruction.
     """
 
@@ -58,6 +69,9 @@ class TaskState:
         target_object: index of the object the instruction names.
         target_bin: index of the bin the instruction names.
         bins: the bins.
+        conveyor_wraps: whether objects leaving the table's left or right edge come back at the other one.
+        object_lost: whether each object has fallen off the table (never with wrap-around), bool of
+            shape (N,).
     """
 
     step: int
@@ -70,14 +84,28 @@ class TaskState:
     target_object: int
     target_bin: int
     bins: tuple[Bin, ...]
+    conveyor_wraps: bool
+    object_lost: np.ndarray
 
     def predicted_position(self, index: int, steps_ahead: int) -> tuple[float, float]:
-        """Where object ``index`` will be after ``steps_ahead`` steps if nobody touches it."""
+        """Where object ``index`` will be after ``steps_ahead`` steps if nobody touches it.
+
+        Without wrap-around the position may lie beyond the table's left or right edge: the object will
+        have fallen off by then (:meth:`stays_on_table`).
+        """
         x, y = self.object_positions[index]
         if self.object_on_belt[index] and index != self.held_object:
-            x = (x + steps_ahead * self.conveyor_velocity[0]) % 1.0
+            x = x + steps_ahead * self.conveyor_velocity[0]
+            if self.conveyor_wraps:
+                x %= 1.0
             y = y + steps_ahead * self.conveyor_velocity[1]
         return float(x), float(y)
+
+    def stays_on_table(self, index: int, steps_ahead: int) -> bool:
+        """Whether object ``index`` is still on the table after ``steps_ahead`` steps if nobody touches it."""
+        if self.object_lost[index]:
+            return False
+        return self.conveyor_wraps or 0.0 <= self.predicted_position(index, steps_ahead)[0] <= 1.0
 
 
 class TableTaskEnv:
@@ -99,6 +127,7 @@ class TableTaskEnv:
         self._scene: SceneLayout | None = None
         self._done = True
         self._dynamic = self.config.variant == "dynamic"
+        self._wraps = self.config.conveyor_wraps
 
     # -- public description ---------------------------------------------------------------------------
 
@@ -109,8 +138,14 @@ class TableTaskEnv:
 
     @property
     def state_space(self) -> BoxSpace:
-        """The embodiment's proprioception bounds and names, shape (state_dim,)."""
-        return self.embodiment.state_space
+        """The proprioception's bounds and names, shape (state_dim,): the embodiment's, then ``holding``
+        with ``config.grasp_sensor``."""
+        space = self.embodiment.state_space
+        if not self.config.grasp_sensor:
+            return space
+        return BoxSpace(
+            np.append(space.low, 0.0), np.append(space.high, 1.0), (*space.names, HOLDING_STATE_NAME)
+        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -150,6 +185,7 @@ class TableTaskEnv:
         self._instruction = scene.instruction
         self._positions = scene.object_positions.copy()
         self._on_belt = np.array([is_on_belt(y) for y in self._positions[:, 1]], dtype=bool)
+        self._lost = np.zeros(len(self._positions), dtype=bool)
         self._object_rgb = [self.renderer.colour_rgb[c] for c in scene.object_colours]
         self._object_masks = [self.renderer.masks[s] for s in scene.object_shapes]
         self._background = self.renderer.background(scene.bins)
@@ -175,11 +211,19 @@ class TableTaskEnv:
             if self._held >= 0:
                 moving[self._held] = False
             vx, vy = self._require_scene().conveyor_velocity
-            self._positions[moving, 0] = (self._positions[moving, 0] + vx) % 1.0
+            self._positions[moving, 0] += vx
             self._positions[moving, 1] += vy
+            if self._wraps:
+                self._positions[moving, 0] %= 1.0
+            else:
+                self._drop_off_edges()
         terminated = False
         close = applied[-1] > 0.0
-        if close and not embodiment.grip_closed:
+        if self._lost[self._require_scene().target_object]:
+            # The named object fell off the table before the grip acted: nothing left to do.
+            terminated = True
+            self._failure = "object_lost"
+        elif close and not embodiment.grip_closed:
             embodiment.grip_closed = True
             self._held = self._nearest_object_within(ex, ey, self.config.grasp_radius)
             if self._held == self._require_scene().target_object:
@@ -221,13 +265,14 @@ class TableTaskEnv:
         return space.clip(array)
 
     def render(self) -> np.ndarray:
-        """The current top-down view, uint8 of shape (H, W, 3)."""
+        """The current top-down view, uint8 of shape (H, W, 3): the table camera's, or the eye-in-hand
+        camera's (``config.view``, :func:`~f1.envs.table_render.eye_in_hand_view`)."""
         self._require_scene()
         renderer = self.renderer
         image = self._background.copy()
-        wrap = self._dynamic
+        wrap = self._dynamic and self._wraps
         for i, (x, y) in enumerate(self._positions.tolist()):
-            if i != self._held:
+            if i != self._held and not self._lost[i]:
                 renderer.stamp(
                     image, self._object_masks[i], x, y, self._object_rgb[i], wrap and self._on_belt[i]
                 )
@@ -239,6 +284,8 @@ class TableTaskEnv:
             renderer.polyline(image, links, ARM_RGB)
         marker_rgb = GRIPPER_CLOSED_RGB if self.embodiment.grip_closed else GRIPPER_OPEN_RGB
         renderer.stamp(image, renderer.marker, ex, ey, marker_rgb)
+        if self.config.view == "eye_in_hand":
+            return eye_in_hand_view(image, ex, ey)
         return image
 
     def task_state(self) -> TaskState:
@@ -255,6 +302,8 @@ class TableTaskEnv:
             target_object=scene.target_object,
             target_bin=scene.target_bin,
             bins=scene.bins,
+            conveyor_wraps=self._wraps,
+            object_lost=self._lost.copy(),
         )
 
     # -- internals --------------------------------------------------------------------------------------
@@ -277,9 +326,17 @@ class TableTaskEnv:
             )
         return dataclasses.replace(scene, conveyor_velocity=(float(velocity), 0.0))
 
+    def _drop_off_edges(self) -> None:
+        """Objects whose centre has left the table's left or right edge fall off: lost, and off the belt."""
+        gone = self._on_belt & ((self._positions[:, 0] < 0.0) | (self._positions[:, 0] > 1.0))
+        self._lost |= gone
+        self._on_belt &= ~gone
+
     def _nearest_object_within(self, x: float, y: float, radius: float) -> int:
         best, best_distance = -1, radius
         for i, (ox, oy) in enumerate(self._positions):
+            if self._lost[i]:
+                continue
             distance = math.hypot(ox - x, oy - y)
             if distance <= best_distance:
                 best, best_distance = i, distance
@@ -299,10 +356,16 @@ class TableTaskEnv:
                 return True
         return False
 
+    def _state_vector(self) -> np.ndarray:
+        state = self.embodiment.state_vector()
+        if self.config.grasp_sensor:
+            state = np.append(state, np.float32(self._held >= 0))
+        return state
+
     def _observation(self) -> Observation:
         return {
             "image": self.render(),
-            "state": self.embodiment.state_vector(),
+            "state": self._state_vector(),
             "instruction": self._instruction,
         }
 

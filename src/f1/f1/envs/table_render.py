@@ -135,3 +135,31 @@ def _paint(image: np.ndarray, mask: np.ndarray, x0: int, y0: int, rgb: np.ndarra
         window[:] = rgb
     else:
         window[mask[ya - y0 : yb - y0, xa - x0 : xb - x0]] = rgb
+
+
+def eye_in_hand_view(table_view: np.ndarray, ee_x: float, ee_y: float) -> np.ndarray:
+    """The eye-in-hand camera's image: ``table_view`` seen from above the end effector.
+
+    The field of view is two table widths, so the table (the unit square) stays wholly in view at half the
+    scale: the table view is placed on a black canvas twice its side with the end effector's pixel at the
+    centre, then averaged over 2 x 2 pixels.
+
+    Args:
+        table_view: uint8 ``(R, R, 3)``, the table camera's image (R even).
+        ee_x, ee_y: the end effector, table widths (x right, y down).
+
+    Returns:
+        uint8 ``(R, R, 3)``, the end effector at pixel ``(R / 2, R / 2)``.
+    """
+    side = table_view.shape[0]
+    if table_view.shape != (side, side, 3) or side % 2 or table_view.dtype != np.uint8:
+        raise ValueError(
+            f"table_view: expected uint8 (R, R, 3) with R even, received {table_view.dtype} "
+            f"{table_view.shape}"
+        )
+    column = min(max(round(ee_x * side), 0), side)
+    row = min(max(round(ee_y * side), 0), side)
+    canvas = np.zeros((2 * side, 2 * side, 3), dtype=np.uint16)
+    canvas[side - row : 2 * side - row, side - column : 2 * side - column] = table_view
+    pooled = canvas.reshape(side, 2, side, 2, 3).sum(axis=(1, 3))
+    return ((pooled + 2) // 4).astype(np.uint8)

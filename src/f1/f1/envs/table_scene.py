@@ -33,6 +33,11 @@ EE_START_CENTRE: tuple[float, float] = (0.5, 0.88)
 EE_START_JITTER: tuple[float, float] = (0.1, 0.03)
 STATIC_OBJECT_X_RANGE: tuple[float, float] = (0.1, 0.9)
 MIN_OBJECT_GAP = 0.2
+# Where the named object starts on a belt that does not loop, whatever the belt's direction (drawn
+# independently), so that the start tells nothing about the direction; narrow enough that the expert
+# intercepts the object before it leaves the table in either direction at the belt speeds the family allows
+# without wrap-around (see TableTaskConfig.conveyor_wraps).
+NO_WRAP_START_X: tuple[float, float] = (0.4, 0.6)
 INSTRUCTION_TEMPLATE = "put the {colour} {shape} in the {bin_colour} bin"
 
 
@@ -93,6 +98,16 @@ def format_instruction(colour: str, shape: str, bin_colour: str) -> str:
     return INSTRUCTION_TEMPLATE.format(colour=colour, shape=shape, bin_colour=bin_colour)
 
 
+def all_instructions() -> tuple[str, ...]:
+    """Every instruction the task family can give (each colour and shape, each bin colour)."""
+    return tuple(
+        format_instruction(colour, shape, bin_colour)
+        for colour in COLOURS
+        for shape in SHAPES
+        for bin_colour in COLOURS
+    )
+
+
 def is_on_belt(y: float) -> bool:
     """Whether a point at height y (table widths) lies on the conveyor band."""
     return BELT_Y_RANGE[0] <= y <= BELT_Y_RANGE[1]
@@ -120,6 +135,10 @@ def sample_scene(rng: np.random.Generator, config: TableTaskConfig) -> SceneLayo
         EE_START_CENTRE[0] + rng.uniform(-EE_START_JITTER[0], EE_START_JITTER[0]),
         EE_START_CENTRE[1] + rng.uniform(-EE_START_JITTER[1], EE_START_JITTER[1]),
     )
+    if dynamic and not config.conveyor_wraps:
+        # Turn the loop so that the named object starts inside NO_WRAP_START_X (the others keep their
+        # gaps around the loop); drawn last, so that looping scenes are drawn as before.
+        xs = np.mod(xs + rng.uniform(*NO_WRAP_START_X) - xs[target_object], 1.0)
     return SceneLayout(
         object_colours=object_colours,
         object_shapes=object_shapes,

@@ -8,6 +8,7 @@ from typing import Any
 from f1.checks import reject_unknown_keys
 
 VARIANTS: tuple[str, ...] = ("static", "dynamic")
+VIEWS: tuple[str, ...] = ("table", "eye_in_hand")
 EMBODIMENTS: tuple[str, ...] = ("gripper", "arm")
 MIN_RESOLUTION = 32
 MAX_RESOLUTION = 128
@@ -45,6 +46,22 @@ class TableTaskConfig:
             ``terminated=True``, ``info["failure"] == "missed_grasp"``) instead of leaving the gripper
             closed on nothing to be reopened. With it, a policy cannot sit in the object's lane and retry
             closing on every lap of the belt: the first close must be timed right.
+        view: the camera. ``"table"``: fixed above the table, the table filling the image. ``"eye_in_hand"``:
+            mounted on the end effector, looking down, with a field of view of two table widths: the end
+            effector stays at the image centre and the whole table stays in view (at half the table view's
+            scale) wherever it goes, so where an object lies relative to the gripper is where it lies in the
+            image. Outside the table the image is black.
+        grasp_sensor: the proprioception ends with ``holding``: 1 while the gripper holds an object, 0
+            otherwise (what a real gripper's finger width tells: closed on an object, or on nothing). Without
+            it a gripper closed on nothing looks, in the state, like one that holds the object.
+        conveyor_wraps: the belt loops: an object leaving the table's left or right edge comes back at the
+            other one (True). With False an object whose centre crosses either edge has fallen off the
+            table: it is gone (neither drawn nor graspable), and losing the named object ends the episode
+            as a failure (``terminated=True``, ``info["failure"] == "object_lost"``). The object then
+            passes the end effector once, so a policy cannot wait in its lane for it to come round: it
+            must tell the belt's direction. Objects start inside :data:`~f1.envs.table_scene.NO_WRAP_START_X`
+            whatever the direction, so that neither the start position nor (at the first step) the
+            position tells the direction. The static variant ignores it (nothing moves there).
     """
 
     embodiment: str = "gripper"
@@ -58,12 +75,18 @@ class TableTaskConfig:
     conveyor_speed_range: tuple[float, float] = (0.01, 0.04)
     fps: int = 10
     missed_grasp_ends_episode: bool = False
+    view: str = "table"
+    grasp_sensor: bool = False
+    conveyor_wraps: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
         _check_choice("embodiment", self.embodiment, EMBODIMENTS)
         _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("view", self.view, VIEWS)
         _check_int_range("resolution", self.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+        if not isinstance(self.grasp_sensor, bool):
+            raise ValueError(f"grasp_sensor: expected a bool, received {self.grasp_sensor!r}")
         _check_int_range("num_objects", self.num_objects, 1, MAX_OBJECTS)
         _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
         _check_int_range("max_steps", self.max_steps, 10, 10_000)
@@ -72,6 +95,8 @@ class TableTaskConfig:
             raise ValueError(
                 f"missed_grasp_ends_episode: expected a bool, received {self.missed_grasp_ends_episode!r}"
             )
+        if not isinstance(self.conveyor_wraps, bool):
+            raise ValueError(f"conveyor_wraps: expected a bool, received {self.conveyor_wraps!r}")
         _check_float_range("object_size", self.object_size, 0.03, 0.15)
         _check_float_range("grasp_radius", self.grasp_radius, 0.005, 0.1)
         if len(self.conveyor_speed_range) != 2:

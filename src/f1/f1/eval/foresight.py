@@ -214,7 +214,12 @@ def collect_anchors(
         rows["target_offset"].append(offset)
         rows["target_area"].append(mask.sum() / renderer.resolution**2)
         rows["future_positions"].append(state.object_positions[index])
-        rows["wraps"].append(dynamic and bool(state.object_on_belt[index]) and state.held_object != index)
+        rows["wraps"].append(
+            dynamic
+            and state.conveyor_wraps
+            and bool(state.object_on_belt[index])
+            and state.held_object != index
+        )
         rows["backgrounds"].append(renderer.background(state.bins))
     if not rows["seeds"]:
         raise ValueError("seeds: no episode was long enough for a history and a future frame")

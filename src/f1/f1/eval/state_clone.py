@@ -202,6 +202,7 @@ def train_state_clone(
     steps: int = 1500,
     seed: int = 0,
     perturbation: float = 0.1,
+    perturb_grip: bool = True,
     batch_size: int = 256,
     lr: float = 3e-3,
     hidden: int = 256,
@@ -216,6 +217,9 @@ def train_state_clone(
         steps: optimizer steps (AdamW, cosine-decayed learning rate).
         seed: seeds the episode draw, the perturbations, the initialization and the batches.
         perturbation: share of steps executed as a uniformly random action (label: the expert's action).
+        perturb_grip: whether a perturbed step's grip command is random too (True) or the expert's (False:
+            only the motion is perturbed, so that under ``missed_grasp_ends_episode`` a random close does
+            not end the demonstration before the grasp and carry are shown).
         batch_size: frames per optimizer step.
         lr: peak learning rate.
         hidden: width of the MLP's two hidden layers.
@@ -246,10 +250,14 @@ def train_state_clone(
         raise ValueError(f"perturbation: expected a share in [0, 1), received {perturbation!r}")
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr: expected a positive finite number, received {lr!r}")
+    if not isinstance(perturb_grip, bool):
+        raise ValueError(f"perturb_grip: expected a bool, received {perturb_grip!r}")
     if not isinstance(progress, bool):
         raise ValueError(f"progress: expected a bool, received {progress!r}")
 
-    features, actions = _record(env, with_velocity, episodes, seed, float(perturbation), progress)
+    features, actions = _record(
+        env, with_velocity, episodes, seed, float(perturbation), perturb_grip, progress
+    )
     scale = env.action_space.high.astype(np.float32)
     torch.manual_seed(seed)
     clone = StateClone(env.state_space.shape[0], scale, with_velocity, hidden, env.config.embodiment)
@@ -291,7 +299,13 @@ def _make_env(task: TableTaskConfig | EnvFactory) -> TableTaskEnv:
 
 
 def _record(
-    env: TableTaskEnv, with_velocity: bool, episodes: int, seed: int, perturbation: float, progress: bool
+    env: TableTaskEnv,
+    with_velocity: bool,
+    episodes: int,
+    seed: int,
+    perturbation: float,
+    perturb_grip: bool,
+    progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(N, F)`` and expert labels ``(N, A)`` of ``episodes`` DART demonstrations."""
     expert = make_expert(env)
@@ -301,7 +315,9 @@ def _record(
     features: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     for index in tqdm(chosen.tolist(), desc="demonstrations", disable=not progress, leave=False):
-        frames, labels = _record_episode(env, expert, train[index], seed, with_velocity, perturbation)
+        frames, labels = _record_episode(
+            env, expert, train[index], seed, with_velocity, perturbation, perturb_grip
+        )
         features += frames
         actions.append(labels)
     return np.stack(features), np.concatenate(actions).astype(np.float32)
@@ -314,6 +330,7 @@ def _record_episode(
     seed: int,
     with_velocity: bool,
     perturbation: float,
+    perturb_grip: bool,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """One DART episode: the features before each step and the expert's (clipped) action there ``(T, A)``."""
     noise = np.random.default_rng([episode_seed, seed, 7])
@@ -325,7 +342,10 @@ def _record_episode(
 
     def perturbed(label: np.ndarray) -> np.ndarray:
         if noise.random() < perturbation:
-            return env.action_space.sample(noise)
+            random = env.action_space.sample(noise)
+            if not perturb_grip:
+                random[-1] = label[-1]
+            return random
         return label
 
     record = rollout(env, labelled, episode_seed, execute=perturbed)

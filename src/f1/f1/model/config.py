@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -122,19 +122,42 @@ class LanguageConfig:
             tokenizer object the user passes to the policy, e.g. ``transformers.AutoTokenizer`` loaded from
             local files: nothing is downloaded).
         open_clip_model: the open_clip tokenizer name.
-        vocab_size: rows of the token embedding (CLIP: 49408; pi0/F1: 257152).
+        vocab_size: rows of the token embedding (CLIP: 49408; pi0/F1: 257152; with ``kept_ids``:
+            ``len(kept_ids) + 2``).
         max_length: tokens per instruction (right-padded, truncated beyond).
+        kept_ids: a trimmed vocabulary: the tokenizer's ids the embedding keeps a row for (data, not code;
+            :func:`f1.model.language.trim_vocabulary` collects them from the instructions a task family
+            uses). Row 0 stays padding, kept id ``kept_ids[i]`` gets row ``i + 1``, and every other id
+            shares the last row (unknown). None: one row per tokenizer id.
     """
 
     tokenizer: TokenizerKind = "open_clip"
     open_clip_model: str = "ViT-B-32"
     vocab_size: int = 49408
     max_length: int = 48
+    kept_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         one_of("language.tokenizer", self.tokenizer, ("open_clip", "gemma"))
         positive_int("language.vocab_size", self.vocab_size)
         positive_int("language.max_length", self.max_length)
+        if self.kept_ids is not None:
+            kept = self.kept_ids
+            if isinstance(kept, str | bytes) or not isinstance(kept, Sequence):
+                raise ConfigError(f"language.kept_ids: expected a list of token ids, received {kept!r}")
+            if not kept or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in kept):
+                raise ConfigError(
+                    f"language.kept_ids: expected a non-empty list of positive int token ids (0 is "
+                    f"padding), received {list(kept)!r}"
+                )
+            if len(set(kept)) != len(kept):
+                raise ConfigError(f"language.kept_ids: expected distinct ids, received {list(kept)!r}")
+            object.__setattr__(self, "kept_ids", tuple(kept))
+            if self.vocab_size != len(kept) + 2:
+                raise ConfigError(
+                    f"language.vocab_size: a trimmed vocabulary of {len(kept)} kept ids has "
+                    f"{len(kept) + 2} rows (padding, the kept ids, unknown), received {self.vocab_size}"
+                )
         if self.max_length < 2:
             raise ConfigError(
                 f"language.max_length: expected >= 2 (start and end tokens), received {self.max_length}"
@@ -308,6 +331,10 @@ class RealTimeChunkingConfig:
         one_of("action.rtc.schedule", self.schedule, RTC_SCHEDULES)
 
 
+# Built-in solvers whose last stage evaluates the field at the end of the step (tau = 1 on the last one).
+_ENDPOINT_SOLVERS = ("heun", "rk4", "rk4_38")
+
+
 @dataclass(frozen=True)
 class ActionConfig:
     """The action expert and its flow-matching head.
@@ -322,6 +349,18 @@ class ActionConfig:
         time_convention: what the adapters' weights expect: ``"tau"`` (ours: time ``tau``, 0 noise,
             velocity ``a - eps``) or ``"pi0"`` (imported pi0/F1 weights: time ``t = 1 - tau``, velocity
             ``eps - a``); converted at the adapter's edge, so sampling and the loss are unchanged.
+        prediction: what the action expert's output is: ``"velocity"`` (pi0's and F1's: ``a - eps``, trained
+            with its squared error) or ``"data"`` (x-prediction: the clean chunk ``a_hat``, trained with the
+            squared error of ``a_hat``; sampling turns it into the velocity ``(a_hat - a_tau) / (1 - tau)``
+            with :func:`flowmatch.velocity_from_data_prediction`; the solvers that evaluate the field at
+            ``tau = 1``, Heun's and the Runge-Kutta ones, are refused with it). Both are flow matching on
+            the same path and sample with the same solvers; ``"data"``'s target has no noise in it, so a small
+            model trained on few samples learns it like a regression. Imported pi0/F1 heads predict the
+            velocity.
+        noise_scale: the standard deviation of the noise a plan starts from (inference only; training always
+            draws unit noise). 1 samples the learned distribution; 0 integrates from the origin, which
+            gives one deterministic chunk per observation, near the most likely one where the actions are
+            bimodal (a gripper that closes or not). A given ``noise=`` is used as it is.
         noise_draws: flow-matching (noise, time) draws per training sample. With more than one, the
             prefix (everything the action expert reads) runs once and its keys/values are shared by every
             draw (the action segment is a few tokens, the prefix hundreds), so the flow loss averages
@@ -337,6 +376,8 @@ class ActionConfig:
     solver: str = "euler"
     time_sampler: Literal["beta", "uniform", "logit_normal"] = "beta"
     time_convention: Literal["tau", "pi0"] = "tau"
+    prediction: Literal["velocity", "data"] = "velocity"
+    noise_scale: float = 1.0
     noise_draws: int = 1
     rtc: RealTimeChunkingConfig = field(default_factory=RealTimeChunkingConfig)
 
@@ -351,6 +392,19 @@ class ActionConfig:
         positive_int("action.chunk_size", self.chunk_size)
         positive_int("action.noise_draws", self.noise_draws)
         one_of("action.time_convention", self.time_convention, ("tau", "pi0"))
+        one_of("action.prediction", self.prediction, ("velocity", "data"))
+        finite_float("action.noise_scale", self.noise_scale, low=0.0)
+        if self.prediction == "data" and self.time_convention == "pi0":
+            raise ConfigError(
+                "action.prediction: pi0's time convention ('pi0') is for imported heads, which predict the "
+                "velocity; expected prediction 'velocity' with it, received 'data'"
+            )
+        if self.prediction == "data" and self.solver in _ENDPOINT_SOLVERS:
+            raise ConfigError(
+                f"action.solver: {self.solver!r} evaluates the field at tau = 1, where a data prediction's "
+                f"velocity (a_hat - x) / (1 - tau) is undefined; expected 'euler' or 'midpoint' with "
+                f"action.prediction 'data', received {self.solver!r}"
+            )
         positive_int("action.n_action_steps", self.n_action_steps)
         if self.n_action_steps > self.chunk_size:
             raise ConfigError(

@@ -47,6 +47,7 @@ from flowmatch import (
     sample,
     target_velocity,
     valid_entry_mask,
+    velocity_from_data_prediction,
 )
 from mot import (
     COMPILE_MODES,
@@ -143,7 +144,7 @@ class _TrainingPass:
     hidden: dict[str, torch.Tensor]
     token_targets: list[torch.Tensor]
     action_hidden: list[torch.Tensor]
-    velocity_targets: list[dict[str, torch.Tensor]]
+    flow_targets: list[dict[str, torch.Tensor]]
     num_scales: int
 
 
@@ -442,7 +443,7 @@ class F1Model(nn.Module):
         result = self._training_pass(batch, generation_scales)
         flow = [
             self._flow_loss(result.inputs, hidden[:, 1:], targets)
-            for hidden, targets in zip(result.action_hidden, result.velocity_targets)
+            for hidden, targets in zip(result.action_hidden, result.flow_targets)
         ]
         losses = {"flow": torch.stack(flow).mean() if len(flow) > 1 else flow[0]}
         if self.config.has_foresight:
@@ -512,20 +513,18 @@ class F1Model(nn.Module):
         draws = config.action.noise_draws
         if draws == 1:
             tau = self._flow_time(inputs, 0)
-            segments["act"], velocity_targets = self._training_action_tokens(inputs, tau, 0)
+            segments["act"], flow_targets = self._training_action_tokens(inputs, tau, 0)
             hidden = self.trunk(segments, spec, valid_lengths)
-            return _TrainingPass(
-                inputs, hidden, token_targets, [hidden["act"]], [velocity_targets], num_scales
-            )
+            return _TrainingPass(inputs, hidden, token_targets, [hidden["act"]], [flow_targets], num_scales)
         # several draws: the prefix once (its keys/values keep their gradients), the action segment per draw
         cache = KVCache(spec)
         hidden = self.trunk.extend(segments, spec, cache, valid_lengths, append=True)
         action_hidden, targets = [], []
         for draw in range(draws):
             tau = self._flow_time(inputs, draw)
-            tokens, velocity_targets = self._training_action_tokens(inputs, tau, draw)
+            tokens, flow_targets = self._training_action_tokens(inputs, tau, draw)
             action_hidden.append(self.trunk.extend({"act": tokens}, spec, cache)["act"])
-            targets.append(velocity_targets)
+            targets.append(flow_targets)
         hidden["act"] = action_hidden[0]
         return _TrainingPass(inputs, hidden, token_targets, action_hidden, targets, num_scales)
 
@@ -593,8 +592,9 @@ class F1Model(nn.Module):
     def _training_action_tokens(
         self, inputs: PolicyInputs, tau: torch.Tensor, draw: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target velocity per embodiment
-        (the noise of flow draw ``draw``: the batch's ``flow.noise``, or the global RNG's)."""
+        """Action-segment tokens ``(B, 1 + H, w)`` at ``a_tau``, and the target per embodiment: the velocity
+        ``a - eps``, or the chunk ``a`` itself with ``action.prediction = "data"`` (the noise of flow draw
+        ``draw``: the batch's ``flow.noise``, or the global RNG's)."""
         # parsed with need_actions
         assert inputs.actions is not None
         assert inputs.step_valid is not None
@@ -619,7 +619,10 @@ class F1Model(nn.Module):
             noisy = interpolate(noise, actions, group_tau)
             group_tokens = self.adapters[group.name].encode(inputs.state[group.name], noisy, group_tau)
             tokens = tokens.index_copy(0, group.rows, group_tokens)
-            targets[group.name] = target_velocity(noise, actions)
+            if self.config.action.prediction == "data":
+                targets[group.name] = actions
+            else:
+                targets[group.name] = target_velocity(noise, actions)
         return tokens, targets
 
     def _flow_loss(
@@ -631,14 +634,14 @@ class F1Model(nn.Module):
         count = torch.zeros((), device=chunk_hidden.device)
         for group in inputs.groups:
             hidden = chunk_hidden.index_select(0, group.rows)
-            velocity = self.adapters[group.name].decode(hidden)
+            output = self.adapters[group.name].decode(hidden)
             masks = {
                 "action_dim_mask": group.embodiment.action_mask_tensor(self.device),
                 "step_mask": inputs.step_valid.index_select(0, group.rows),
             }
-            squared = flow_matching_loss(velocity, targets[group.name], reduction="none", **masks)
+            squared = flow_matching_loss(output, targets[group.name], reduction="none", **masks)
             total = total + squared.sum()
-            count = count + valid_entry_mask(velocity.shape, device=self.device, **masks).sum()
+            count = count + valid_entry_mask(output.shape, device=self.device, **masks).sum()
         return total / count.clamp_min(1)
 
     # --- inference -----------------------------------------------------------------------------------
@@ -811,10 +814,12 @@ class F1Model(nn.Module):
 
             def velocity(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
                 hidden = runner.downstream({"act": adapter.encode(state, x, tau)})["act"][:, 1:]
-                return adapter.decode(hidden)
+                return self._field(adapter.decode(hidden), x, tau)
 
         if noise is None:
             noise = gaussian_noise((state.shape[0], horizon, dim), generator=generator, device=self.device)
+            if self.config.action.noise_scale != 1.0:
+                noise = noise * self.config.action.noise_scale
         else:
             noise = noise.to(device=self.device, dtype=torch.float32)
         # float64 times where the device has them: pi0's t = 1 - tau is then rounded once, to the float
@@ -847,7 +852,14 @@ class F1Model(nn.Module):
         -> ``d a_tau / d tau`` ``(B, H, A)`` float32, through the adapter and the trunk's prepared
         read-only call against the cache (what :meth:`compile_inference` compiles as one region)."""
         hidden = self.trunk.run_downstream(call, {"act": adapter.encode(state, x, tau)})["act"][:, 1:]
-        return adapter.decode(hidden)
+        return self._field(adapter.decode(hidden), x, tau)
+
+    def _field(self, output: torch.Tensor, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """The velocity the action expert's ``output`` stands for: itself, or with ``action.prediction =
+        "data"`` the path's velocity toward the predicted chunk, ``(output - x) / (1 - tau)``."""
+        if self.config.action.prediction == "data":
+            return velocity_from_data_prediction(x, output, tau)
+        return output
 
 
 def _check_noise(noise: object, expected: tuple[int, int, int]) -> None:

@@ -4,6 +4,7 @@ and the token embedding of the understanding expert.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +21,9 @@ __all__ = [
     "OpenClipTokenizer",
     "TextTokenizer",
     "TokenizedText",
+    "TrimmedTokenizer",
     "build_tokenizer",
+    "trim_vocabulary",
 ]
 
 
@@ -120,14 +123,77 @@ class GemmaTokenizer:
         return TokenizedText(ids, torch.tensor([len(r) for r in rows], dtype=torch.long))
 
 
+class TrimmedTokenizer:
+    """A tokenizer whose ids are mapped onto a trimmed vocabulary (``language.kept_ids``).
+
+    Padding (id 0) stays 0, ``kept_ids[i]`` becomes ``i + 1``, and every other id becomes
+    ``len(kept_ids) + 1`` (one shared unknown row); lengths are unchanged. ``vocab_size`` is
+    ``len(kept_ids) + 2``.
+
+    Args:
+        inner: the full tokenizer.
+        kept_ids: ids of ``inner`` that keep their own row (positive, distinct, below ``inner.vocab_size``).
+    """
+
+    def __init__(self, inner: TextTokenizer, kept_ids: Sequence[int]) -> None:
+        kept = [int(i) for i in kept_ids]
+        too_large = [i for i in kept if i >= inner.vocab_size]
+        if too_large:
+            raise ConfigError(
+                f"language.kept_ids: expected ids below the tokenizer's {inner.vocab_size}, "
+                f"received {too_large}"
+            )
+        self.inner = inner
+        self.kept_ids = tuple(kept)
+        self.vocab_size = len(kept) + 2
+        table = torch.full((inner.vocab_size,), len(kept) + 1, dtype=torch.long)
+        table[0] = 0
+        table[torch.tensor(kept, dtype=torch.long)] = torch.arange(1, len(kept) + 1)
+        self._table = table
+
+    def __call__(self, texts: Sequence[str]) -> TokenizedText:
+        ids, lengths = self.inner(texts)
+        return TokenizedText(self._table[ids], lengths)
+
+
+def trim_vocabulary(language: LanguageConfig, texts: Sequence[str], tokenizer: Any = None) -> LanguageConfig:
+    """``language`` with a vocabulary trimmed to the ids that ``texts`` use (``kept_ids``, ``vocab_size``).
+
+    For a task family with a closed set of instructions: the embedding then holds a few rows instead of the
+    tokenizer's whole vocabulary (49,408 for CLIP), which makes checkpoints small and steps cheaper. Ids
+    outside the set share one unknown row, so an instruction with a new word still runs.
+
+    Args:
+        language: the untrimmed settings (``kept_ids`` None).
+        texts: every instruction the policy should tell apart.
+        tokenizer: as for :func:`build_tokenizer` (a Gemma tokenizer object, or None for open_clip's).
+
+    Raises ``ConfigError`` for an already trimmed ``language`` or no texts.
+    """
+    if language.kept_ids is not None:
+        raise ConfigError("language: already trimmed (kept_ids is set); trim the untrimmed settings")
+    texts = _check_texts(texts)
+    if not texts:
+        raise ConfigError("texts: expected at least one instruction, received none")
+    ids, _ = build_tokenizer(language, tokenizer)(texts)
+    kept = sorted({int(i) for i in ids.flatten().tolist()} - {0})
+    return dataclasses.replace(language, kept_ids=tuple(kept), vocab_size=len(kept) + 2)
+
+
 def build_tokenizer(config: LanguageConfig, tokenizer: Any = None) -> TextTokenizer:
-    """The tokenizer named by ``config`` (``tokenizer`` overrides: an object passed through or wrapped)."""
+    """The tokenizer named by ``config`` (``tokenizer`` overrides: an object passed through or wrapped),
+    mapped onto the trimmed vocabulary when ``config.kept_ids`` is set."""
     if isinstance(tokenizer, TextTokenizer):
         result: TextTokenizer = tokenizer
     elif config.tokenizer == "open_clip" and tokenizer is None:
         result = OpenClipTokenizer(config.max_length, config.open_clip_model)
     else:
-        result = GemmaTokenizer(config.max_length, tokenizer, vocab_size=config.vocab_size)
+        if config.kept_ids is None:
+            result = GemmaTokenizer(config.max_length, tokenizer, vocab_size=config.vocab_size)
+        else:  # trimmed: the full Gemma vocabulary underneath
+            result = GemmaTokenizer(config.max_length, tokenizer)
+    if config.kept_ids is not None and not isinstance(result, TrimmedTokenizer):
+        result = TrimmedTokenizer(result, config.kept_ids)
     if result.vocab_size > config.vocab_size:
         raise ConfigError(
             f"language.vocab_size: the tokenizer has {result.vocab_size} ids, the embedding only "
