@@ -50,8 +50,8 @@ so that closing where the object is now misses it: the scripted expert that aims
 position instead of intercepting it fails on the belt far more often than the intercepting expert, which
 the report shows beside the policies. The grasp sensor (``holding`` in the state) tells a policy that closed
 on nothing that it did, as a real gripper's finger width does. With the environment's defaults (0.1-wide
-objects, 0.03 grasp radius, a slower belt), no policy trained from scratch in the demo's budget learned the task, and the aiming expert
-often succeeded without any prediction of the motion (the measurements are in
+objects, 0.03 grasp radius, a slower belt), no policy trained from scratch in the demo's budget learned the
+task, and the aiming expert often succeeded without any prediction of the motion (the measurements are in
 ``docs/results/demo/NOTES.md``)."""
 
 # The stage-I timing is its own probe: only the generation loss trains there.
