@@ -40,3 +40,17 @@ def test_compile_refuses_bad_modes_and_leaves_the_model_eager(tiny_policy: Calla
     with pytest.raises(ConfigError, match="dynamic: expected a bool, received int"):
         policy.model.compile_inference(dynamic=1)  # type: ignore[arg-type]
     assert not policy.model.is_compiled
+
+
+@pytest.mark.slow
+def test_a_compiled_data_predicting_policy_plans_the_eager_actions(
+    tiny_policy: Callable[..., F1Policy], observation_factory: Callable[..., dict[str, Any]]
+) -> None:
+    # the compiled ODE step takes the data prediction's velocity inside its one region
+    eager = tiny_policy("no_gen", fresh=True, action={"prediction": "data"})
+    compiled = tiny_policy("no_gen", fresh=True, action={"prediction": "data"})
+    compiled.model.load_state_dict(eager.model.state_dict())
+    compiled.compile()
+    observation = {k: v for k, v in observation_factory(0).items() if k != "history"}
+    expected = eager.plan(observation, seed=0).actions
+    torch.testing.assert_close(compiled.plan(observation, seed=0).actions, expected, atol=1e-5, rtol=1e-5)
