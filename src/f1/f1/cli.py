@@ -29,7 +29,7 @@ demonstrations) and, with the same budget, the controls No-Gen (no generation ex
 History-No-Foresight (history frames, no foresight); evaluate all of them, the scripted expert and random
 actions closed loop on held-out seeds; write report.md, report.json and the figures.
 
-The full run takes about 23 minutes on 2 CPU cores; --quick runs the same pipeline at toy size (about a
+The full run takes 20 to 25 minutes on 2 CPU cores; --quick runs the same pipeline at toy size (about a
 minute) to check that everything works.
 """
 
@@ -50,7 +50,7 @@ def _add_demo(subparsers: Subparsers) -> None:
         "--train-minutes",
         type=float,
         metavar="M",
-        help="wall-clock budget for training the three policies (full run: 15); more trains longer",
+        help="wall-clock budget for training the three policies (full run: 9); more trains longer",
     )
     parser.add_argument(
         "--threads",

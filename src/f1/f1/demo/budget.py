@@ -98,7 +98,7 @@ class DemoBudget:
     perturbation: float = 0.1
     tokenizer_steps: int = 1500
     tokenizer_batch: int = 32
-    train_seconds: float = 600.0
+    train_seconds: float = 540.0
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
