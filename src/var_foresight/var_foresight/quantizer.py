@@ -24,6 +24,7 @@ from var_foresight.codebook import make_lookup
 from var_foresight.config import VQVAEConfig
 from var_foresight.scales import ScaleSchedule, phi_table
 from var_foresight.validation import (
+    check_compile_options,
     check_device_matches,
     check_finite,
     check_indices,
@@ -175,10 +176,7 @@ class MultiScaleResidualQuantizer(nn.Module):
         eager) through ``torch.compile``; returns ``self``. Each scale compiles once, on first use. ``f_hat``
         and the next inputs equal the eager ones to float tolerance (the fused kernels reorder sums).
         ``mode``, ``dynamic``: ``torch.compile``'s."""
-        if not isinstance(dynamic, bool):
-            raise TypeError(f"dynamic: expected a bool, got {type_name(dynamic)}")
-        if mode is not None and not isinstance(mode, str):
-            raise TypeError(f"mode: expected a torch.compile mode name or None, got {type_name(mode)}")
+        check_compile_options(mode, dynamic)
         self._compiled_next_scale = torch.compile(self._next_scale_input, mode=mode, dynamic=dynamic)
         return self
 

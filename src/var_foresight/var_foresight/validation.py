@@ -16,6 +16,14 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def check_compile_options(mode: Any, dynamic: Any) -> None:
+    """``torch.compile``'s ``mode`` (a mode name or None) and ``dynamic`` (a bool)."""
+    if not isinstance(dynamic, bool):
+        raise TypeError(f"dynamic: expected a bool, got {type_name(dynamic)}")
+    if mode is not None and not isinstance(mode, str):
+        raise TypeError(f"mode: expected a torch.compile mode name or None, got {type_name(mode)}")
+
+
 def check_int(name: str, value: Any, minimum: int | None = 1, maximum: int | None = None) -> int:
     """An ``int`` (not a bool) in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -15,6 +15,7 @@ from torch import nn
 from var_foresight.config import VQVAEConfig
 from var_foresight.quantizer import MultiScaleResidualQuantizer, QuantizerEncoding, QuantizerTrainingOutput
 from var_foresight.validation import (
+    check_compile_options,
     check_device_matches,
     check_dtype_matches,
     check_finite,
@@ -203,10 +204,7 @@ class VQVAE(nn.Module):
         returns ``self``. The first call of each image shape compiles. Latents equal the eager ones to float
         tolerance (fused kernels reorder sums), so a code at a near tie may differ from the eager one: keep
         the eager path where tokens must match VAR's exactly. ``mode``, ``dynamic``: ``torch.compile``'s."""
-        if not isinstance(dynamic, bool):
-            raise TypeError(f"dynamic: expected a bool, got {type_name(dynamic)}")
-        if mode is not None and not isinstance(mode, str):
-            raise TypeError(f"mode: expected a torch.compile mode name or None, got {type_name(mode)}")
+        check_compile_options(mode, dynamic)
         self._compiled_encoding = torch.compile(self._encode_checked, mode=mode, dynamic=dynamic)
         return self
 

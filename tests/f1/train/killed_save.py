@@ -1,4 +1,7 @@
-"""A child process killed in the middle of a checkpoint save: SIGKILL, so no cleanup handler runs."""
+"""A child process killed in the middle of a checkpoint save: SIGKILL, so no cleanup handler runs.
+
+The child calls :func:`hang_after_torch_write` before the save to be killed, and the test
+:func:`kill_mid_save` on it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,21 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+
+def hang_after_torch_write(marker: Path, seconds: float = 120.0) -> None:
+    """In the child: make the checkpoint writer's next ``torch.save`` write its file, create ``marker`` and
+    hang (the middle of a save, where :func:`kill_mid_save` kills the process)."""
+    from f1.train import checkpoint
+
+    real_write = checkpoint._write_torch
+
+    def write_then_hang(path: Path, obj: object) -> None:
+        real_write(path, obj)
+        Path(marker).touch()
+        time.sleep(seconds)
+
+    checkpoint._write_torch = write_then_hang
 
 
 def kill_mid_save(

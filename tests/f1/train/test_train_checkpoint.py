@@ -139,23 +139,16 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(tmp_p
     marker = tmp_path / "halfway"
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import sys
         from pathlib import Path
         sys.path.insert(0, {str(HERE)!r})
         from test_train_checkpoint import _save
         from tiny_training_policy import TinyPolicy
-        from f1.train import checkpoint as ckpt
+        from killed_save import hang_after_torch_write
 
         policy = TinyPolicy()
         _save(Path({str(tmp_path)!r}), policy, step=1)
-        real_write = ckpt._write_torch
-
-        def write_then_hang(path, obj):
-            real_write(path, obj)
-            Path({str(marker)!r}).touch()
-            time.sleep(120)
-
-        ckpt._write_torch = write_then_hang
+        hang_after_torch_write(Path({str(marker)!r}))
         _save(Path({str(tmp_path)!r}), policy, step=2)
         """
     )

@@ -135,23 +135,16 @@ def test_a_process_killed_mid_sharded_save_leaves_the_previous_checkpoint_loadab
     marker = tmp_path / "halfway"
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import sys
         from pathlib import Path
         sys.path.insert(0, {str(HERE)!r})
         from fsdp_runs import one_step, sharded_trainer
-        from f1.train import checkpoint as ckpt
+        from killed_save import hang_after_torch_write
 
         trainer = sharded_trainer(Path({str(tmp_path)!r}))
         one_step(trainer)
         trainer.save()
-        real_write = ckpt._write_torch
-
-        def write_then_hang(path, obj):
-            real_write(path, obj)
-            Path({str(marker)!r}).touch()
-            time.sleep(120)
-
-        ckpt._write_torch = write_then_hang
+        hang_after_torch_write(Path({str(marker)!r}))
         one_step(trainer)
         trainer.save()
         """
