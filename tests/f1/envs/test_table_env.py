@@ -385,6 +385,35 @@ def test_the_grasp_sensor_tells_a_held_object_from_a_gripper_closed_on_nothing(e
         TableTaskConfig(grasp_sensor=1)
 
 
+@pytest.mark.parametrize("embodiment", ["gripper", "arm"])
+def test_the_belt_sensor_says_whether_the_belt_runs_and_nothing_of_its_speed_or_direction(embodiment):
+    plain = TableTaskEnv(TableTaskConfig(embodiment=embodiment, variant="dynamic", grasp_sensor=True))
+    config = TableTaskConfig(embodiment=embodiment, variant="dynamic", grasp_sensor=True, belt_sensor=True)
+    sensed = TableTaskEnv(config)
+    assert sensed.state_space.names == (*plain.state_space.names, "belt_running")
+    assert sensed.state_space.low[-1] == 0.0
+    assert sensed.state_space.high[-1] == 1.0
+    for velocity in (-0.09, -0.02, 0.03, 0.1):  # every speed and direction reads the same
+        obs, _ = sensed.reset(seed=2, options={"conveyor_velocity": velocity})
+        assert obs["state"].shape == (sensed.state_space.dim,)
+        assert obs["state"].dtype == np.float32
+        assert obs["state"][-1] == 1.0
+        obs, _, _, _, _ = sensed.step(np.zeros(3, dtype=np.float32))
+        assert obs["state"][-1] == 1.0
+        reference, _ = plain.reset(seed=2, options={"conveyor_velocity": velocity})
+        np.testing.assert_array_equal(
+            sensed.reset(seed=2, options={"conveyor_velocity": velocity})[0]["state"][:-1], reference["state"]
+        )
+    obs, _ = sensed.reset(seed=2, options={"conveyor_velocity": 0.0})
+    assert obs["state"][-1] == 0.0
+    static = TableTaskEnv(TableTaskConfig(embodiment=embodiment, belt_sensor=True))
+    obs, _ = static.reset(seed=2)
+    assert static.state_space.names[-1] == "belt_running"
+    assert obs["state"][-1] == 0.0
+    with pytest.raises(ValueError, match="belt_sensor: expected a bool, received 1"):
+        TableTaskConfig(belt_sensor=1)
+
+
 def no_wrap_env(**overrides):
     fields = {"resolution": 32, "num_objects": 1, "num_bins": 1, "conveyor_wraps": False, **overrides}
     return make_env(variant="dynamic", **fields)

@@ -38,6 +38,8 @@ from f1.envs.task_config import MAX_CONVEYOR_SPEED, TableTaskConfig
 
 HOLDING_STATE_NAME = "holding"
 """The name of the grasp sensor's state entry (``TableTaskConfig.grasp_sensor``)."""
+BELT_RUNNING_STATE_NAME = "belt_running"
+"""The name of the belt sensor's state entry (``TableTaskConfig.belt_sensor``)."""
 
 
 class Observation(TypedDict):
@@ -139,13 +141,20 @@ class TableTaskEnv:
     @property
     def state_space(self) -> BoxSpace:
         """The proprioception's bounds and names, shape (state_dim,): the embodiment's, then ``holding``
-        with ``config.grasp_sensor``."""
+        with ``config.grasp_sensor``, then ``belt_running`` with ``config.belt_sensor`` (each in [0, 1])."""
         space = self.embodiment.state_space
-        if not self.config.grasp_sensor:
+        sensors = [
+            name
+            for name, on in (
+                (HOLDING_STATE_NAME, self.config.grasp_sensor),
+                (BELT_RUNNING_STATE_NAME, self.config.belt_sensor),
+            )
+            if on
+        ]
+        if not sensors:
             return space
-        return BoxSpace(
-            np.append(space.low, 0.0), np.append(space.high, 1.0), (*space.names, HOLDING_STATE_NAME)
-        )
+        zeros, ones = np.zeros(len(sensors)), np.ones(len(sensors))
+        return BoxSpace(np.append(space.low, zeros), np.append(space.high, ones), (*space.names, *sensors))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -360,6 +369,9 @@ class TableTaskEnv:
         state = self.embodiment.state_vector()
         if self.config.grasp_sensor:
             state = np.append(state, np.float32(self._held >= 0))
+        if self.config.belt_sensor:
+            vx, vy = self._require_scene().conveyor_velocity
+            state = np.append(state, np.float32(vx != 0 or vy != 0))
         return state
 
     def _observation(self) -> Observation:

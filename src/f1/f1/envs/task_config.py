@@ -54,6 +54,12 @@ class TableTaskConfig:
         grasp_sensor: the proprioception ends with ``holding``: 1 while the gripper holds an object, 0
             otherwise (what a real gripper's finger width tells: closed on an object, or on nothing). Without
             it a gripper closed on nothing looks, in the state, like one that holds the object.
+        belt_sensor: the proprioception ends with ``belt_running`` (after ``holding`` with
+            ``grasp_sensor``): 1 while the conveyor moves, 0 when it stands still (the static variant, or a
+            reset with a zero ``conveyor_velocity``), as a conveyor's run signal tells a robot cell. It says
+            nothing of the belt's speed or direction, which stay visible only across frames. Without it one
+            frame of a running belt looks like one of a stopped belt, and the two variants' experts answer
+            that frame oppositely (``docs/results/demo/NOTES.md``, round 6).
         conveyor_wraps: the belt loops: an object leaving the table's left or right edge comes back at the
             other one (True). With False an object whose centre crosses either edge has fallen off the
             table: it is gone (neither drawn nor graspable), and losing the named object ends the episode
@@ -78,6 +84,7 @@ class TableTaskConfig:
     view: str = "table"
     grasp_sensor: bool = False
     conveyor_wraps: bool = True
+    belt_sensor: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conveyor_speed_range", tuple(float(v) for v in self.conveyor_speed_range))
@@ -85,8 +92,9 @@ class TableTaskConfig:
         _check_choice("variant", self.variant, VARIANTS)
         _check_choice("view", self.view, VIEWS)
         _check_int_range("resolution", self.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
-        if not isinstance(self.grasp_sensor, bool):
-            raise ValueError(f"grasp_sensor: expected a bool, received {self.grasp_sensor!r}")
+        for name in ("grasp_sensor", "belt_sensor"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected a bool, received {getattr(self, name)!r}")
         _check_int_range("num_objects", self.num_objects, 1, MAX_OBJECTS)
         _check_int_range("num_bins", self.num_bins, 1, MAX_BINS)
         _check_int_range("max_steps", self.max_steps, 10, 10_000)
