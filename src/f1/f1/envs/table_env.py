@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -143,14 +144,7 @@ class TableTaskEnv:
         """The proprioception's bounds and names, shape (state_dim,): the embodiment's, then ``holding``
         with ``config.grasp_sensor``, then ``belt_running`` with ``config.belt_sensor`` (each in [0, 1])."""
         space = self.embodiment.state_space
-        sensors = [
-            name
-            for name, on in (
-                (HOLDING_STATE_NAME, self.config.grasp_sensor),
-                (BELT_RUNNING_STATE_NAME, self.config.belt_sensor),
-            )
-            if on
-        ]
+        sensors = [name for name, _ in self._sensors()]
         if not sensors:
             return space
         zeros, ones = np.zeros(len(sensors)), np.ones(len(sensors))
@@ -365,14 +359,23 @@ class TableTaskEnv:
                 return True
         return False
 
+    def _sensors(self) -> list[tuple[str, Callable[[], bool]]]:
+        """The switched-on sensors after the embodiment's state, in order: (state name, reading)."""
+        sensors: list[tuple[str, Callable[[], bool]]] = []
+        if self.config.grasp_sensor:
+            sensors.append((HOLDING_STATE_NAME, lambda: self._held >= 0))
+        if self.config.belt_sensor:
+            sensors.append((BELT_RUNNING_STATE_NAME, self._belt_running))
+        return sensors
+
+    def _belt_running(self) -> bool:
+        vx, vy = self._require_scene().conveyor_velocity
+        return bool(vx != 0 or vy != 0)
+
     def _state_vector(self) -> np.ndarray:
         state = self.embodiment.state_vector()
-        if self.config.grasp_sensor:
-            state = np.append(state, np.float32(self._held >= 0))
-        if self.config.belt_sensor:
-            vx, vy = self._require_scene().conveyor_velocity
-            state = np.append(state, np.float32(vx != 0 or vy != 0))
-        return state
+        readings = [np.float32(read()) for _, read in self._sensors()]
+        return np.append(state, readings).astype(state.dtype, copy=False) if readings else state
 
     def _observation(self) -> Observation:
         return {
