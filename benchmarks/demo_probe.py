@@ -68,7 +68,11 @@ def _task(text: str) -> dict[str, Any]:
 def _commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.CalledProcessError):
         return None
