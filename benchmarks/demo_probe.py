@@ -13,6 +13,7 @@ Usage:
     python benchmarks/demo_probe.py --train-variants static --out runs/static.json
     python benchmarks/demo_probe.py --task '{"belt_sensor": true}' --steps 6000 --out runs/belt.json
     python benchmarks/demo_probe.py --mode history_no_foresight --out runs/hnf.json
+    python benchmarks/demo_probe.py --approach-margin 0.08 --out runs/approach.json
 
 Modes that read frames (``f1``, ``history_no_foresight``) first train the demo's VQ-VAE on the recorded
 frames (``--tokenizer-steps``, on every core). One torch thread for the policy; run at most two probes at
@@ -90,6 +91,7 @@ def run_probe(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         args.train_variants,
         args.episodes,
         perturbation=args.perturbation,
+        approach_margin=args.approach_margin,
         progress=args.progress,
     )
     dataset = LeRobotDataset(recorded.root)
@@ -152,6 +154,7 @@ def run_probe(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "train_variants": list(args.train_variants),
         "episodes_per_variant": args.episodes,
         "perturbation": args.perturbation,
+        "approach_margin": args.approach_margin,
         "tokenizer_steps": args.tokenizer_steps if config.has_history else None,
         "task": {k: list(v) if isinstance(v, tuple) else v for k, v in task.items()},
         "eval_split": "val",
@@ -178,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--episodes", type=int, default=150, help="demonstrations per training variant")
     parser.add_argument("--perturbation", type=float, default=0.1)
+    parser.add_argument(
+        "--approach-margin",
+        type=float,
+        default=None,
+        help="the expert approaches the object's current position until this close to its height "
+        "(f1.envs.ScriptedExpert's approach_margin; default: intercept from the first step)",
+    )
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--eval-episodes", type=int, default=50, help="validation episodes per variant")
     parser.add_argument("--task", default="{}", help="JSON object of TableTaskConfig fields over DEMO_TASK")
@@ -193,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         _task(args.task)
     except ValueError as error:
         parser.error(str(error))
+    if args.approach_margin is not None and not 0 < args.approach_margin <= 1:
+        parser.error(f"--approach-margin: expected a distance in (0, 1], received {args.approach_margin}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="demo_probe_") as work:
         record = run_probe(args, Path(work))

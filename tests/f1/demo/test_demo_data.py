@@ -115,3 +115,24 @@ def test_table_task_sets_the_given_fields_on_the_family_defaults():
         table_task({"objects": 1}, "arm", "static")
     with pytest.raises(ValueError, match="embodiment"):
         table_task({"embodiment": "arm"}, "arm", "static")
+
+
+def test_demonstrations_record_the_approaching_expert_when_asked(tmp_path):
+    from f1.demo.data import _training_seeds
+    from f1.envs import make_expert, rollout
+
+    task = {"resolution": 32, "num_objects": 1, "num_bins": 1, "conveyor_speed_range": (0.06, 0.10)}
+    record_demonstrations(tmp_path / "d", task, "gripper", ("dynamic",), 1, approach_margin=0.08)
+    stored = LeRobotDataset(tmp_path / "d").column("action")
+    seed = _training_seeds("gripper", "dynamic")[0]
+    env = make_env("gripper", "dynamic", **task)
+    approaching = rollout(env, make_expert(env, approach_margin=0.08).act, seed=seed)["action"]
+    intercepting = rollout(env, make_expert(env).act, seed=seed)["action"]
+    assert np.array_equal(stored, approaching)
+    assert not np.array_equal(approaching[: len(intercepting)], intercepting[: len(approaching)])
+
+
+def test_a_bad_approach_margin_is_rejected_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="approach_margin"):
+        record_demonstrations(tmp_path / "m", {}, "gripper", ("dynamic",), 1, approach_margin=-1.0)
+    assert not (tmp_path / "m").exists()

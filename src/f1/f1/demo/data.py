@@ -125,6 +125,7 @@ def record_demonstrations(
     episodes_per_variant: int,
     *,
     perturbation: float = 0.0,
+    approach_margin: float | None = None,
     progress: bool = False,
 ) -> RecordedDataset:
     """Record ``episodes_per_variant`` successful expert episodes per variant into a new dataset at ``root``.
@@ -133,7 +134,8 @@ def record_demonstrations(
     Failed expert episodes (rare; none at the default settings) are skipped and replaced by the next seed.
     Images are stored losslessly (PNG) so that training frames are exactly what the policy sees at
     evaluation time. ``perturbation``: share of steps on which a random action is executed (the label stays
-    the expert's action; see the module docstring).
+    the expert's action; see the module docstring). ``approach_margin``: the expert's (see
+    :class:`f1.envs.ScriptedExpert`; None intercepts from the first step, as the demo does).
     """
     if (
         isinstance(perturbation, bool)
@@ -149,7 +151,7 @@ def record_demonstrations(
     if episodes_per_variant < 1:
         raise ValueError(f"episodes_per_variant: expected a positive int, received {episodes_per_variant}")
     envs = {variant: TableTaskEnv(table_task(task, embodiment, variant)) for variant in variants}
-    experts = {variant: make_expert(env) for variant, env in envs.items()}
+    experts = {variant: make_expert(env, approach_margin=approach_margin) for variant, env in envs.items()}
     seeds = {variant: iter(_training_seeds(embodiment, variant)) for variant in variants}
     first = envs[variants[0]]
     features = standard_features(

@@ -108,11 +108,30 @@ class ScriptedExpert:
         env: the environment whose privileged state the expert reads.
         lead_aware: aim where the object will be when the gripper gets there (True), or at the object's
             current position (False: a baseline that shows why the dynamic variant needs prediction).
+        approach_margin: None intercepts from the first step. A distance (table widths) first approaches
+            the object's *current* position, as on a static table, until the end effector is within
+            ``approach_margin`` of the object's height (y), and intercepts from there. On a belt faster
+            than the end effector the intercepting reach heads away from where the object is now, so in one
+            frame (where a running belt looks like a stopped one) the two variants' reaches disagree; with
+            an approach phase they agree until the end effector reaches the belt
+            (``docs/results/demo/NOTES.md``, round 7). Only the lead-aware expert approaches.
     """
 
-    def __init__(self, env: TableTaskEnv, lead_aware: bool = True) -> None:
+    def __init__(
+        self, env: TableTaskEnv, lead_aware: bool = True, approach_margin: float | None = None
+    ) -> None:
+        if approach_margin is not None and (
+            isinstance(approach_margin, bool)
+            or not isinstance(approach_margin, int | float)
+            or not 0 < approach_margin <= 1
+        ):
+            raise ValueError(
+                f"approach_margin: expected None or a distance in (0, 1] table widths, "
+                f"received {approach_margin!r}"
+            )
         self.env = env
         self.lead_aware = lead_aware
+        self.approach_margin = None if approach_margin is None else float(approach_margin)
         embodiment = env.embodiment
         if isinstance(embodiment, PointGripper):
             self.controller: EndEffectorController = PointGripperController(embodiment)
@@ -151,11 +170,17 @@ class ScriptedExpert:
     def _interception(self, state: TaskState, index: int) -> tuple[int, tuple[float, float]]:
         """Earliest k with the object's position after k steps reachable in k steps, and that position.
 
-        Without wrap-around only the steps before the object falls off the table count.
+        Without wrap-around only the steps before the object falls off the table count. In the approach
+        phase (see ``approach_margin``) the object's current position, never closing there (k >= 2).
         """
         if not self.lead_aware:
             point = state.predicted_position(index, 0)
             return self.controller.steps_to_reach(point), point
+        if self.approach_margin is not None:
+            height = float(state.object_positions[index, 1])
+            if abs(state.ee_position[1] - height) > self.approach_margin:
+                point = state.predicted_position(index, 0)
+                return max(2, self.controller.steps_to_reach(point)), point
         last = 0
         for steps_ahead in range(1, MAX_LOOKAHEAD_STEPS + 1):
             if not state.stays_on_table(index, steps_ahead):
@@ -172,6 +197,8 @@ def _close(a: tuple[float, float], b: tuple[float, float], tolerance: float = 1e
     return abs(a[0] - b[0]) <= tolerance and abs(a[1] - b[1]) <= tolerance
 
 
-def make_expert(env: TableTaskEnv, lead_aware: bool = True) -> ScriptedExpert:
-    """The scripted expert for ``env``'s embodiment and variant."""
-    return ScriptedExpert(env, lead_aware=lead_aware)
+def make_expert(
+    env: TableTaskEnv, lead_aware: bool = True, approach_margin: float | None = None
+) -> ScriptedExpert:
+    """The scripted expert for ``env``'s embodiment and variant (arguments: see :class:`ScriptedExpert`)."""
+    return ScriptedExpert(env, lead_aware=lead_aware, approach_margin=approach_margin)
