@@ -104,7 +104,12 @@ def test_a_batched_chunk_and_float_chw_frames_equal_the_in_process_plan(
     observation = observation_factory(2, batch=3)
     reply = client.infer(as_request(observation, seed=5))
     assert reply["actions"].shape == (3, 8, 7)
-    np.testing.assert_array_equal(reply["actions"], _plan(tiny_policy, observation, 5, batched=True))
+    # Within float rounding, not bit for bit: the server decodes the frames into its own tensor layout,
+    # and on some CPUs (an AMD EPYC host, 2026-12-02) oneDNN's kernels then round the batch of 3
+    # differently, by up to 5e-7 (a single request's chunk still matches exactly, tested above).
+    np.testing.assert_allclose(
+        reply["actions"], _plan(tiny_policy, observation, 5, batched=True), rtol=0, atol=1e-5
+    )
 
     floats = {  # the in-process layout: float (3, H, W) in [0, 1]
         k: v.float() / 255 if isinstance(v, torch.Tensor) and v.dtype == torch.uint8 else v
