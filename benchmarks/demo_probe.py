@@ -83,6 +83,7 @@ def _commit() -> str | None:
 def run_probe(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Record, train and evaluate as the module docstring says; returns the JSON record."""
     task = _task(args.task)
+    commit = _commit()  # at the start: the checkout may move while a long probe runs
     started = time.perf_counter()
     recorded = record_demonstrations(
         work / "data",
@@ -164,7 +165,7 @@ def run_probe(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "tokenizer": tokenizer_s,
             "train": train_s,
         },
-        "commit": _commit(),
+        "commit": commit,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
