@@ -39,7 +39,7 @@ from f1.data import LeRobotDataset
 from f1.demo import CAMERA, DEMO_TASK, record_demonstrations, table_task
 from f1.demo.policy import demo_policy_config, embodiment_from_stats
 from f1.demo.training import StagePlan, dataset_codes, frame_tokenizer, run_stage, train_tokenizer
-from f1.envs import VARIANTS, TableTaskEnv, seed_range
+from f1.envs import VARIANTS, TableTaskEnv, make_expert, seed_range
 from f1.eval import PolicyAgent, evaluate
 from f1.keys import camera_key
 from f1.model import F1Policy
@@ -80,9 +80,9 @@ def _commit() -> str | None:
     return out.stdout.strip()
 
 
-def run_probe(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Record, train and evaluate as the module docstring says; returns the JSON record."""
-    task = _task(args.task)
+def run_probe(args: argparse.Namespace, task: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Record, train and evaluate as the module docstring says (``task``: the demo's task with ``--task``
+    on it, from :func:`_task`); returns the JSON record."""
     commit = _commit()  # at the start: the checkout may move while a long probe runs
     started = time.perf_counter()
     recorded = record_demonstrations(
@@ -201,14 +201,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"--{name.replace('_', '-')}: expected a positive integer, received {getattr(args, name)}"
             )
     try:
-        _task(args.task)
+        task = _task(args.task)
     except ValueError as error:
         parser.error(str(error))
-    if args.approach_margin is not None and not 0 < args.approach_margin <= 1:
-        parser.error(f"--approach-margin: expected a distance in (0, 1], received {args.approach_margin}")
+    try:  # the expert's own check of the margin, before anything is recorded
+        make_expert(
+            TableTaskEnv(table_task(task, EMBODIMENT, "dynamic")), approach_margin=args.approach_margin
+        )
+    except ValueError as error:
+        parser.error(f"--approach-margin: {error}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="demo_probe_") as work:
-        record = run_probe(args, Path(work))
+        record = run_probe(args, task, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{'variant':<10}{'success':>10}{'95% interval':>18}")
