@@ -29,8 +29,23 @@ demonstrations) and, with the same budget, the controls No-Gen (no generation ex
 History-No-Foresight (history frames, no foresight); evaluate all of them, the scripted expert and random
 actions closed loop on held-out seeds; write report.md, report.json and the figures.
 
+By default stages I and II are not trained here: every policy starts from the shipped stage-II
+checkpoints (--pretrained, default pretrained/demo; made once by `f1 demo-pretrain` on the gripper's
+demonstrations of training seeds), adds the arm and trains stage III on it. --from-scratch runs every
+stage in the run.
+
 The full run takes 20 to 25 minutes on 2 CPU cores; --quick runs the same pipeline at toy size (about a
-minute) to check that everything works.
+minute, from scratch unless --pretrained names checkpoints made with `f1 demo-pretrain --quick`) to check
+that everything works.
+"""
+
+DEMO_PRETRAIN_DESCRIPTION = """\
+Train the demo's stages I-II once, for the checkpoints `f1 demo` starts from: record the point gripper's
+demonstrations (static + conveyor, training seeds), train the VQ-VAE tokenizer on them, train F1 through
+stages I and II and the controls No-Gen and History-No-Foresight through the same stage-II steps, and write
+the stage-II policies, their training curves and a manifest to --out (replaced in one rename at the end).
+
+The full budget's steps take a few hours on 2 CPU cores; --quick trains toy-size checkpoints in seconds.
 """
 
 
@@ -44,6 +59,16 @@ def _add_demo(subparsers: Subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="toy-size run (about a minute)")
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), metavar="DIR", help="report directory (runs/demo)"
+    )
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--pretrained",
+        type=Path,
+        metavar="DIR",
+        help="stage-II checkpoints to start stage III from (default: pretrained/demo; --quick: none)",
+    )
+    start.add_argument(
+        "--from-scratch", action="store_true", help="train every stage in the run (no checkpoints)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
     parser.add_argument(
@@ -98,10 +123,22 @@ def _run_demo(args: argparse.Namespace) -> int:
         budget = replace(
             budget, train_seconds=60 * args.train_minutes, max_steps=max(budget.max_steps, 100_000)
         )
+    pretrained = args.pretrained
+    if pretrained is None and not args.from_scratch and not args.quick:
+        pretrained = Path("pretrained/demo")
+    if pretrained is not None:
+        from f1.demo import load_pretrained
+
+        try:
+            load_pretrained(pretrained, budget)  # checked before the run touches anything
+        except ValueError as error:
+            print(f"f1 demo: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         result = run_demo(
             args.out,
             budget,
+            pretrained=pretrained,
             seed=args.seed,
             progress=not args.no_progress,
             threads=args.threads,
@@ -113,6 +150,70 @@ def _run_demo(args: argparse.Namespace) -> int:
     report = read_report(result.files["report_json"])
     print(success_table(report["cells"]))
     print(f"wall time {report['wall_time_s'] / 60:.1f} min; report: {result.files['report_md']}")
+    return 0
+
+
+def _add_demo_pretrain(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo-pretrain",
+        help="train the demo's stages I-II once, for the checkpoints `f1 demo` starts from",
+        description=DEMO_PRETRAIN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="toy-size checkpoints (seconds)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("pretrained/demo"),
+        metavar="DIR",
+        help="the pretrained directory to write (pretrained/demo)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        metavar="DIR",
+        help="demonstrations and training runs (default: runs/demo-pretrain)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--workers", type=int, metavar="N", help="training processes (default: one per core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_demo_pretrain)
+
+
+def _run_demo_pretrain(args: argparse.Namespace) -> int:
+    for flag, value in (("--threads", args.threads), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            print(f"f1 demo-pretrain: error: {flag} must be >= 1, received {value}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.seed < 0:
+        print(f"f1 demo-pretrain: error: --seed must be >= 0, received {args.seed}", file=sys.stderr)
+        return EXIT_USAGE
+    for flag, path in (("--out", args.out), ("--work", args.work)):
+        if path is not None and path.exists() and not path.is_dir():
+            print(f"f1 demo-pretrain: error: {flag} {path} exists and is not a directory", file=sys.stderr)
+            return EXIT_USAGE
+    if args.work is not None and args.work.resolve() == args.out.resolve():
+        print("f1 demo-pretrain: error: --work must differ from --out", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from f1.demo import pretrain_demo
+
+    try:
+        pretrained = pretrain_demo(
+            args.out,
+            "quick" if args.quick else "full",
+            work_dir=args.work,
+            seed=args.seed,
+            progress=not args.no_progress,
+            threads=args.threads,
+            workers=args.workers,
+        )
+    except KeyboardInterrupt:
+        print("f1 demo-pretrain: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    hours = pretrained.manifest["wall_time_s"] / 3600
+    print(f"pretrained checkpoints: {pretrained.directory} ({hours:.2f} h)")
     return 0
 
 
@@ -997,6 +1098,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
+    _add_demo_pretrain,
     _add_train,
     _add_export,
     _add_eval,

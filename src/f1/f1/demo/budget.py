@@ -18,15 +18,20 @@ from typing import Any
 from f1.demo.data import table_task
 from f1.demo.training import StagePlan
 from f1.demo.workers import StageJob, StepProbe, plan_workers
-from f1.envs import EMBODIMENTS, VARIANTS
+from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, make_expert
 from f1.model import F1Config
+from f1.model.config import MODES
 
 __all__ = [
     "DEMO_BUDGETS",
     "DEMO_TASK",
     "DemoBudget",
     "TrainingSteps",
+    "adaptation_probes",
+    "adaptation_schedule",
+    "adaptation_steps_within",
     "job_seconds",
+    "pretrain_schedule",
     "stage_schedule",
     "stage_steps",
     "step_probes",
@@ -59,6 +64,8 @@ _STAGE1_PROBE = "f1_stage1"
 # Stage I from scratch: nothing is pretrained, so the vision and understanding side learn from the
 # generation loss too (the shipped stage I, made for pretrained towers, freezes them).
 _STAGE1_FROZEN = ("action", "embodiment", "tokenizer")
+# The controls have no foresight: they train the flow loss only.
+_FLOW_ONLY = {"flow": 1.0}
 
 
 @dataclass(frozen=True)
@@ -72,11 +79,19 @@ class DemoBudget:
         arm_episodes: expert demonstrations of the arm per variant (at most 25: 50 in all).
         perturbation: share of demonstration steps executed as random actions, labelled with the
             expert's correction (DART; see :mod:`f1.demo.data`).
+        approach_margin: the scripted expert's (:class:`f1.envs.ScriptedExpert`): on the conveyor it
+            first heads for the object's current position, as on the static variant, and intercepts only
+            once within this distance of the object's height (None: it intercepts from the first step).
+            With 0.08 a single frame no longer teaches opposite reaches on the two variants (round 7 of
+            ``docs/results/demo/NOTES.md``).
         tokenizer_steps, tokenizer_batch: VQ-VAE training (it uses every core of the machine).
         train_seconds: wall-clock budget for the policies' training (all three, all stages); the other
             phases have fixed sizes (episodes, tokenizer steps, evaluation episodes).
         min_steps, max_steps: bounds of the steps per policy that the budget may choose.
-        stage_fractions: share of the steps in stages I, II and III.
+        stage_fractions: share of the steps in stages I, II and III (a run from scratch).
+        pretrain_steps: steps of stages I and II when they are trained once for the shipped checkpoints
+            (:func:`f1.demo.pretrain_demo`); a run from them trains stage III only, sized to
+            ``train_seconds``.
         batch_size, lr: optimizer batch and peak learning rate of the stages.
         eval_episodes: held-out episodes per (policy, cell).
         eval_batch: episodes run in lockstep.
@@ -96,12 +111,14 @@ class DemoBudget:
     gripper_episodes: int = 150
     arm_episodes: int = 25
     perturbation: float = 0.1
+    approach_margin: float | None = 0.08
     tokenizer_steps: int = 1500
     tokenizer_batch: int = 32
     train_seconds: float = 540.0
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
+    pretrain_steps: tuple[int, int] = (750, 5000)
     batch_size: int = 16
     lr: float = 2e-3
     eval_episodes: int = 100
@@ -124,6 +141,20 @@ class DemoBudget:
             raise ValueError(
                 "stage_fractions: expected three positive shares summing to 1, "
                 f"received {self.stage_fractions}"
+            )
+        if self.approach_margin is not None:  # the expert's own check, on one of the demo's tasks
+            make_expert(
+                TableTaskEnv(table_task(self.task, EMBODIMENTS[0], VARIANTS[1])),
+                approach_margin=self.approach_margin,
+            )
+        steps = self.pretrain_steps
+        if not (
+            isinstance(steps, tuple)
+            and len(steps) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
+        ):
+            raise ValueError(
+                f"pretrain_steps: expected two positive ints (stages I and II), received {steps!r}"
             )
         for name in (
             "gripper_episodes",
@@ -172,6 +203,7 @@ DEMO_BUDGETS: dict[str, DemoBudget] = {
         train_seconds=15.0,
         min_steps=12,
         max_steps=12,
+        pretrain_steps=(2, 7),
         batch_size=4,
         eval_episodes=4,
         eval_batch=4,
@@ -237,21 +269,54 @@ def stage_schedule(
     flow loss only; they have no foresight to pre-train, so F1's stage I (which trains no action) is not
     matched. Every policy gets the same action-training steps. ``roots``: dataset directory per
     embodiment; ``codes``: its frame-codes file under the shared tokenizer (modes that encode frames)."""
-    batch, lr = budget.batch_size, budget.lr
     codes = codes or {}
-    gripper, arm = roots["gripper"], roots["arm"]
-    gripper_codes, arm_codes = codes.get("gripper"), codes.get("arm")
+    return pretrain_schedule(
+        mode, (steps[0], steps[1]), budget, roots["gripper"], codes.get("gripper")
+    ) + adaptation_schedule(mode, steps[2], budget, roots["arm"], codes.get("arm"))
+
+
+def pretrain_schedule(
+    mode: str, steps: tuple[int, int], budget: DemoBudget, gripper: Path, codes: Path | None = None
+) -> tuple[StageJob, ...]:
+    """The gripper's stages: F1 through stage I (generation only) and stage II, the controls through the
+    same stage-II steps with the flow loss only. ``gripper``: its dataset directory; ``codes``: its
+    frame-codes file (modes that encode frames)."""
+    batch, lr = budget.batch_size, budget.lr
     if mode == "f1":
         return (
-            StageJob("I", gripper, StagePlan(1, steps[0], batch, lr, frozen=_STAGE1_FROZEN), gripper_codes),
-            StageJob("II", gripper, StagePlan(2, steps[1], batch, lr), gripper_codes),
-            StageJob("III", arm, StagePlan(3, steps[2], batch, lr), arm_codes),
+            StageJob("I", gripper, StagePlan(1, steps[0], batch, lr, frozen=_STAGE1_FROZEN), codes),
+            StageJob("II", gripper, StagePlan(2, steps[1], batch, lr), codes),
         )
-    flow = {"flow": 1.0}
-    return (
-        StageJob("II", gripper, StagePlan(2, steps[1], batch, lr, flow), gripper_codes),
-        StageJob("III", arm, StagePlan(3, steps[2], batch, lr, flow), arm_codes),
-    )
+    return (StageJob("II", gripper, StagePlan(2, steps[1], batch, lr, _FLOW_ONLY), codes),)
+
+
+def adaptation_schedule(
+    mode: str, steps: int, budget: DemoBudget, arm: Path, codes: Path | None = None
+) -> tuple[StageJob, ...]:
+    """Stage III on the arm (the target embodiment): F1 with its stage's losses, the controls with the
+    flow loss only. ``arm``: its dataset directory; ``codes``: its frame-codes file."""
+    plan = StagePlan(3, steps, budget.batch_size, budget.lr, None if mode == "f1" else _FLOW_ONLY)
+    return (StageJob("III", arm, plan, codes),)
+
+
+def adaptation_steps_within(budget: DemoBudget, seconds: Mapping[str, float], workers: int) -> int:
+    """Stage-III steps of every policy so that the three, spread over ``workers`` processes, train within
+    ``budget.train_seconds`` (a run from the shipped stage-II checkpoints); ``seconds``: seconds per step
+    of each :func:`adaptation_probes`, by mode."""
+    missing = sorted(set(MODES) - set(seconds))
+    if missing:
+        raise ValueError(f"seconds: expected a timing of every mode {list(MODES)}, missing {missing}")
+    wall_per_step = plan_workers([seconds[mode] for mode in MODES], workers)
+    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / wall_per_step)))
+
+
+def adaptation_probes(configs: Mapping[str, F1Config], arm: Path, budget: DemoBudget) -> list[StepProbe]:
+    """Timings of every policy's stage-III step on the arm's dataset ``arm``, costliest first."""
+    probe = max(2, min(9, budget.batch_size)) - 1
+    return [
+        StepProbe(mode, configs[mode], arm, adaptation_schedule(mode, 10, budget, arm)[0].plan, probe)
+        for mode in ("f1", "history_no_foresight", "no_gen")
+    ]
 
 
 def job_seconds(mode: str, schedule: tuple[StageJob, ...], seconds: Mapping[str, float]) -> float:

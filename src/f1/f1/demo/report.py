@@ -7,7 +7,8 @@ the dynamic cells; the clones of the expert on the true state without and with v
 ``state_clones`` (how each clone was trained), ``comparisons`` (:data:`COMPARISONS`), ``foresight`` (F1's
 imagined frame against the copy baseline, with ``object_error_ratio_target`` and ``meets_target``),
 ``counterfactual`` (whether F1 uses its foresight; None when the policy predicts none), ``budget``,
-``training``, ``data``, ``phases_s``, ``machine``, ``seed``.
+``pretrained`` (the shipped stage-II checkpoints a run started from; None from scratch), ``training``,
+``data``, ``phases_s``, ``machine``, ``seed``.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def demo_report(
     phases: Mapping[str, float],
     wall_time_s: float,
     seed: int,
+    pretrained: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``report.json`` of a run (see the module docstring); ``curves``: each policy's stage runs;
     ``state_clones``: per clone, how it was trained; ``counterfactual``: as ``run.counterfactual_phase``
-    returns it."""
+    returns it; ``pretrained``: the shipped checkpoints' summary (:meth:`f1.demo.PretrainedDemo.summary`)
+    when stages I-II were not trained in this run."""
     ratio = foresight.object_error_ratio
     return {
         "wall_time_s": wall_time_s,
@@ -98,6 +101,7 @@ def demo_report(
         },
         "counterfactual": None if counterfactual is None else dict(counterfactual),
         "budget": {**asdict(budget), "task": task_record(budget.task)},
+        "pretrained": None if pretrained is None else dict(pretrained),
         "training": {
             "steps_per_policy": steps.per_policy,
             "f1_stage_steps": {"I": steps.stages[0], "II": steps.stages[1], "III": steps.stages[2]},
@@ -215,6 +219,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             if step_seconds
             else "fixed by the budget."
         ),
+        *_pretrained_lines(report.get("pretrained")),
         "",
         "## Run",
         "",
@@ -227,6 +232,26 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"({report['machine']['torch_threads']} intra-op thread(s)).",
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _pretrained_lines(p: Mapping[str, Any] | None) -> list[str]:
+    if p is None:
+        return []
+    made = ", ".join(
+        f"{label} {p[key]}"
+        for key, label in (("commit", "commit"), ("seed", "seed"))
+        if p.get(key) is not None
+    )
+    hours = p.get("wall_time_s")
+    return [
+        "",
+        f"Stages I and II were not trained in this run: every policy starts stage III from the shipped "
+        f"stage-II checkpoint in `{p['directory']}` (trained once by `f1 demo-pretrain` on the gripper's "
+        'demonstrations of `"train"` seeds'
+        + (f"; {made}" if made else "")
+        + (f"; {hours / 3600:.2f} h of training" if hours else "")
+        + "), and the gripper cells evaluate those checkpoints.",
+    ]
 
 
 def _number(value: float | None, scale: float = 1.0, digits: int = 3, sign: str = "") -> str:

@@ -44,6 +44,9 @@ from f1.demo.budget import (
     DEMO_BUDGETS,
     DemoBudget,
     TrainingSteps,
+    adaptation_probes,
+    adaptation_schedule,
+    adaptation_steps_within,
     job_seconds,
     stage_schedule,
     step_probes,
@@ -51,6 +54,7 @@ from f1.demo.budget import (
 )
 from f1.demo.data import CAMERA, RecordedDataset, record_demonstrations, table_task
 from f1.demo.policy import demo_policy_config, embodiment_from_stats
+from f1.demo.pretrained import PretrainedDemo, load_pretrained
 from f1.demo.report import demo_report, write_figures, write_report
 from f1.demo.training import dataset_codes, frame_tokenizer, train_tokenizer
 from f1.demo.workers import StageRun, TrainingJob, default_workers, measure_in_workers, train_jobs
@@ -65,7 +69,7 @@ from f1.keys import camera_key
 from f1.model import F1Config, F1Policy
 from f1.model.config import MODES
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "demo_budget", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,7 @@ def run_demo(
     out_dir: str | Path = "runs/demo",
     budget: DemoBudget | str = "full",
     *,
+    pretrained: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
     threads: int | None = 1,
@@ -180,6 +185,11 @@ def run_demo(
         out_dir: report files go here; the demonstrations and training runs under ``out_dir/work``
             (replaced on every run).
         budget: a :class:`DemoBudget` or the name of one in :data:`DEMO_BUDGETS`.
+        pretrained: None runs every phase from scratch. A directory of shipped checkpoints
+            (:func:`f1.demo.pretrain_demo`, checked against ``budget`` by :func:`f1.demo.load_pretrained`
+            before anything else runs) replaces the gripper's demonstrations, the tokenizer and stages I-II
+            by its stage-II policies; the run then records the arm, trains stage III on it for
+            ``budget.train_seconds`` and evaluates as from scratch.
         seed: seeds policy initialisation, batch order and sampling.
         progress: progress bars.
         threads: torch intra-op threads per process (1 is fastest on a busy 2-core machine; None leaves
@@ -187,38 +197,50 @@ def run_demo(
         workers: processes that train the three policies side by side (default: one per core, at most 3;
             1 trains them one after the other in this process). The results do not depend on it.
     """
-    if isinstance(budget, str):
-        if budget not in DEMO_BUDGETS:
-            raise ValueError(f"budget: expected one of {list(DEMO_BUDGETS)}, received {budget!r}")
-        budget = DEMO_BUDGETS[budget]
+    budget = demo_budget(budget)
+    source = None if pretrained is None else load_pretrained(pretrained, budget)
     if threads is not None:
         torch.set_num_threads(threads)
     clock = PhaseClock()
     out = Path(out_dir)
-    run = RunSettings(
-        work=out / "work",
-        seed=seed,
-        workers=default_workers(len(MODES)) if workers is None else workers,
-        threads=threads or 1,
-        progress=progress,
-    )
-    if run.work.exists():
-        shutil.rmtree(run.work)
-    run.work.mkdir(parents=True)
+    run = fresh_run(out / "work", seed, workers, threads, progress)
 
-    with clock.phase("demonstrations"):
-        demonstrations = record_phase(budget, run)
-    configs = policy_configs(demonstrations, budget.resolution)
-    seconds: dict[str, float] = {}
-    if budget.sizes_steps:
-        with clock.phase("calibration"):
-            seconds = calibration_phase(configs, demonstrations, budget, run)
-    steps = training_steps(budget, seconds, run.workers)
-    log.info("steps per policy: %d (stages %s); seconds per step %s", steps.per_policy, steps.stages, seconds)
-    with clock.phase("tokenizer"):
-        initial = tokenizer_phase(configs, demonstrations, budget, run)
-    with clock.phase("training"):
-        trained = training_phase(initial, steps, demonstrations, budget, run)
+    if source is None:
+        with clock.phase("demonstrations"):
+            demonstrations = record_phase(budget, run)
+        configs = policy_configs(demonstrations, budget.resolution)
+        seconds: dict[str, float] = {}
+        if budget.sizes_steps:
+            with clock.phase("calibration"):
+                seconds = calibration_phase(configs, demonstrations, budget, run)
+        steps = training_steps(budget, seconds, run.workers)
+        with clock.phase("tokenizer"):
+            initial = tokenizer_phase(configs, demonstrations, budget, run)
+        log.info(
+            "steps per policy: %d (stages %s); seconds per step %s", steps.per_policy, steps.stages, seconds
+        )
+        with clock.phase("training"):
+            trained = training_phase(initial, steps, demonstrations, budget, run)
+        tokenizer_metrics = run.work / "tokenizer"
+    else:
+        with clock.phase("demonstrations"):
+            demonstrations = record_phase(budget, run, ("arm",))
+        with clock.phase("pretrained"):
+            initial, configs = pretrained_phase(source, demonstrations, run)
+        seconds = {}
+        if budget.sizes_steps:
+            with clock.phase("calibration"):
+                probes = adaptation_probes(configs, demonstrations.roots["arm"], budget)
+                seconds = measure_in_workers(probes, workers=run.workers, threads=run.threads)
+        third = (
+            adaptation_steps_within(budget, seconds, run.workers) if budget.sizes_steps else budget.max_steps
+        )
+        first, second = source.stage_steps
+        steps = TrainingSteps(first + second + third, (first, second, third), seconds)
+        log.info("stage III steps per policy: %d; seconds per step %s", third, seconds)
+        with clock.phase("training"):
+            trained = adaptation_phase(source, initial, third, demonstrations, budget, run)
+        tokenizer_metrics = source.tokenizer_metrics
     with clock.phase("evaluation"):
         evaluation = evaluation_phase(trained, budget, run)
     with clock.phase("state_clones"):
@@ -237,11 +259,39 @@ def run_demo(
         configs["f1"],
         clock,
         run,
+        tokenizer_metrics,
+        source,
     )
 
 
-def record_phase(budget: DemoBudget, run: RunSettings) -> Demonstrations:
-    """Expert demonstrations of both embodiments on both variants, one dataset each under ``work/data``."""
+def demo_budget(budget: DemoBudget | str) -> DemoBudget:
+    """``budget`` itself, or the :data:`DEMO_BUDGETS` entry it names."""
+    if isinstance(budget, DemoBudget):
+        return budget
+    if budget not in DEMO_BUDGETS:
+        raise ValueError(f"budget: expected one of {list(DEMO_BUDGETS)}, received {budget!r}")
+    return DEMO_BUDGETS[budget]
+
+
+def fresh_run(work: Path, seed: int, workers: int | None, threads: int | None, progress: bool) -> RunSettings:
+    """The run's settings, with ``work`` emptied."""
+    run = RunSettings(
+        work=work,
+        seed=seed,
+        workers=default_workers(len(MODES)) if workers is None else workers,
+        threads=threads or 1,
+        progress=progress,
+    )
+    if run.work.exists():
+        shutil.rmtree(run.work)
+    run.work.mkdir(parents=True)
+    return run
+
+
+def record_phase(
+    budget: DemoBudget, run: RunSettings, embodiments: tuple[str, ...] = EMBODIMENTS
+) -> Demonstrations:
+    """Expert demonstrations of ``embodiments`` on both variants, one dataset each under ``work/data``."""
     episodes = {"gripper": budget.gripper_episodes, "arm": budget.arm_episodes}
     recorded = {
         name: record_demonstrations(
@@ -251,20 +301,23 @@ def record_phase(budget: DemoBudget, run: RunSettings) -> Demonstrations:
             VARIANTS,
             episodes[name],
             perturbation=budget.perturbation,
+            approach_margin=budget.approach_margin,
             progress=run.progress,
         )
-        for name in EMBODIMENTS
+        for name in embodiments
     }
     return Demonstrations(recorded, {name: LeRobotDataset(r.root) for name, r in recorded.items()})
 
 
 def policy_configs(demonstrations: Demonstrations, resolution: int) -> dict[str, F1Config]:
-    """The demo policy in every mode, with both embodiments normalized by their datasets' statistics."""
+    """The demo policy in every mode, with the recorded embodiments normalized by their datasets'
+    statistics."""
     data = demonstrations.datasets
     fps = float(data["gripper"].fps)
     embodiments = tuple(
         embodiment_from_stats(name, data[name].stats or data[name].compute_stats(), fps)
         for name in EMBODIMENTS
+        if name in data
     )
     return {mode: demo_policy_config(mode, resolution, embodiments) for mode in MODES}
 
@@ -350,6 +403,72 @@ def training_phase(
         },
         curves={job.name: job.stage_runs() for job in jobs},
     )
+
+
+def pretrained_phase(
+    source: PretrainedDemo, demonstrations: Demonstrations, run: RunSettings
+) -> tuple[InitialPolicies, dict[str, F1Config]]:
+    """The shipped stage-II policies with the arm added (a fresh adapter normalized by the arm's
+    demonstrations, seeded), saved under ``work / "init"``; the arm's frames encoded once by their shared
+    tokenizer (``work / "codes"``). Returns the policies and their configurations."""
+    arm = demonstrations.datasets["arm"]
+    embodiment = embodiment_from_stats("arm", arm.stats or arm.compute_stats(), float(arm.fps))
+    policies = {}
+    for mode in MODES:
+        torch.manual_seed(run.seed)
+        policy = source.load_policy(mode)
+        policy.add_embodiment(embodiment)
+        policies[mode] = policy
+    encoders = [frame_tokenizer(p) for p in policies.values() if p.config.has_history]
+    reference = encoders[0].state_dict()
+    for other in encoders[1:]:  # stage I-II keep the tokenizer frozen: one set of codes serves all
+        if any(not torch.equal(value, reference[key]) for key, value in other.state_dict().items()):
+            raise ValueError(f"pretrained: {source.directory}: the policies' VQ-VAE tokenizers differ")
+    saved = {}
+    for mode, policy in policies.items():
+        saved[mode] = run.work / "init" / mode
+        policy.save(saved[mode])
+    encoding = next(p for p in policies.values() if p.config.has_history)
+    codes = {"arm": dataset_codes(encoding, arm).save(run.work / "codes" / "arm.safetensors")}
+    return InitialPolicies(saved, codes), {mode: p.config for mode, p in policies.items()}
+
+
+def adaptation_phase(
+    source: PretrainedDemo,
+    initial: InitialPolicies,
+    steps: int,
+    demonstrations: Demonstrations,
+    budget: DemoBudget,
+    run: RunSettings,
+) -> TrainedPolicies:
+    """Every policy through stage III on the arm from its shipped stage-II checkpoint, on ``workers``
+    processes; the stage-II policies are the shipped ones."""
+    jobs = []
+    for mode, directory in initial.policies.items():
+        schedule = adaptation_schedule(
+            mode, steps, budget, demonstrations.roots["arm"], initial.codes.get("arm")
+        )
+        jobs.append(
+            TrainingJob(
+                name=mode,
+                initial=directory,
+                stages=schedule,
+                runs=run.work / "runs" / mode,
+                seed=run.seed,
+                cost=job_seconds(mode, schedule, {}),
+            )
+        )
+    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
+    policies, curves = {}, {}
+    for job in jobs:
+        policies[job.name] = {
+            "II": source.load_policy(job.name),
+            "III": F1Policy.load(job.stage_dir("III") / "policy"),
+        }
+        before = source.stage_runs(job.name)
+        first = sum(source.manifest["setup"]["stage_steps"][r.stage] for r in before)
+        curves[job.name] = [*before, StageRun("III", job.stage_dir("III"), first)]
+    return TrainedPolicies(policies=policies, curves=curves)
 
 
 def evaluation_phase(trained: TrainedPolicies, budget: DemoBudget, run: RunSettings) -> Evaluation:
@@ -478,15 +597,19 @@ def report_phase(
     f1_config: F1Config,
     clock: PhaseClock,
     run: RunSettings,
+    tokenizer_metrics: Path,
+    pretrained: PretrainedDemo | None = None,
 ) -> DemoResult:
-    """F1's foresight on held-out gripper-dynamic scenes, the figures, ``report.json`` and ``report.md``."""
+    """F1's foresight on held-out gripper-dynamic scenes, the figures, ``report.json`` and ``report.md``;
+    ``tokenizer_metrics``: the directory of the VQ-VAE's ``metrics.jsonl``; ``pretrained``: the shipped
+    checkpoints the run started from (None: from scratch)."""
     with clock.phase("report"):
         foresight = _foresight(trained.policies["f1"][EVALUATION_STAGE["gripper"]], budget, run.seed)
         files = write_figures(
             out,
             evaluation.cells,
             trained.curves,
-            run.work / "tokenizer",
+            tokenizer_metrics,
             foresight,
             f1_config.generation.history_stride,
         )
@@ -503,6 +626,7 @@ def report_phase(
         phases=clock.phases,
         wall_time_s=clock.elapsed,
         seed=run.seed,
+        pretrained=None if pretrained is None else pretrained.summary(),
     )
     report["wall_time_s"] = clock.elapsed
     files.update(write_report(out, report))
