@@ -58,6 +58,7 @@ def pretrain_demo(
     if work.resolve() == out.resolve():
         raise ValueError(f"work_dir: expected a directory apart from out_dir, received {work}")
     started = time.perf_counter()
+    commit = _commit()  # the code that trains, before anything else can change the checkout
     run = fresh_run(work, seed, workers, threads, progress)
     demonstrations = record_phase(budget, run, ("gripper",))
     configs = policy_configs(demonstrations, budget.resolution)
@@ -92,7 +93,7 @@ def pretrain_demo(
         },
         "wall_time_s": time.perf_counter() - started,
         "workers": run.workers,
-        "commit": _commit(),
+        "commit": commit,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_description(),
     }
