@@ -24,7 +24,7 @@ $(STAMP): $(PY) requirements-dev.txt src/mot/pyproject.toml src/flowmatch/pyproj
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/f1 demo
+	$(VENV)/bin/f1 demo --pretrained pretrained/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -75,7 +75,8 @@ def _add_demo(subparsers: Subparsers) -> None:
         "--train-minutes",
         type=float,
         metavar="M",
-        help="wall-clock budget for training the three policies (full run: 9); more trains longer",
+        help="wall-clock budget for training the three policies (full run: 12 for stage III from the "
+        "checkpoints, 9 for every stage from scratch); more trains longer",
     )
     parser.add_argument(
         "--threads",
@@ -121,7 +122,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     budget = DEMO_BUDGETS["quick" if args.quick else "full"]
     if args.train_minutes is not None:
         budget = replace(
-            budget, train_seconds=60 * args.train_minutes, max_steps=max(budget.max_steps, 100_000)
+            budget,
+            train_seconds=60 * args.train_minutes,
+            adaptation_seconds=60 * args.train_minutes,
+            max_steps=max(budget.max_steps, 100_000),
         )
     pretrained = args.pretrained
     if pretrained is None and not args.from_scratch and not args.quick:

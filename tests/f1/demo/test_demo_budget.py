@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from f1.demo import CAMERA, DEMO_BUDGETS, DemoBudget, table_task
-from f1.demo.budget import stage_schedule, stage_steps, steps_within, training_steps
+from f1.demo.budget import (
+    adaptation_schedule,
+    adaptation_steps_within,
+    pretrain_schedule,
+    stage_schedule,
+    stage_steps,
+    steps_within,
+    training_steps,
+)
 from f1.demo.policy import demo_policy_config
 from f1.envs import TableTaskConfig, seed_range
 from f1.eval.foresight import collect_foresight
@@ -81,6 +89,16 @@ def test_controls_get_the_same_action_training_steps_as_f1():
         ({"clone_episodes": 1.5}, "clone_episodes"),
         ({"counterfactual_anchors": 1}, "counterfactual_anchors"),
         ({"counterfactual_bank": 0}, "counterfactual_bank"),
+        ({"train_seconds": 0.0}, "train_seconds"),
+        ({"adaptation_seconds": float("inf")}, "adaptation_seconds"),
+        ({"adaptation_seconds": "60"}, "adaptation_seconds"),
+        ({"approach_margin": 0.0}, "approach_margin"),
+        ({"approach_margin": 2.0}, "approach_margin"),
+        ({"approach_margin": True}, "approach_margin"),
+        ({"pretrain_steps": (10,)}, "pretrain_steps"),
+        ({"pretrain_steps": (0, 10)}, "pretrain_steps"),
+        ({"pretrain_steps": [10, 10]}, "pretrain_steps"),
+        ({"pretrain_steps": (10, 2.5)}, "pretrain_steps"),
     ],
 )
 def test_bad_budgets_raise_naming_the_field(change, message):
@@ -114,3 +132,26 @@ def test_foresight_needs_a_policy_that_foresees():
     policy = F1Policy(demo_policy_config("no_gen", 32, (embodiment,)))
     with pytest.raises(ValueError, match="foresight"):
         collect_foresight(policy, TableTaskConfig(variant="dynamic", resolution=32), CAMERA, [1])
+
+
+def test_a_run_from_scratch_is_the_pretraining_stages_then_the_adaptation():
+    budget = DEMO_BUDGETS["full"]
+    roots = {"gripper": Path("gripper data"), "arm": Path("arm data")}
+    codes = {"gripper": Path("gripper.safetensors"), "arm": Path("arm.safetensors")}
+    for mode in ("f1", "no_gen", "history_no_foresight"):
+        pretrain = pretrain_schedule(mode, (30, 110), budget, roots["gripper"], codes["gripper"])
+        adapt = adaptation_schedule(mode, 60, budget, roots["arm"], codes["arm"])
+        assert stage_schedule(mode, (30, 110, 60), budget, roots, codes) == pretrain + adapt
+        assert [s.name for s in adapt] == ["III"]
+        assert adapt[0].plan.loss_weights == (None if mode == "f1" else {"flow": 1.0})
+
+
+def test_adaptation_steps_fit_the_training_budget():
+    budget = DemoBudget(name="t", adaptation_seconds=600.0, min_steps=10, max_steps=100_000)
+    seconds = {"f1": 0.3, "no_gen": 0.1, "history_no_foresight": 0.2}
+    assert abs(adaptation_steps_within(budget, seconds, workers=1) - 600 / 0.6) <= 1
+    assert abs(adaptation_steps_within(budget, seconds, workers=2) - 600 / 0.3) <= 1
+    bounded = DemoBudget(name="t", adaptation_seconds=1e9, min_steps=10, max_steps=50)
+    assert adaptation_steps_within(bounded, seconds, workers=2) == 50
+    with pytest.raises(ValueError, match="history_no_foresight"):
+        adaptation_steps_within(budget, {"f1": 0.3, "no_gen": 0.1}, workers=2)

@@ -24,6 +24,7 @@ def test_quick_demo_writes_the_report_contract_and_its_files(tmp_path, capsys):
     assert elapsed < 120, f"f1 demo --quick took {elapsed:.0f}s, more than the 2 minutes it may take"
     report = read_report(out / "report.json")  # validates the contract
     assert report["quick"] is True
+    assert report["pretrained"] is None  # --quick runs from scratch unless given checkpoints
     assert 0 < report["wall_time_s"] <= elapsed
     cells = report["cells"]
     assert {(c["policy"], c["embodiment"], c["variant"]) for c in cells} == {

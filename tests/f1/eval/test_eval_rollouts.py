@@ -33,6 +33,26 @@ def test_lead_unaware_expert_is_no_better_than_the_expert_on_the_conveyor():
     assert unaware.success_rate < aware.success_rate
 
 
+def test_the_approaching_expert_succeeds_on_the_conveyor_along_another_path():
+    make = lambda: make_env("gripper", "dynamic", resolution=32)  # noqa: E731
+    seeds = list(seed_range("test")[:10])
+    approaching = evaluate(ExpertAgent("approaching", approach_margin=0.08), make, seeds)
+    assert approaching.success_rate == 1.0
+    env = make()
+    observation, _ = env.reset(seed=seeds[0])
+    intercepting = ExpertAgent()
+    approach = ExpertAgent(approach_margin=0.08)
+    intercepting.reset([env], seeds[:1])
+    approach.reset([env], seeds[:1])
+    assert not np.allclose(intercepting.act([observation]), approach.act([observation]))
+
+
+def test_the_expert_agent_names_a_bad_approach_margin():
+    agent = ExpertAgent(approach_margin=0.0)
+    with pytest.raises(ValueError, match="approach_margin"):
+        agent.reset([gripper_static()], [0])
+
+
 @pytest.mark.parametrize("agent_factory", [ExpertAgent, RandomAgent])
 def test_results_do_not_depend_on_the_batch_size(agent_factory):
     one_by_one = evaluate(agent_factory(), gripper_static, SEEDS, batch_size=1)

@@ -92,12 +92,22 @@ def test_agent_refuses_another_embodiment(tiny_clone):
         ("hidden", 0),
         ("progress", "yes"),
         ("perturb_grip", 0),
+        ("approach_margin", 0.0),
+        ("approach_margin", 1.5),
     ],
 )
 def test_bad_training_arguments_are_named(argument, value):
     arguments = {"with_velocity": False, "episodes": 1, "steps": 1, argument: value}
     with pytest.raises(ValueError, match=rf"^{argument}: expected"):
         train_state_clone(TINY, **arguments)
+
+
+def test_the_clone_learns_from_the_approaching_expert_when_told_to():
+    def clone(margin):
+        return train_state_clone(TINY, with_velocity=False, episodes=4, steps=1, approach_margin=margin)
+
+    # the approaching expert's demonstrations visit other states: the features' statistics differ
+    assert not torch.allclose(clone(None).feature_mean, clone(0.08).feature_mean)
 
 
 @pytest.mark.parametrize("task", ["gripper", None, lambda: "not an env"])

@@ -30,6 +30,7 @@ __all__ = [
     "adaptation_probes",
     "adaptation_schedule",
     "adaptation_steps_within",
+    "demo_budget",
     "job_seconds",
     "pretrain_schedule",
     "stage_schedule",
@@ -85,13 +86,16 @@ class DemoBudget:
             With 0.08 a single frame no longer teaches opposite reaches on the two variants (round 7 of
             ``docs/results/demo/NOTES.md``).
         tokenizer_steps, tokenizer_batch: VQ-VAE training (it uses every core of the machine).
-        train_seconds: wall-clock budget for the policies' training (all three, all stages); the other
-            phases have fixed sizes (episodes, tokenizer steps, evaluation episodes).
+        train_seconds: wall-clock budget for the policies' training from scratch (all three, all
+            stages); the other phases have fixed sizes (episodes, tokenizer steps, evaluation episodes).
+        adaptation_seconds: the same for a run from the shipped stage-II checkpoints, which trains
+            stage III only (it has no gripper demonstrations or tokenizer to make, so more of the 25
+            minutes is left for training).
         min_steps, max_steps: bounds of the steps per policy that the budget may choose.
         stage_fractions: share of the steps in stages I, II and III (a run from scratch).
         pretrain_steps: steps of stages I and II when they are trained once for the shipped checkpoints
             (:func:`f1.demo.pretrain_demo`); a run from them trains stage III only, sized to
-            ``train_seconds``.
+            ``adaptation_seconds``.
         batch_size, lr: optimizer batch and peak learning rate of the stages.
         eval_episodes: held-out episodes per (policy, cell).
         eval_batch: episodes run in lockstep.
@@ -115,6 +119,7 @@ class DemoBudget:
     tokenizer_steps: int = 1500
     tokenizer_batch: int = 32
     train_seconds: float = 540.0
+    adaptation_seconds: float = 720.0
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
@@ -177,6 +182,10 @@ class DemoBudget:
             raise ValueError(
                 f"counterfactual_anchors: expected at least 2, received {self.counterfactual_anchors}"
             )
+        for name in ("train_seconds", "adaptation_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValueError(f"{name}: expected a finite number of seconds > 0, received {value!r}")
         if self.max_steps < self.min_steps:
             raise ValueError(f"max_steps: expected >= min_steps={self.min_steps}, received {self.max_steps}")
 
@@ -201,6 +210,7 @@ DEMO_BUDGETS: dict[str, DemoBudget] = {
         tokenizer_steps=10,
         tokenizer_batch=8,
         train_seconds=15.0,
+        adaptation_seconds=15.0,
         min_steps=12,
         max_steps=12,
         pretrain_steps=(2, 7),
@@ -214,6 +224,15 @@ DEMO_BUDGETS: dict[str, DemoBudget] = {
         counterfactual_bank=1,
     ),
 }
+
+
+def demo_budget(budget: DemoBudget | str) -> DemoBudget:
+    """``budget`` itself, or the :data:`DEMO_BUDGETS` entry it names."""
+    if isinstance(budget, DemoBudget):
+        return budget
+    if budget not in DEMO_BUDGETS:
+        raise ValueError(f"budget: expected one of {list(DEMO_BUDGETS)}, received {budget!r}")
+    return DEMO_BUDGETS[budget]
 
 
 @dataclass(frozen=True)
@@ -301,13 +320,13 @@ def adaptation_schedule(
 
 def adaptation_steps_within(budget: DemoBudget, seconds: Mapping[str, float], workers: int) -> int:
     """Stage-III steps of every policy so that the three, spread over ``workers`` processes, train within
-    ``budget.train_seconds`` (a run from the shipped stage-II checkpoints); ``seconds``: seconds per step
-    of each :func:`adaptation_probes`, by mode."""
+    ``budget.adaptation_seconds`` (a run from the shipped stage-II checkpoints); ``seconds``: seconds per
+    step of each :func:`adaptation_probes`, by mode."""
     missing = sorted(set(MODES) - set(seconds))
     if missing:
         raise ValueError(f"seconds: expected a timing of every mode {list(MODES)}, missing {missing}")
     wall_per_step = plan_workers([seconds[mode] for mode in MODES], workers)
-    return int(min(budget.max_steps, max(budget.min_steps, budget.train_seconds / wall_per_step)))
+    return int(min(budget.max_steps, max(budget.min_steps, budget.adaptation_seconds / wall_per_step)))
 
 
 def adaptation_probes(configs: Mapping[str, F1Config], arm: Path, budget: DemoBudget) -> list[StepProbe]:

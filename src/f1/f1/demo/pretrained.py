@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from f1.demo.budget import DemoBudget
+from f1.demo.budget import DemoBudget, demo_budget
 from f1.demo.data import task_record
 from f1.demo.workers import StageRun
 from f1.model import F1Policy
@@ -174,14 +174,16 @@ def _copy_metrics(source: Path, target: Path) -> None:
     shutil.copyfile(metrics, target / METRICS_FILE)
 
 
-def load_pretrained(directory: str | Path, budget: DemoBudget) -> PretrainedDemo:
-    """The pretrained directory at ``directory``, checked against ``budget`` before anything uses it.
+def load_pretrained(directory: str | Path, budget: DemoBudget | str) -> PretrainedDemo:
+    """The pretrained directory at ``directory``, checked against ``budget`` (a :class:`DemoBudget` or
+    the name of one in :data:`f1.demo.DEMO_BUDGETS`) before anything uses it.
 
     Raises:
         ValueError: naming what is wrong: no such directory or manifest, a foreign or truncated manifest,
             a setting it was trained with that the budget does not have (expected vs received), or a
             missing policy or metrics file.
     """
+    budget = demo_budget(budget)
     root = Path(directory)
     hint = "train them with `f1 demo-pretrain` or run `f1 demo --from-scratch`"
     if not root.is_dir():

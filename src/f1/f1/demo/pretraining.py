@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from f1.demo.budget import DemoBudget, job_seconds, pretrain_schedule
+from f1.demo.budget import DemoBudget, demo_budget, job_seconds, pretrain_schedule
 from f1.demo.pretrained import PretrainedDemo, export_pretrained
-from f1.demo.run import demo_budget, fresh_run, policy_configs, record_phase, tokenizer_phase
+from f1.demo.run import fresh_run, policy_configs, record_phase, tokenizer_phase
 from f1.demo.workers import TrainingJob, train_jobs
 from f1.eval.report import machine_description
 

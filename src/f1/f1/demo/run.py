@@ -41,12 +41,12 @@ import torch
 
 from f1.data import LeRobotDataset
 from f1.demo.budget import (
-    DEMO_BUDGETS,
     DemoBudget,
     TrainingSteps,
     adaptation_probes,
     adaptation_schedule,
     adaptation_steps_within,
+    demo_budget,
     job_seconds,
     stage_schedule,
     step_probes,
@@ -69,7 +69,7 @@ from f1.keys import camera_key
 from f1.model import F1Config, F1Policy
 from f1.model.config import MODES
 
-__all__ = ["DemoResult", "demo_budget", "run_demo"]
+__all__ = ["DemoResult", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -262,15 +262,6 @@ def run_demo(
         tokenizer_metrics,
         source,
     )
-
-
-def demo_budget(budget: DemoBudget | str) -> DemoBudget:
-    """``budget`` itself, or the :data:`DEMO_BUDGETS` entry it names."""
-    if isinstance(budget, DemoBudget):
-        return budget
-    if budget not in DEMO_BUDGETS:
-        raise ValueError(f"budget: expected one of {list(DEMO_BUDGETS)}, received {budget!r}")
-    return DEMO_BUDGETS[budget]
 
 
 def fresh_run(work: Path, seed: int, workers: int | None, threads: int | None, progress: bool) -> RunSettings:
@@ -485,7 +476,10 @@ def evaluation_phase(trained: TrainedPolicies, budget: DemoBudget, run: RunSetti
         agents: list[tuple[str, Agent]] = [
             (mode, PolicyAgent(trained.policies[mode][stage], mode, CAMERA, embodiment)) for mode in MODES
         ]
-        agents += [("expert", ExpertAgent()), ("random", RandomAgent())]
+        agents += [
+            ("expert", ExpertAgent(approach_margin=budget.approach_margin)),
+            ("random", RandomAgent()),
+        ]
         cells += [cell(agent, name, embodiment, variant) for name, agent in agents]
     references = [
         cell(ExpertAgent(LEAD_UNAWARE, lead_aware=False), LEAD_UNAWARE, embodiment, "dynamic")
@@ -505,6 +499,7 @@ def state_clone_phase(budget: DemoBudget, run: RunSettings) -> StateClones:
             clone = train_state_clone(
                 table_task(budget.task, embodiment, variant),
                 with_velocity=with_velocity,
+                approach_margin=budget.approach_margin,
                 episodes=budget.clone_episodes,
                 steps=budget.clone_steps,
                 seed=run.seed,

@@ -128,15 +128,20 @@ class PolicyAgent:
 
 class ExpertAgent:
     """The scripted expert of each environment (privileged state; ``lead_aware=False`` aims at where the
-    object is now instead of where it will be)."""
+    object is now instead of where it will be; ``approach_margin``: see :class:`f1.envs.ScriptedExpert`)."""
 
-    def __init__(self, name: str = "expert", lead_aware: bool = True) -> None:
+    def __init__(
+        self, name: str = "expert", lead_aware: bool = True, approach_margin: float | None = None
+    ) -> None:
         self.name = name
         self.lead_aware = lead_aware
+        self.approach_margin = approach_margin
         self._experts: list[ScriptedExpert] = []
 
     def reset(self, envs: Sequence[TableTaskEnv], seeds: Sequence[int]) -> None:
-        self._experts = [make_expert(env, lead_aware=self.lead_aware) for env in envs]
+        self._experts = [
+            make_expert(env, lead_aware=self.lead_aware, approach_margin=self.approach_margin) for env in envs
+        ]
 
     def act(self, observations: Sequence[Observation]) -> np.ndarray:
         if len(observations) != len(self._experts):

@@ -203,6 +203,7 @@ def train_state_clone(
     seed: int = 0,
     perturbation: float = 0.1,
     perturb_grip: bool = True,
+    approach_margin: float | None = None,
     batch_size: int = 256,
     lr: float = 3e-3,
     hidden: int = 256,
@@ -220,6 +221,8 @@ def train_state_clone(
         perturb_grip: whether a perturbed step's grip command is random too (True) or the expert's (False:
             only the motion is perturbed, so that under ``missed_grasp_ends_episode`` a random close does
             not end the demonstration before the grasp and carry are shown).
+        approach_margin: the scripted expert's (:class:`f1.envs.ScriptedExpert`; None intercepts from the
+            first step).
         batch_size: frames per optimizer step.
         lr: peak learning rate.
         hidden: width of the MLP's two hidden layers.
@@ -255,8 +258,9 @@ def train_state_clone(
     if not isinstance(progress, bool):
         raise ValueError(f"progress: expected a bool, received {progress!r}")
 
+    expert = make_expert(env, approach_margin=approach_margin)  # checks approach_margin
     features, actions = _record(
-        env, with_velocity, episodes, seed, float(perturbation), perturb_grip, progress
+        env, expert, with_velocity, episodes, seed, float(perturbation), perturb_grip, progress
     )
     scale = env.action_space.high.astype(np.float32)
     torch.manual_seed(seed)
@@ -300,6 +304,7 @@ def _make_env(task: TableTaskConfig | EnvFactory) -> TableTaskEnv:
 
 def _record(
     env: TableTaskEnv,
+    expert: ScriptedExpert,
     with_velocity: bool,
     episodes: int,
     seed: int,
@@ -307,8 +312,7 @@ def _record(
     perturb_grip: bool,
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(N, F)`` and expert labels ``(N, A)`` of ``episodes`` DART demonstrations."""
-    expert = make_expert(env)
+    """Features ``(N, F)`` and ``expert``'s labels ``(N, A)`` of ``episodes`` DART demonstrations."""
     train = seed_range("train")
     rng = np.random.default_rng([seed, 14])
     chosen = rng.choice(len(train), size=episodes, replace=False)
