@@ -123,7 +123,7 @@ class DemoBudget:
     min_steps: int = 60
     max_steps: int = 20_000
     stage_fractions: tuple[float, float, float] = (0.15, 0.55, 0.30)
-    pretrain_steps: tuple[int, int] = (900, 7000)
+    pretrain_steps: tuple[int, int] = (1500, 12000)
     batch_size: int = 16
     lr: float = 2e-3
     eval_episodes: int = 100

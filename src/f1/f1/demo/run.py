@@ -239,7 +239,7 @@ def run_demo(
         steps = TrainingSteps(first + second + third, (first, second, third), seconds)
         log.info("stage III steps per policy: %d; seconds per step %s", third, seconds)
         with clock.phase("training"):
-            trained = adaptation_phase(source, initial, third, demonstrations, budget, run)
+            trained = adaptation_phase(source, initial, steps, demonstrations, budget, run)
         tokenizer_metrics = source.tokenizer_metrics
     with clock.phase("evaluation"):
         evaluation = evaluation_phase(trained, budget, run)
@@ -427,17 +427,17 @@ def pretrained_phase(
 def adaptation_phase(
     source: PretrainedDemo,
     initial: InitialPolicies,
-    steps: int,
+    steps: TrainingSteps,
     demonstrations: Demonstrations,
     budget: DemoBudget,
     run: RunSettings,
 ) -> TrainedPolicies:
-    """Every policy through stage III on the arm from its shipped stage-II checkpoint, on ``workers``
-    processes; the stage-II policies are the shipped ones."""
+    """Every policy through ``steps.stages[2]`` stage-III steps on the arm from its shipped stage-II
+    checkpoint, on ``workers`` processes; the stage-II policies are the shipped ones."""
     jobs = []
     for mode, directory in initial.policies.items():
         schedule = adaptation_schedule(
-            mode, steps, budget, demonstrations.roots["arm"], initial.codes.get("arm")
+            mode, steps.stages[2], budget, demonstrations.roots["arm"], initial.codes.get("arm")
         )
         jobs.append(
             TrainingJob(
@@ -446,7 +446,7 @@ def adaptation_phase(
                 stages=schedule,
                 runs=run.work / "runs" / mode,
                 seed=run.seed,
-                cost=job_seconds(mode, schedule, {}),
+                cost=job_seconds(mode, schedule, steps.seconds_per_step),
             )
         )
     train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
