@@ -70,7 +70,6 @@ def _add_demo(subparsers: Subparsers) -> None:
     start.add_argument(
         "--from-scratch", action="store_true", help="train every stage in the run (no checkpoints)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
     parser.add_argument(
         "--train-minutes",
         type=float,
@@ -78,6 +77,13 @@ def _add_demo(subparsers: Subparsers) -> None:
         help="wall-clock budget for training the three policies (full run: 12 for stage III from the "
         "checkpoints, 9 for every stage from scratch); more trains longer",
     )
+    _add_training_run_options(parser)
+    parser.set_defaults(handler=_run_demo)
+
+
+def _add_training_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``f1 demo`` and ``f1 demo-pretrain`` share: seed, threads, workers, progress bars."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
     parser.add_argument(
         "--threads",
         type=int,
@@ -91,15 +97,22 @@ def _add_demo(subparsers: Subparsers) -> None:
         help="processes training the three policies side by side (default: one per core, at most 3)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=_run_demo)
+
+
+def _training_run_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options of :func:`_add_training_run_options` (None: nothing)."""
+    for flag, value in (("--threads", args.threads), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            return f"{flag} must be >= 1, received {value}"
+    if args.seed < 0:
+        return f"--seed must be >= 0, received {args.seed}"
+    return None
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        print(f"f1 demo: error: --threads must be >= 1, received {args.threads}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.workers is not None and args.workers < 1:
-        print(f"f1 demo: error: --workers must be >= 1, received {args.workers}", file=sys.stderr)
+    error = _training_run_error(args)
+    if error is not None:
+        print(f"f1 demo: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.out.exists() and not args.out.is_dir():
         print(f"f1 demo: error: --out {args.out} exists and is not a directory", file=sys.stderr)
@@ -109,9 +122,6 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"f1 demo: error: --train-minutes must be a finite number > 0, received {args.train_minutes}",
             file=sys.stderr,
         )
-        return EXIT_USAGE
-    if args.seed < 0:
-        print(f"f1 demo: error: --seed must be >= 0, received {args.seed}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from dataclasses import replace
@@ -178,20 +188,14 @@ def _add_demo_pretrain(subparsers: Subparsers) -> None:
         metavar="DIR",
         help="demonstrations and training runs (default: runs/demo-pretrain)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and sampling")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--workers", type=int, metavar="N", help="training processes (default: one per core)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_training_run_options(parser)
     parser.set_defaults(handler=_run_demo_pretrain)
 
 
 def _run_demo_pretrain(args: argparse.Namespace) -> int:
-    for flag, value in (("--threads", args.threads), ("--workers", args.workers)):
-        if value is not None and value < 1:
-            print(f"f1 demo-pretrain: error: {flag} must be >= 1, received {value}", file=sys.stderr)
-            return EXIT_USAGE
-    if args.seed < 0:
-        print(f"f1 demo-pretrain: error: --seed must be >= 0, received {args.seed}", file=sys.stderr)
+    error = _training_run_error(args)
+    if error is not None:
+        print(f"f1 demo-pretrain: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     for flag, path in (("--out", args.out), ("--work", args.work)):
         if path is not None and path.exists() and not path.is_dir():

@@ -16,10 +16,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from f1.demo.budget import DemoBudget, demo_budget, job_seconds, pretrain_schedule
+from f1.demo.budget import DemoBudget, demo_budget, pretrain_schedule
 from f1.demo.pretrained import PretrainedDemo, export_pretrained
-from f1.demo.run import fresh_run, policy_configs, record_phase, tokenizer_phase
-from f1.demo.workers import TrainingJob, train_jobs
+from f1.demo.run import fresh_run, policy_configs, record_phase, tokenizer_phase, train_schedules
 from f1.eval.report import machine_description
 
 __all__ = ["pretrain_demo"]
@@ -63,22 +62,12 @@ def pretrain_demo(
     demonstrations = record_phase(budget, run, ("gripper",))
     configs = policy_configs(demonstrations, budget.resolution)
     initial = tokenizer_phase(configs, demonstrations, budget, run)
-    jobs = []
-    for mode, directory in initial.policies.items():
-        schedule = pretrain_schedule(
-            mode, budget.pretrain_steps, budget, demonstrations.roots["gripper"], initial.codes["gripper"]
-        )
-        jobs.append(
-            TrainingJob(
-                name=mode,
-                initial=directory,
-                stages=schedule,
-                runs=run.work / "runs" / mode,
-                seed=seed,
-                cost=job_seconds(mode, schedule, {}),
-            )
-        )
-    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=progress)
+    gripper_data, codes = demonstrations.roots["gripper"], initial.codes["gripper"]
+    schedules = {
+        mode: pretrain_schedule(mode, budget.pretrain_steps, budget, gripper_data, codes)
+        for mode in initial.policies
+    }
+    jobs = train_schedules(initial, schedules, {}, run)
     gripper = demonstrations.recorded["gripper"]
     details = {
         "seed": seed,

@@ -23,6 +23,11 @@
    conveyor cell;
 8. :func:`report_phase`: ``report.json``, ``report.md``, ``success.png``, ``training_curves.png``,
    ``foresight.png`` (:mod:`f1.demo.report`).
+
+From the shipped checkpoints (``run_demo(..., pretrained=DIR)``, what ``make demo`` does), phases 1-4 are
+instead: the arm's demonstrations only; :func:`pretrained_phase` (the checkpoints' stage-II policies with the
+arm added, the arm's frames encoded by their tokenizer); a timing of stage III; :func:`adaptation_phase`
+(stage III on the arm). Phases 5-8 are the same.
 """
 
 from __future__ import annotations
@@ -57,7 +62,14 @@ from f1.demo.policy import demo_policy_config, embodiment_from_stats
 from f1.demo.pretrained import PretrainedDemo, load_pretrained
 from f1.demo.report import demo_report, write_figures, write_report
 from f1.demo.training import dataset_codes, frame_tokenizer, train_tokenizer
-from f1.demo.workers import StageRun, TrainingJob, default_workers, measure_in_workers, train_jobs
+from f1.demo.workers import (
+    StageJob,
+    StageRun,
+    TrainingJob,
+    default_workers,
+    measure_in_workers,
+    train_jobs,
+)
 from f1.envs import EMBODIMENTS, VARIANTS, TableTaskEnv, seed_range
 from f1.eval.agents import Agent, ExpertAgent, PolicyAgent, RandomAgent
 from f1.eval.counterfactual import counterfactual_success, foresight_action_change
@@ -365,6 +377,30 @@ def tokenizer_phase(
     return InitialPolicies(saved, codes)
 
 
+def train_schedules(
+    initial: InitialPolicies,
+    schedules: Mapping[str, tuple[StageJob, ...]],
+    seconds: Mapping[str, float],
+    run: RunSettings,
+) -> list[TrainingJob]:
+    """Each mode's saved initial policy through its schedule, on ``run.workers`` processes (the costliest
+    first, by the measured ``seconds`` per step); every stage leaves its policy and metrics under
+    ``work / "runs" / mode``. Returns the jobs, to find them there."""
+    jobs = [
+        TrainingJob(
+            name=mode,
+            initial=initial.policies[mode],
+            stages=schedule,
+            runs=run.work / "runs" / mode,
+            seed=run.seed,
+            cost=job_seconds(mode, schedule, seconds),
+        )
+        for mode, schedule in schedules.items()
+    ]
+    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
+    return jobs
+
+
 def training_phase(
     initial: InitialPolicies,
     steps: TrainingSteps,
@@ -373,20 +409,11 @@ def training_phase(
     run: RunSettings,
 ) -> TrainedPolicies:
     """Every policy through its stages (:func:`f1.demo.budget.stage_schedule`) on ``workers`` processes."""
-    jobs = []
-    for mode, directory in initial.policies.items():
-        schedule = stage_schedule(mode, steps.stages, budget, demonstrations.roots, initial.codes)
-        jobs.append(
-            TrainingJob(
-                name=mode,
-                initial=directory,
-                stages=schedule,
-                runs=run.work / "runs" / mode,
-                seed=run.seed,
-                cost=job_seconds(mode, schedule, steps.seconds_per_step),
-            )
-        )
-    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
+    schedules = {
+        mode: stage_schedule(mode, steps.stages, budget, demonstrations.roots, initial.codes)
+        for mode in initial.policies
+    }
+    jobs = train_schedules(initial, schedules, steps.seconds_per_step, run)
     return TrainedPolicies(
         policies={
             job.name: {s.name: F1Policy.load(job.stage_dir(s.name) / "policy") for s in job.stages}
@@ -434,22 +461,11 @@ def adaptation_phase(
 ) -> TrainedPolicies:
     """Every policy through ``steps.stages[2]`` stage-III steps on the arm from its shipped stage-II
     checkpoint, on ``workers`` processes; the stage-II policies are the shipped ones."""
-    jobs = []
-    for mode, directory in initial.policies.items():
-        schedule = adaptation_schedule(
-            mode, steps.stages[2], budget, demonstrations.roots["arm"], initial.codes.get("arm")
-        )
-        jobs.append(
-            TrainingJob(
-                name=mode,
-                initial=directory,
-                stages=schedule,
-                runs=run.work / "runs" / mode,
-                seed=run.seed,
-                cost=job_seconds(mode, schedule, steps.seconds_per_step),
-            )
-        )
-    train_jobs(jobs, workers=run.workers, threads=run.threads, progress=run.progress)
+    arm, codes = demonstrations.roots["arm"], initial.codes.get("arm")
+    schedules = {
+        mode: adaptation_schedule(mode, steps.stages[2], budget, arm, codes) for mode in initial.policies
+    }
+    jobs = train_schedules(initial, schedules, steps.seconds_per_step, run)
     policies, curves = {}, {}
     for job in jobs:
         policies[job.name] = {
