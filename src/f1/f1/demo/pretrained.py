@@ -156,8 +156,14 @@ def export_pretrained(
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)
-            os.replace(partial, out)
-            shutil.rmtree(old)
+            try:
+                os.replace(partial, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # the previous checkpoints stay where they were
+                raise
+            finally:
+                if not (old / out.name).exists():
+                    shutil.rmtree(old)
         else:
             os.replace(partial, out)
     except BaseException:
