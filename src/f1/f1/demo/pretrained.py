@@ -160,10 +160,9 @@ def export_pretrained(
                 os.replace(partial, out)
             except BaseException:
                 os.replace(old / out.name, out)  # the previous checkpoints stay where they were
+                old.rmdir()
                 raise
-            finally:
-                if not (old / out.name).exists():
-                    shutil.rmtree(old)
+            shutil.rmtree(old)
         else:
             os.replace(partial, out)
     except BaseException:
