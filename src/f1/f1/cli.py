@@ -137,14 +137,15 @@ def _run_demo(args: argparse.Namespace) -> int:
             adaptation_seconds=60 * args.train_minutes,
             max_steps=max(budget.max_steps, 100_000),
         )
-    pretrained = args.pretrained
-    if pretrained is None and not args.from_scratch and not args.quick:
-        pretrained = Path("pretrained/demo")
-    if pretrained is not None:
+    checkpoints = args.pretrained
+    if checkpoints is None and not args.from_scratch and not args.quick:
+        checkpoints = Path("pretrained/demo")
+    pretrained = None
+    if checkpoints is not None:
         from f1.demo import load_pretrained
 
         try:
-            load_pretrained(pretrained, budget)  # checked before the run touches anything
+            pretrained = load_pretrained(checkpoints, budget)  # checked before the run touches anything
         except ValueError as error:
             print(f"f1 demo: error: {error}", file=sys.stderr)
             return EXIT_USAGE

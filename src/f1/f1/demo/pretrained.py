@@ -96,6 +96,11 @@ class PretrainedDemo:
             first += int(steps[stage])
         return runs
 
+    def pretrained_steps(self, mode: str) -> int:
+        """Optimizer steps ``mode``'s checkpoint went through (all its pretraining stages)."""
+        steps = self.manifest["setup"]["stage_steps"]
+        return sum(int(steps[stage]) for stage in PRETRAINED_STAGES[mode])
+
     @property
     def tokenizer_metrics(self) -> Path:
         """The directory of the VQ-VAE's ``metrics.jsonl``."""

@@ -185,7 +185,7 @@ def run_demo(
     out_dir: str | Path = "runs/demo",
     budget: DemoBudget | str = "full",
     *,
-    pretrained: str | Path | None = None,
+    pretrained: str | Path | PretrainedDemo | None = None,
     seed: int = 0,
     progress: bool = True,
     threads: int | None = 1,
@@ -199,9 +199,10 @@ def run_demo(
         budget: a :class:`DemoBudget` or the name of one in :data:`DEMO_BUDGETS`.
         pretrained: None runs every phase from scratch. A directory of shipped checkpoints
             (:func:`f1.demo.pretrain_demo`, checked against ``budget`` by :func:`f1.demo.load_pretrained`
-            before anything else runs) replaces the gripper's demonstrations, the tokenizer and stages I-II
-            by its stage-II policies; the run then records the arm, trains stage III on it for
-            ``budget.train_seconds`` and evaluates as from scratch.
+            before anything else runs; or the :class:`f1.demo.PretrainedDemo` that function returned)
+            replaces the gripper's demonstrations, the tokenizer and stages I-II by its stage-II policies;
+            the run then records the arm, trains stage III on it for ``budget.adaptation_seconds`` and
+            evaluates as from scratch.
         seed: seeds policy initialisation, batch order and sampling.
         progress: progress bars.
         threads: torch intra-op threads per process (1 is fastest on a busy 2-core machine; None leaves
@@ -210,7 +211,9 @@ def run_demo(
             1 trains them one after the other in this process). The results do not depend on it.
     """
     budget = demo_budget(budget)
-    source = None if pretrained is None else load_pretrained(pretrained, budget)
+    source = pretrained
+    if source is not None and not isinstance(source, PretrainedDemo):
+        source = load_pretrained(source, budget)
     if threads is not None:
         torch.set_num_threads(threads)
     clock = PhaseClock()
@@ -472,9 +475,8 @@ def adaptation_phase(
             "II": source.load_policy(job.name),
             "III": F1Policy.load(job.stage_dir("III") / "policy"),
         }
-        before = source.stage_runs(job.name)
-        first = sum(source.manifest["setup"]["stage_steps"][r.stage] for r in before)
-        curves[job.name] = [*before, StageRun("III", job.stage_dir("III"), first)]
+        stage_iii = StageRun("III", job.stage_dir("III"), source.pretrained_steps(job.name))
+        curves[job.name] = [*source.stage_runs(job.name), stage_iii]
     return TrainedPolicies(policies=policies, curves=curves)
 
 
